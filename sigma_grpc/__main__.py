@@ -1,0 +1,5 @@
+import sys
+
+from sigma_grpc.cli import main
+
+sys.exit(main())

@@ -1,0 +1,168 @@
+"""Conversions between protobuf messages and domain values."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+
+from google.protobuf import timestamp_pb2
+
+from sigma_grpc.domain.models import Decision, DecisionType, Direction, Gate, OutcomeFilter, RiskCheck
+from sigma_grpc.domain.stats import Stats, Summary
+from sigma_grpc.domain.validation import DecisionInput, ListInput, OutcomeInput, RawTimestamp
+from sigma_grpc.gen.sigma.v1 import decision_service_pb2 as pb
+
+DIRECTIONS = {
+    pb.DIRECTION_LONG: Direction.LONG,
+    pb.DIRECTION_SHORT: Direction.SHORT,
+    pb.DIRECTION_NONE: Direction.NONE,
+}
+DECISION_TYPES = {
+    pb.DECISION_TYPE_SIGNAL: DecisionType.SIGNAL,
+    pb.DECISION_TYPE_SKIP: DecisionType.SKIP,
+    pb.DECISION_TYPE_RISK_REJECT: DecisionType.RISK_REJECT,
+}
+OUTCOMES = {
+    pb.OUTCOME_PENDING: OutcomeFilter.PENDING,
+    pb.OUTCOME_CLOSED: OutcomeFilter.CLOSED,
+    pb.OUTCOME_WIN: OutcomeFilter.WIN,
+    pb.OUTCOME_LOSS: OutcomeFilter.LOSS,
+}
+DIRECTION_TO_PB = {v: k for k, v in DIRECTIONS.items()}
+DECISION_TYPE_TO_PB = {v: k for k, v in DECISION_TYPES.items()}
+OUTCOME_TO_PB = {v: k for k, v in OUTCOMES.items()}
+
+
+def _raw_time(ts: timestamp_pb2.Timestamp) -> RawTimestamp:
+    return RawTimestamp(seconds=ts.seconds, nanos=ts.nanos)
+
+
+def timestamp(moment: datetime) -> timestamp_pb2.Timestamp:
+    ts = timestamp_pb2.Timestamp()
+    ts.FromDatetime(moment)
+    return ts
+
+
+def _decimal_text(value: Decimal) -> str:
+    return format(value, "f")
+
+
+def decision_input(req: pb.LogDecisionRequest) -> DecisionInput:
+    # Unknown enum numbers (from a newer client) count as unset: INVALID_ARGUMENT.
+    return DecisionInput(
+        symbol=req.symbol,
+        direction=DIRECTIONS.get(req.direction),
+        decision_type=DECISION_TYPES.get(req.decision_type),
+        trader_count=req.trader_count,
+        agreement_pct=req.agreement_pct,
+        effective_k=req.effective_k,
+        avg_confidence=req.avg_confidence if req.HasField("avg_confidence") else None,
+        ev_estimate=req.ev_estimate if req.HasField("ev_estimate") else None,
+        price_at_decision=req.price_at_decision if req.HasField("price_at_decision") else None,
+        gates=tuple(
+            Gate(
+                name=g.name,
+                passed=g.passed,
+                value=g.value if g.HasField("value") else None,
+                threshold=g.threshold if g.HasField("threshold") else None,
+            )
+            for g in req.gates
+        ),
+        risk_checks=tuple(
+            RiskCheck(
+                name=c.name,
+                passed=c.passed,
+                value=c.value if c.HasField("value") else None,
+                limit=c.limit if c.HasField("limit") else None,
+            )
+            for c in req.risk_checks
+        ),
+        request_id=req.request_id if req.HasField("request_id") else None,
+        decided_at=_raw_time(req.decided_at) if req.HasField("decided_at") else None,
+    )
+
+
+def list_input(req: pb.ListDecisionsRequest) -> ListInput:
+    return ListInput(
+        symbol=req.symbol,
+        decision_type=DECISION_TYPES.get(req.decision_type),
+        direction=DIRECTIONS.get(req.direction),
+        outcome=OUTCOMES.get(req.outcome),
+        start_time=_raw_time(req.start_time) if req.HasField("start_time") else None,
+        end_time=_raw_time(req.end_time) if req.HasField("end_time") else None,
+        page_size=req.page_size,
+        page_token=req.page_token,
+    )
+
+
+def outcome_input(req: pb.RecordOutcomeRequest) -> OutcomeInput:
+    return OutcomeInput(
+        decision_id=req.decision_id,
+        outcome_pnl=req.outcome_pnl,
+        outcome_r_multiple=req.outcome_r_multiple,
+        outcome_closed_at=_raw_time(req.outcome_closed_at) if req.HasField("outcome_closed_at") else None,
+    )
+
+
+def decision_message(d: Decision) -> pb.Decision:
+    message = pb.Decision(
+        id=str(d.id),
+        created_at=timestamp(d.created_at),
+        decided_at=timestamp(d.decided_at),
+        symbol=d.symbol,
+        direction=DIRECTION_TO_PB[d.direction],
+        decision_type=DECISION_TYPE_TO_PB[d.decision_type],
+        trader_count=d.trader_count,
+        agreement_pct=float(d.agreement_pct),
+        effective_k=float(d.effective_k),
+        gates=[pb.Gate(name=g.name, passed=g.passed, value=g.value, threshold=g.threshold) for g in d.gates],
+        risk_checks=[
+            pb.RiskCheck(name=c.name, passed=c.passed, value=c.value, limit=c.limit) for c in d.risk_checks
+        ],
+        reasoning=d.reasoning,
+        request_id=d.request_id,
+    )
+    # Optional scalars stay unset (not 0) when absent.
+    if d.avg_confidence is not None:
+        message.avg_confidence = float(d.avg_confidence)
+    if d.ev_estimate is not None:
+        message.ev_estimate = float(d.ev_estimate)
+    if d.price_at_decision is not None:
+        message.price_at_decision = _decimal_text(d.price_at_decision)
+    if d.outcome_pnl is not None:
+        message.outcome_pnl = _decimal_text(d.outcome_pnl)
+    if d.outcome_r_multiple is not None:
+        message.outcome_r_multiple = float(d.outcome_r_multiple)
+    if d.outcome_closed_at is not None:
+        message.outcome_closed_at.CopyFrom(timestamp(d.outcome_closed_at))
+    return message
+
+
+def _summary_fields(s: Summary) -> dict[str, int | float | str]:
+    return {
+        "total_decisions": s.total_decisions,
+        "signal_count": s.signal_count,
+        "skip_count": s.skip_count,
+        "risk_reject_count": s.risk_reject_count,
+        "skip_rate": s.skip_rate,
+        "closed_count": s.closed_count,
+        "win_count": s.win_count,
+        "loss_count": s.loss_count,
+        "pending_count": s.pending_count,
+        "win_rate": s.win_rate,
+        "avg_r_multiple": s.avg_r_multiple,
+        "total_pnl": s.total_pnl,
+    }
+
+
+def stats_message(stats: Stats) -> pb.GetStatsResponse:
+    return pb.GetStatsResponse(
+        **_summary_fields(stats.overall),  # type: ignore[arg-type]
+        by_symbol=[
+            pb.SymbolStats(symbol=symbol, **_summary_fields(summary))  # type: ignore[arg-type]
+            for symbol, summary in stats.by_symbol
+        ],
+        gate_failures=[pb.GateFailure(name=name, count=count) for name, count in stats.gate_failures],
+        days=stats.days,
+        window_start=timestamp(stats.window_start),
+    )

@@ -1,0 +1,62 @@
+"""sigma.v1.DecisionService over gRPC: convert, call the decision log, convert back."""
+
+from __future__ import annotations
+
+import grpc
+
+from sigma_grpc.api import convert
+from sigma_grpc.api.errors import rpc
+from sigma_grpc.decision_log import DecisionLog
+from sigma_grpc.gen.sigma.v1 import decision_service_pb2 as pb
+from sigma_grpc.gen.sigma.v1 import decision_service_pb2_grpc as pb_grpc
+
+Context = grpc.aio.ServicerContext
+
+
+class DecisionServicer(pb_grpc.DecisionServiceServicer):
+    def __init__(self, decisions: DecisionLog) -> None:
+        self._decisions = decisions
+
+    @rpc
+    async def LogDecision(
+        self, request: pb.LogDecisionRequest, context: Context[pb.LogDecisionRequest, pb.LogDecisionResponse]
+    ) -> pb.LogDecisionResponse:
+        decision = await self._decisions.log(convert.decision_input(request))
+        return pb.LogDecisionResponse(decision=convert.decision_message(decision))
+
+    @rpc
+    async def GetDecision(
+        self, request: pb.GetDecisionRequest, context: Context[pb.GetDecisionRequest, pb.GetDecisionResponse]
+    ) -> pb.GetDecisionResponse:
+        decision = await self._decisions.get(request.id)
+        return pb.GetDecisionResponse(decision=convert.decision_message(decision))
+
+    @rpc
+    async def ListDecisions(
+        self,
+        request: pb.ListDecisionsRequest,
+        context: Context[pb.ListDecisionsRequest, pb.ListDecisionsResponse],
+    ) -> pb.ListDecisionsResponse:
+        decisions, next_token = await self._decisions.list(convert.list_input(request))
+        return pb.ListDecisionsResponse(
+            decisions=[convert.decision_message(d) for d in decisions], next_page_token=next_token
+        )
+
+    @rpc
+    async def GetStats(
+        self, request: pb.GetStatsRequest, context: Context[pb.GetStatsRequest, pb.GetStatsResponse]
+    ) -> pb.GetStatsResponse:
+        stats = await self._decisions.stats(
+            request.days if request.HasField("days") else None,
+            request.symbol if request.HasField("symbol") else None,
+        )
+        return convert.stats_message(stats)
+
+    @rpc
+    async def RecordOutcome(
+        self,
+        request: pb.RecordOutcomeRequest,
+        context: Context[pb.RecordOutcomeRequest, pb.RecordOutcomeResponse],
+    ) -> pb.RecordOutcomeResponse:
+        decision = await self._decisions.record_outcome(convert.outcome_input(request))
+        return pb.RecordOutcomeResponse(decision=convert.decision_message(decision))

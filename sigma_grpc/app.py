@@ -1,0 +1,107 @@
+"""Wiring: database → migrations → stores → services → gRPC server, and a graceful stop."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+import asyncpg
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from sigma_grpc.api.decision_servicer import DecisionServicer
+from sigma_grpc.config import Settings, redact_url
+from sigma_grpc.decision_log import DecisionLog
+from sigma_grpc.gen.sigma.v1 import decision_service_pb2, decision_service_pb2_grpc
+from sigma_grpc.storage.decisions import DecisionStore
+from sigma_grpc.storage.embedded import EmbeddedPostgres, start_embedded
+from sigma_grpc.storage.migrate import apply_migrations
+from sigma_grpc.storage.pool import create_pool
+
+log = logging.getLogger(__name__)
+
+SERVICE_NAMES = (decision_service_pb2.DESCRIPTOR.services_by_name["DecisionService"].full_name,)
+
+
+@dataclass
+class RunningServer:
+    server: grpc.aio.Server
+    port: int
+    health: health.aio.HealthServicer
+
+    async def stop(self, grace: float | None) -> None:
+        """Refuse new calls, let in-flight ones finish within `grace` seconds."""
+        await self.health.enter_graceful_shutdown()
+        await self.server.stop(grace)
+
+
+async def start_server(pool: asyncpg.Pool, addr: str) -> RunningServer:
+    """Serve sigma.v1, health and reflection on `addr` (port 0 picks a free port)."""
+    server = grpc.aio.server()
+    decision_service_pb2_grpc.add_DecisionServiceServicer_to_server(
+        DecisionServicer(DecisionLog(DecisionStore(pool))), server
+    )
+    health_servicer = health.aio.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    reflection.enable_server_reflection(
+        (*SERVICE_NAMES, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME),
+        server,
+    )
+    port = server.add_insecure_port(addr)
+    if port == 0:
+        raise RuntimeError(f"could not bind {addr}")
+    await server.start()
+    for name in ("", *SERVICE_NAMES):
+        await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+    return RunningServer(server=server, port=port, health=health_servicer)
+
+
+@contextlib.asynccontextmanager
+async def database(settings: Settings) -> AsyncIterator[str]:
+    """The database URL to use: SIGMA_DATABASE_URL, or an embedded server stopped on exit."""
+    if settings.database_url:
+        log.info("using database %s", redact_url(settings.database_url))
+        yield settings.database_url
+        return
+    embedded: EmbeddedPostgres = await asyncio.to_thread(start_embedded, settings.data_dir)
+    try:
+        yield embedded.url
+    finally:
+        await asyncio.to_thread(embedded.stop)
+
+
+async def migrate(settings: Settings) -> list[str]:
+    async with database(settings) as url:
+        conn = await asyncpg.connect(url)
+        try:
+            return await apply_migrations(conn, settings.migrations_dir)
+        finally:
+            await conn.close()
+
+
+async def serve(settings: Settings) -> None:
+    """Run until SIGTERM or SIGINT, then stop gracefully."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    async with database(settings) as url:
+        pool = await create_pool(url, max_size=settings.db_pool_size)
+        try:
+            async with pool.acquire() as conn:
+                applied = await apply_migrations(conn, settings.migrations_dir)
+            log.info("migrations applied at start: %s", ", ".join(applied) or "none pending")
+            running = await start_server(pool, settings.grpc_addr)
+            host = settings.grpc_addr.rsplit(":", 1)[0]
+            log.info("sigma-grpc listening on %s:%d", host, running.port)
+            await stop.wait()
+            log.info("stopping: finishing in-flight calls (up to %ss)", settings.shutdown_grace_s)
+            await running.stop(settings.shutdown_grace_s)
+        finally:
+            await pool.close()
+    log.info("stopped")

@@ -1,0 +1,41 @@
+"""`sigma-grpc serve|migrate`."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+
+from sigma_grpc import app
+from sigma_grpc.config import ConfigError, Settings
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="sigma-grpc",
+        description="SigmaPilot's decision log over gRPC. Configured by SIGMA_* environment variables.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser("serve", help="apply pending migrations, then serve gRPC until SIGTERM/SIGINT")
+    commands.add_parser("migrate", help="apply pending migrations and exit")
+    options = parser.parse_args(argv)
+
+    try:
+        settings = Settings.from_env()
+    except ConfigError as error:
+        print(f"sigma-grpc: {error}", file=sys.stderr)
+        return 2
+    logging.basicConfig(
+        level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
+    )
+    if options.command == "migrate":
+        applied = asyncio.run(app.migrate(settings))
+        print(f"applied: {', '.join(applied)}" if applied else "nothing to apply")
+        return 0
+    asyncio.run(app.serve(settings))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,65 @@
+"""The decision log's use cases: validate, apply the domain's rules, store."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+from sigma_grpc.domain.errors import NotFound
+from sigma_grpc.domain.models import Decision, PageCursor
+from sigma_grpc.domain.outcomes import should_write_outcome
+from sigma_grpc.domain.pagination import encode_page_token
+from sigma_grpc.domain.stats import Stats, build_stats
+from sigma_grpc.domain.validation import (
+    DecisionInput,
+    ListInput,
+    OutcomeInput,
+    validate_decision,
+    validate_list,
+    validate_outcome,
+    validate_stats,
+    validate_uuid,
+)
+from sigma_grpc.storage.decisions import DecisionStore
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+class DecisionLog:
+    def __init__(self, store: DecisionStore, clock: Callable[[], datetime] = utc_now) -> None:
+        self._store = store
+        self._clock = clock
+
+    async def log(self, raw: DecisionInput) -> Decision:
+        return await self._store.insert(validate_decision(raw, now=self._clock()))
+
+    async def get(self, decision_id: str) -> Decision:
+        parsed = validate_uuid("id", decision_id)
+        decision = await self._store.get(parsed)
+        if decision is None:
+            raise NotFound(f"decision {parsed} not found", reason="DECISION_NOT_FOUND")
+        return decision
+
+    async def list(self, raw: ListInput) -> tuple[list[Decision], str]:
+        """One page and the token of the next one ("" on the last page)."""
+        query = validate_list(raw)
+        decisions, more = await self._store.list(query)
+        if not more:
+            return decisions, ""
+        last = decisions[-1]
+        return decisions, encode_page_token(PageCursor(last.decided_at, last.id), query.filter)
+
+    async def stats(self, days: int | None, symbol: str | None) -> Stats:
+        query = validate_stats(days, symbol)
+        return build_stats(query.days, await self._store.stats_rows(query))
+
+    async def record_outcome(self, raw: OutcomeInput) -> Decision:
+        outcome = validate_outcome(raw, now=self._clock())
+        decision = await self._store.record_outcome(
+            outcome, lambda locked, closed_at: should_write_outcome(locked, outcome, closed_at)
+        )
+        if decision is None:
+            raise NotFound(f"decision {outcome.decision_id} not found", reason="DECISION_NOT_FOUND")
+        return decision

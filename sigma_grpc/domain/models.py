@@ -1,0 +1,178 @@
+"""The decision log's domain types: plain data, no I/O, no protobuf."""
+
+from __future__ import annotations
+
+import enum
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+
+
+class DecisionType(enum.StrEnum):
+    """What the signal engine decided; the values are the database's."""
+
+    SIGNAL = "signal"
+    SKIP = "skip"
+    RISK_REJECT = "risk_reject"
+
+
+class Direction(enum.StrEnum):
+    """The consensus direction; the values are the database's."""
+
+    LONG = "long"
+    SHORT = "short"
+    NONE = "none"
+
+
+class OutcomeFilter(enum.StrEnum):
+    """Selects signals by the state of their outcome."""
+
+    PENDING = "pending"
+    CLOSED = "closed"
+    WIN = "win"
+    LOSS = "loss"
+
+
+@dataclass(frozen=True, slots=True)
+class Gate:
+    """One consensus gate's result."""
+
+    name: str
+    passed: bool
+    value: float | None = None
+    threshold: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RiskCheck:
+    """One pre-trade risk check's result."""
+
+    name: str
+    passed: bool
+    value: float | None = None
+    limit: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class NewDecision:
+    """A validated decision, ready to store.
+
+    Numbers are already rounded to the scale of their columns, so what is stored,
+    what the reasoning says and what is returned agree.
+    """
+
+    symbol: str
+    direction: Direction
+    decision_type: DecisionType
+    trader_count: int
+    agreement_pct: Decimal
+    effective_k: Decimal
+    avg_confidence: Decimal | None
+    ev_estimate: Decimal | None
+    price_at_decision: Decimal | None
+    gates: tuple[Gate, ...]
+    risk_checks: tuple[RiskCheck, ...]
+    reasoning: str
+    request_id: str | None
+    decided_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """A stored decision."""
+
+    id: uuid.UUID
+    created_at: datetime
+    decided_at: datetime
+    symbol: str
+    direction: Direction
+    decision_type: DecisionType
+    trader_count: int
+    agreement_pct: Decimal
+    effective_k: Decimal
+    avg_confidence: Decimal | None
+    ev_estimate: Decimal | None
+    price_at_decision: Decimal | None
+    gates: tuple[Gate, ...]
+    risk_checks: tuple[RiskCheck, ...]
+    reasoning: str
+    request_id: str | None
+    outcome_pnl: Decimal | None = None
+    outcome_r_multiple: Decimal | None = None
+    outcome_closed_at: datetime | None = None
+
+    @property
+    def has_outcome(self) -> bool:
+        return self.outcome_pnl is not None
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """A validated outcome for a signal; `closed_at` None means "now"."""
+
+    decision_id: uuid.UUID
+    pnl: Decimal
+    r_multiple: Decimal
+    closed_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class DecisionFilter:
+    """The filters of a decision list; None matches everything."""
+
+    symbol: str | None = None
+    decision_type: DecisionType | None = None
+    direction: Direction | None = None
+    outcome: OutcomeFilter | None = None
+    start_time: datetime | None = None
+    end_time: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PageCursor:
+    """Where the next page starts: strictly after this (decided_at, id) in list order."""
+
+    decided_at: datetime
+    id: uuid.UUID
+
+
+@dataclass(frozen=True, slots=True)
+class ListQuery:
+    """A validated list request."""
+
+    filter: DecisionFilter
+    page_size: int
+    cursor: PageCursor | None
+
+
+@dataclass(frozen=True, slots=True)
+class StatsQuery:
+    """A validated stats request."""
+
+    days: int
+    symbol: str | None
+
+
+@dataclass(slots=True)
+class Counts:
+    """Raw counts of a set of decisions, as storage aggregates them."""
+
+    total: int = 0
+    signals: int = 0
+    skips: int = 0
+    risk_rejects: int = 0
+    closed: int = 0
+    wins: int = 0
+    losses: int = 0
+    r_multiple_sum: Decimal = Decimal(0)
+    pnl_sum: Decimal = Decimal(0)
+
+
+@dataclass(frozen=True, slots=True)
+class StatsRows:
+    """What storage returns for a stats window: counts per symbol and gate failures."""
+
+    window_start: datetime
+    by_symbol: dict[str, Counts] = field(default_factory=dict)
+    gate_failures: dict[str, int] = field(default_factory=dict)

@@ -1,0 +1,79 @@
+"""Opaque page tokens for keyset pagination.
+
+A token carries the (decided_at, id) of the last row of a page, a fingerprint of
+the filters it was made for, and a checksum. It is not secret (it only says where
+a list stopped), but a token that was damaged, made up, or made for other
+filters is refused with INVALID_ARGUMENT instead of silently paging through
+something else.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import json
+import uuid
+from datetime import datetime
+
+from sigma_grpc.domain.errors import FieldViolation, InvalidArgument
+from sigma_grpc.domain.models import DecisionFilter, PageCursor
+
+_VERSION = 1
+_FIELD = "page_token"
+
+
+def _fingerprint(decision_filter: DecisionFilter) -> str:
+    canonical = json.dumps(
+        {
+            "symbol": decision_filter.symbol,
+            "decision_type": decision_filter.decision_type,
+            "direction": decision_filter.direction,
+            "outcome": decision_filter.outcome,
+            "start": decision_filter.start_time.isoformat() if decision_filter.start_time else None,
+            "end": decision_filter.end_time.isoformat() if decision_filter.end_time else None,
+        },
+        sort_keys=True,
+    )
+    return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+
+def _checksum(body: str) -> str:
+    return hashlib.sha256(f"sigma.v1/page/{body}".encode()).hexdigest()[:12]
+
+
+def encode_page_token(cursor: PageCursor, decision_filter: DecisionFilter) -> str:
+    body = json.dumps(
+        {
+            "v": _VERSION,
+            "f": _fingerprint(decision_filter),
+            "t": cursor.decided_at.isoformat(),
+            "i": str(cursor.id),
+        },
+        separators=(",", ":"),
+        sort_keys=True,
+    )
+    packed = json.dumps({"b": body, "c": _checksum(body)}, separators=(",", ":"))
+    return base64.urlsafe_b64encode(packed.encode()).decode().rstrip("=")
+
+
+def decode_page_token(token: str, decision_filter: DecisionFilter) -> PageCursor:
+    """The cursor in `token`, or InvalidArgument when it is not ours or not for these filters."""
+    try:
+        packed = json.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
+        body = packed["b"]
+        if not isinstance(body, str) or packed["c"] != _checksum(body):
+            raise ValueError("checksum")
+        fields = json.loads(body)
+        if fields["v"] != _VERSION:
+            raise ValueError("version")
+        cursor = PageCursor(decided_at=datetime.fromisoformat(fields["t"]), id=uuid.UUID(fields["i"]))
+        if cursor.decided_at.tzinfo is None:
+            raise ValueError("naive time")
+    except (ValueError, KeyError, TypeError, binascii.Error, UnicodeDecodeError) as exc:
+        raise InvalidArgument([FieldViolation(_FIELD, "is not a page token issued by this service")]) from exc
+    if fields["f"] != _fingerprint(decision_filter):
+        raise InvalidArgument(
+            [FieldViolation(_FIELD, "was issued for other filters: repeat the request's filters exactly")]
+        )
+    return cursor

@@ -1,0 +1,85 @@
+"""Rates and totals of the decision stats, from the counts storage aggregates."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+
+from sigma_grpc.domain.models import Counts, StatsRows
+
+_PNL_SCALE = Decimal("0.00000001")
+
+
+@dataclass(frozen=True, slots=True)
+class Summary:
+    """Counts and rates of one set of decisions (all of them, or one symbol's)."""
+
+    total_decisions: int
+    signal_count: int
+    skip_count: int
+    risk_reject_count: int
+    skip_rate: float
+    closed_count: int
+    win_count: int
+    loss_count: int
+    pending_count: int
+    win_rate: float
+    avg_r_multiple: float
+    total_pnl: str
+
+
+@dataclass(frozen=True, slots=True)
+class Stats:
+    days: int
+    window_start: datetime
+    overall: Summary
+    by_symbol: tuple[tuple[str, Summary], ...]
+    # (gate name, failures), most frequent first, ties by name.
+    gate_failures: tuple[tuple[str, int], ...]
+
+
+def _ratio(numerator: int | Decimal, denominator: int) -> float:
+    return float(Decimal(numerator) / denominator) if denominator else 0.0
+
+
+def summarize(counts: Counts) -> Summary:
+    return Summary(
+        total_decisions=counts.total,
+        signal_count=counts.signals,
+        skip_count=counts.skips,
+        risk_reject_count=counts.risk_rejects,
+        skip_rate=_ratio(counts.skips, counts.total),
+        closed_count=counts.closed,
+        win_count=counts.wins,
+        loss_count=counts.losses,
+        pending_count=counts.signals - counts.closed,
+        win_rate=_ratio(counts.wins, counts.closed),
+        avg_r_multiple=_ratio(counts.r_multiple_sum, counts.closed),
+        total_pnl=format(counts.pnl_sum.quantize(_PNL_SCALE), "f"),
+    )
+
+
+def _add(into: Counts, more: Counts) -> None:
+    into.total += more.total
+    into.signals += more.signals
+    into.skips += more.skips
+    into.risk_rejects += more.risk_rejects
+    into.closed += more.closed
+    into.wins += more.wins
+    into.losses += more.losses
+    into.r_multiple_sum += more.r_multiple_sum
+    into.pnl_sum += more.pnl_sum
+
+
+def build_stats(days: int, rows: StatsRows) -> Stats:
+    overall = Counts()
+    for counts in rows.by_symbol.values():
+        _add(overall, counts)
+    return Stats(
+        days=days,
+        window_start=rows.window_start,
+        overall=summarize(overall),
+        by_symbol=tuple((symbol, summarize(rows.by_symbol[symbol])) for symbol in sorted(rows.by_symbol)),
+        gate_failures=tuple(sorted(rows.gate_failures.items(), key=lambda item: (-item[1], item[0]))),
+    )

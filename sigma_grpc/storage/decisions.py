@@ -1,0 +1,259 @@
+"""All SQL of the decision log."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+
+from sigma_grpc.domain.models import (
+    Counts,
+    Decision,
+    DecisionFilter,
+    DecisionType,
+    Direction,
+    Gate,
+    ListQuery,
+    NewDecision,
+    Outcome,
+    OutcomeFilter,
+    RiskCheck,
+    StatsQuery,
+    StatsRows,
+)
+
+_COLUMNS = """
+    id, created_at, decided_at, request_id, symbol, direction, decision_type, trader_count,
+    agreement_pct, effective_k, avg_confidence, ev_estimate, price_at_decision, gates,
+    risk_checks, reasoning, outcome_pnl, outcome_r_multiple, outcome_closed_at
+"""
+
+_OUTCOME_WHERE = {
+    OutcomeFilter.PENDING: "decision_type = 'signal' AND outcome_pnl IS NULL",
+    OutcomeFilter.CLOSED: "decision_type = 'signal' AND outcome_pnl IS NOT NULL",
+    OutcomeFilter.WIN: "outcome_pnl > 0",
+    OutcomeFilter.LOSS: "outcome_pnl < 0",
+}
+
+
+def _gate_json(gate: Gate) -> dict[str, Any]:
+    return {"name": gate.name, "passed": gate.passed, "value": gate.value, "threshold": gate.threshold}
+
+
+def _risk_json(check: RiskCheck) -> dict[str, Any]:
+    return {"name": check.name, "passed": check.passed, "value": check.value, "limit": check.limit}
+
+
+def _decision(row: asyncpg.Record) -> Decision:
+    return Decision(
+        id=row["id"],
+        created_at=row["created_at"],
+        decided_at=row["decided_at"],
+        request_id=row["request_id"],
+        symbol=row["symbol"],
+        direction=Direction(row["direction"]),
+        decision_type=DecisionType(row["decision_type"]),
+        trader_count=row["trader_count"],
+        agreement_pct=row["agreement_pct"],
+        effective_k=row["effective_k"],
+        avg_confidence=row["avg_confidence"],
+        ev_estimate=row["ev_estimate"],
+        price_at_decision=row["price_at_decision"],
+        gates=tuple(
+            Gate(name=g["name"], passed=g["passed"], value=g.get("value"), threshold=g.get("threshold"))
+            for g in row["gates"]
+        ),
+        risk_checks=tuple(
+            RiskCheck(name=c["name"], passed=c["passed"], value=c.get("value"), limit=c.get("limit"))
+            for c in row["risk_checks"]
+        ),
+        reasoning=row["reasoning"],
+        outcome_pnl=row["outcome_pnl"],
+        outcome_r_multiple=row["outcome_r_multiple"],
+        outcome_closed_at=row["outcome_closed_at"],
+    )
+
+
+def _filter_sql(f: DecisionFilter, args: list[Any]) -> list[str]:
+    """WHERE fragments for the filters; only set filters appear, so each query can use its index."""
+
+    def param(value: Any) -> str:
+        args.append(value)
+        return f"${len(args)}"
+
+    where = []
+    if f.symbol is not None:
+        where.append(f"symbol = {param(f.symbol)}")
+    if f.decision_type is not None:
+        where.append(f"decision_type = {param(f.decision_type.value)}")
+    if f.direction is not None:
+        where.append(f"direction = {param(f.direction.value)}")
+    if f.outcome is not None:
+        where.append(_OUTCOME_WHERE[f.outcome])
+    if f.start_time is not None:
+        where.append(f"decided_at >= {param(f.start_time)}")
+    if f.end_time is not None:
+        where.append(f"decided_at < {param(f.end_time)}")
+    return where
+
+
+class DecisionStore:
+    """The decision_logs table."""
+
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self._pool = pool
+
+    async def insert(self, new: NewDecision) -> Decision:
+        """Store a decision; with a request_id already used, return the first decision instead."""
+        async with self._pool.acquire() as conn:
+            row = await conn.fetchrow(
+                f"""
+                INSERT INTO decision_logs (
+                    symbol, direction, decision_type, trader_count, agreement_pct, effective_k,
+                    avg_confidence, ev_estimate, price_at_decision, gates, risk_checks, reasoning,
+                    request_id, decided_at
+                )
+                VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13,
+                        COALESCE($14::timestamptz, NOW()))
+                ON CONFLICT (request_id) DO NOTHING
+                RETURNING {_COLUMNS}
+                """,
+                new.symbol,
+                new.direction.value,
+                new.decision_type.value,
+                new.trader_count,
+                new.agreement_pct,
+                new.effective_k,
+                new.avg_confidence,
+                new.ev_estimate,
+                new.price_at_decision,
+                [_gate_json(g) for g in new.gates],
+                [_risk_json(c) for c in new.risk_checks],
+                new.reasoning,
+                new.request_id,
+                new.decided_at,
+            )
+            if row is None:
+                # The conflicting insert has committed (ON CONFLICT waited for it),
+                # so this statement's fresh snapshot sees it.
+                row = await conn.fetchrow(
+                    f"SELECT {_COLUMNS} FROM decision_logs WHERE request_id = $1", new.request_id
+                )
+            assert row is not None
+            return _decision(row)
+
+    async def get(self, decision_id: uuid.UUID) -> Decision | None:
+        row = await self._pool.fetchrow(f"SELECT {_COLUMNS} FROM decision_logs WHERE id = $1", decision_id)
+        return None if row is None else _decision(row)
+
+    async def list(self, query: ListQuery) -> tuple[list[Decision], bool]:
+        """One page, newest first; the flag says whether more rows follow."""
+        args: list[Any] = []
+        where = _filter_sql(query.filter, args)
+        if query.cursor is not None:
+            args += [query.cursor.decided_at, query.cursor.id]
+            where.append(f"(decided_at, id) < (${len(args) - 1}, ${len(args)})")
+        args.append(query.page_size + 1)
+        sql = (
+            f"SELECT {_COLUMNS} FROM decision_logs "
+            f"{'WHERE ' + ' AND '.join(where) if where else ''} "
+            f"ORDER BY decided_at DESC, id DESC LIMIT ${len(args)}"
+        )
+        rows = await self._pool.fetch(sql, *args)
+        return [_decision(r) for r in rows[: query.page_size]], len(rows) > query.page_size
+
+    async def stats_rows(self, query: StatsQuery) -> StatsRows:
+        """Counts per symbol and gate failures over one consistent snapshot of the window."""
+        async with self._pool.acquire() as conn, conn.transaction(isolation="repeatable_read", readonly=True):
+            window_start: datetime = await conn.fetchval(
+                "SELECT NOW() - make_interval(days => $1::int)", query.days
+            )
+            args: list[Any] = [window_start]
+            where = "decided_at >= $1"
+            if query.symbol is not None:
+                args.append(query.symbol)
+                where += " AND symbol = $2"
+            count_rows = await conn.fetch(
+                f"""
+                SELECT symbol,
+                       count(*) AS total,
+                       count(*) FILTER (WHERE decision_type = 'signal') AS signals,
+                       count(*) FILTER (WHERE decision_type = 'skip') AS skips,
+                       count(*) FILTER (WHERE decision_type = 'risk_reject') AS risk_rejects,
+                       count(*) FILTER (WHERE outcome_pnl IS NOT NULL) AS closed,
+                       count(*) FILTER (WHERE outcome_pnl > 0) AS wins,
+                       count(*) FILTER (WHERE outcome_pnl < 0) AS losses,
+                       COALESCE(sum(outcome_r_multiple), 0) AS r_multiple_sum,
+                       COALESCE(sum(outcome_pnl), 0) AS pnl_sum
+                FROM decision_logs
+                WHERE {where}
+                GROUP BY symbol
+                """,
+                *args,
+            )
+            gate_rows = await conn.fetch(
+                f"""
+                SELECT gate->>'name' AS name, count(DISTINCT id) AS failures
+                FROM decision_logs, jsonb_array_elements(gates) AS gate
+                WHERE {where} AND (gate->>'passed')::boolean IS FALSE
+                GROUP BY gate->>'name'
+                """,
+                *args,
+            )
+        return StatsRows(
+            window_start=window_start,
+            by_symbol={
+                r["symbol"]: Counts(
+                    total=r["total"],
+                    signals=r["signals"],
+                    skips=r["skips"],
+                    risk_rejects=r["risk_rejects"],
+                    closed=r["closed"],
+                    wins=r["wins"],
+                    losses=r["losses"],
+                    r_multiple_sum=r["r_multiple_sum"],
+                    pnl_sum=r["pnl_sum"],
+                )
+                for r in count_rows
+            },
+            gate_failures={r["name"]: r["failures"] for r in gate_rows},
+        )
+
+    async def record_outcome(
+        self, outcome: Outcome, check: Callable[[Decision, datetime], bool]
+    ) -> Decision | None:
+        """Attach an outcome under a row lock.
+
+        `check(decision, closed_at)` applies the domain's rules to the locked row
+        (raising to refuse) and returns whether to write; `closed_at` is the
+        outcome's time or the database's now. Returns None for an unknown id.
+        """
+        async with self._pool.acquire() as conn, conn.transaction():
+            row = await conn.fetchrow(
+                f"SELECT {_COLUMNS}, NOW() AS now FROM decision_logs WHERE id = $1 FOR UPDATE",
+                outcome.decision_id,
+            )
+            if row is None:
+                return None
+            decision = _decision(row)
+            # An omitted close time is now, but never before the decision (clock skew).
+            closed_at = outcome.closed_at or max(row["now"], decision.decided_at)
+            if not check(decision, closed_at):
+                return decision
+            updated = await conn.fetchrow(
+                f"""
+                UPDATE decision_logs
+                SET outcome_pnl = $2, outcome_r_multiple = $3, outcome_closed_at = $4
+                WHERE id = $1
+                RETURNING {_COLUMNS}
+                """,
+                outcome.decision_id,
+                outcome.pnl,
+                outcome.r_multiple,
+                closed_at,
+            )
+            assert updated is not None
+            return _decision(updated)

@@ -1,0 +1,123 @@
+"""Shared fixtures: a real PostgreSQL, a real grpc.aio server on a free port, real stubs.
+
+The database is SIGMA_TEST_DATABASE_URL's server when set, otherwise a throwaway
+embedded PostgreSQL (the same mechanism `serve` uses). Each test session gets
+its own database, migrated once; every test starts from empty tables.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import asyncpg
+import grpc
+import pytest
+
+from sigma_grpc.app import RunningServer, start_server
+from sigma_grpc.config import DEFAULT_MIGRATIONS_DIR
+from sigma_grpc.gen.sigma.v1 import decision_service_pb2_grpc as pb_grpc
+from sigma_grpc.storage.embedded import start_embedded
+from sigma_grpc.storage.migrate import apply_migrations
+from sigma_grpc.storage.pool import create_pool
+
+
+def with_database(url: str, name: str) -> str:
+    """The same server URL with another database name (works for unix-socket URLs too)."""
+    parts = urlsplit(url)
+    return urlunsplit(parts._replace(path=f"/{name}"))
+
+
+@pytest.fixture(scope="session")
+def server_url() -> Iterator[str]:
+    """A URL of a PostgreSQL server the tests may create databases on."""
+    external = os.environ.get("SIGMA_TEST_DATABASE_URL")
+    if external:
+        yield external
+        return
+    folder = Path(tempfile.mkdtemp(prefix="sigma-test-"))
+    embedded = start_embedded(folder)
+    try:
+        yield embedded.url
+    finally:
+        embedded.stop()
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+async def create_database(server_url: str) -> str:
+    name = f"sigma_test_{uuid.uuid4().hex[:12]}"
+    conn = await asyncpg.connect(server_url)
+    try:
+        await conn.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await conn.close()
+    return with_database(server_url, name)
+
+
+async def drop_database(server_url: str, url: str) -> None:
+    name = urlsplit(url).path.lstrip("/")
+    conn = await asyncpg.connect(server_url)
+    try:
+        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await conn.close()
+
+
+@pytest.fixture(scope="session")
+async def database_url(server_url: str) -> AsyncIterator[str]:
+    """A fresh, migrated database for this test session."""
+    url = await create_database(server_url)
+    conn = await asyncpg.connect(url)
+    try:
+        await apply_migrations(conn, DEFAULT_MIGRATIONS_DIR)
+    finally:
+        await conn.close()
+    yield url
+    await drop_database(server_url, url)
+
+
+@pytest.fixture(scope="session")
+async def db(database_url: str) -> AsyncIterator[asyncpg.Pool]:
+    """The tests' own pool, for arranging and inspecting rows directly."""
+    pool = await create_pool(database_url, max_size=4)
+    yield pool
+    await pool.close()
+
+
+@pytest.fixture(scope="session")
+async def server(database_url: str) -> AsyncIterator[RunningServer]:
+    """The service under test, with its own pool, on a free loopback port."""
+    pool = await create_pool(database_url, max_size=10)
+    running = await start_server(pool, "127.0.0.1:0")
+    yield running
+    await running.stop(grace=1)
+    await pool.close()
+
+
+@pytest.fixture(scope="session")
+async def channel(server: RunningServer) -> AsyncIterator[grpc.aio.Channel]:
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as ch:
+        yield ch
+
+
+@pytest.fixture(scope="session")
+def stub(channel: grpc.aio.Channel) -> pb_grpc.DecisionServiceStub:
+    return pb_grpc.DecisionServiceStub(channel)
+
+
+@pytest.fixture
+async def clean_db(db: asyncpg.Pool) -> asyncpg.Pool:
+    """The tests' pool, after emptying every table."""
+    await db.execute("TRUNCATE decision_logs")
+    return db
+
+
+@pytest.fixture
+async def api(stub: pb_grpc.DecisionServiceStub, clean_db: asyncpg.Pool) -> pb_grpc.DecisionServiceStub:
+    """A stub of the running service, over empty tables."""
+    return stub

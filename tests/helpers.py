@@ -1,0 +1,119 @@
+"""Helpers shared by the tests: request builders and decoders of rich error details."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable
+from datetime import datetime
+from typing import Any, TypeVar
+
+import grpc
+import pytest
+from google.protobuf import timestamp_pb2
+from google.rpc import error_details_pb2, status_pb2
+
+from sigma_grpc.gen.sigma.v1 import decision_service_pb2 as pb
+
+T = TypeVar("T")
+
+
+def ts(moment: datetime) -> timestamp_pb2.Timestamp:
+    out = timestamp_pb2.Timestamp()
+    out.FromDatetime(moment)
+    return out
+
+
+def gate(name: str, passed: bool, value: float | None = None, threshold: float | None = None) -> pb.Gate:
+    return pb.Gate(name=name, passed=passed, value=value, threshold=threshold)
+
+
+def risk(name: str, passed: bool, value: float | None = None, limit: float | None = None) -> pb.RiskCheck:
+    return pb.RiskCheck(name=name, passed=passed, value=value, limit=limit)
+
+
+def signal(**overrides: Any) -> pb.LogDecisionRequest:
+    """A valid SIGNAL request; keyword arguments replace its fields."""
+    fields: dict[str, Any] = {
+        "symbol": "BTC",
+        "direction": pb.DIRECTION_LONG,
+        "decision_type": pb.DECISION_TYPE_SIGNAL,
+        "trader_count": 7,
+        "agreement_pct": 0.8,
+        "effective_k": 3.2,
+        "price_at_decision": "97123.5",
+        "gates": [gate("supermajority", True, 0.8, 0.7), gate("effective_k", True, 3.2, 2.0)],
+    }
+    fields.update(overrides)
+    return pb.LogDecisionRequest(**fields)
+
+
+def skip(**overrides: Any) -> pb.LogDecisionRequest:
+    """A valid SKIP request (supermajority failed); keyword arguments replace its fields."""
+    fields: dict[str, Any] = {
+        "symbol": "ETH",
+        "direction": pb.DIRECTION_SHORT,
+        "decision_type": pb.DECISION_TYPE_SKIP,
+        "trader_count": 5,
+        "agreement_pct": 0.6,
+        "effective_k": 2.5,
+        "gates": [gate("supermajority", False, 0.6, 0.7), gate("effective_k", True, 2.5, 2.0)],
+    }
+    fields.update(overrides)
+    return pb.LogDecisionRequest(**fields)
+
+
+def risk_reject(**overrides: Any) -> pb.LogDecisionRequest:
+    """A valid RISK_REJECT request; keyword arguments replace its fields."""
+    fields: dict[str, Any] = {
+        "symbol": "SOL",
+        "direction": pb.DIRECTION_LONG,
+        "decision_type": pb.DECISION_TYPE_RISK_REJECT,
+        "trader_count": 6,
+        "agreement_pct": 0.75,
+        "effective_k": 3.0,
+        "gates": [gate("supermajority", True, 0.75, 0.7)],
+        "risk_checks": [risk("max_exposure", False, 0.12, 0.1), risk("daily_loss", True)],
+    }
+    fields.update(overrides)
+    return pb.LogDecisionRequest(**fields)
+
+
+def status_details(error: grpc.aio.AioRpcError) -> status_pb2.Status:
+    for key, value in error.trailing_metadata() or ():
+        if key == "grpc-status-details-bin":
+            assert isinstance(value, bytes)
+            return status_pb2.Status.FromString(value)
+    raise AssertionError(f"no rich status details in {error!r}")
+
+
+def error_reason(error: grpc.aio.AioRpcError) -> str:
+    for detail in status_details(error).details:
+        if detail.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
+            info = error_details_pb2.ErrorInfo()
+            detail.Unpack(info)
+            assert info.domain == "sigma.v1"
+            return info.reason
+    raise AssertionError("no ErrorInfo detail")
+
+
+def field_violations(error: grpc.aio.AioRpcError) -> dict[str, str]:
+    """The BadRequest's violations as {field: description}."""
+    for detail in status_details(error).details:
+        if detail.Is(error_details_pb2.BadRequest.DESCRIPTOR):
+            bad = error_details_pb2.BadRequest()
+            detail.Unpack(bad)
+            return {v.field: v.description for v in bad.field_violations}
+    raise AssertionError("no BadRequest detail")
+
+
+async def expect_error(call: Awaitable[T], code: grpc.StatusCode) -> grpc.aio.AioRpcError:
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await call
+    assert caught.value.code() == code, caught.value.details()
+    return caught.value
+
+
+async def invalid_fields(call: Awaitable[T]) -> dict[str, str]:
+    """Await a call expected to fail with INVALID_ARGUMENT; return its field violations."""
+    error = await expect_error(call, grpc.StatusCode.INVALID_ARGUMENT)
+    assert error_reason(error) == "INVALID_ARGUMENT"
+    return field_violations(error)
