@@ -7,8 +7,11 @@ import asyncio
 import logging
 import sys
 
+import grpc
+
 from sigma_grpc import app
 from sigma_grpc.config import ConfigError, Settings
+from sigma_grpc.healthcheck import probe
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -19,6 +22,8 @@ def main(argv: list[str] | None = None) -> int:
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("serve", help="apply pending migrations, then serve gRPC until SIGTERM/SIGINT")
     commands.add_parser("migrate", help="apply pending migrations and exit")
+    check = commands.add_parser("healthcheck", help="exit 0 when the server at SIGMA_GRPC_ADDR is SERVING")
+    check.add_argument("--service", default="", help="service name to check (default: the whole server)")
     options = parser.parse_args(argv)
 
     try:
@@ -29,6 +34,13 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(
         level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
     )
+    # pgserver logs every initdb/pg_ctl command line at INFO.
+    logging.getLogger("pgserver").setLevel(max(logging.WARNING, logging.getLevelName(settings.log_level)))
+    if options.command == "healthcheck":
+        with grpc.insecure_channel(settings.grpc_addr) as channel:
+            healthy, seen = probe(channel, options.service)
+        print(seen)
+        return 0 if healthy else 1
     if options.command == "migrate":
         applied = asyncio.run(app.migrate(settings))
         print(f"applied: {', '.join(applied)}" if applied else "nothing to apply")

@@ -106,8 +106,8 @@ async def channel(server: RunningServer) -> AsyncIterator[grpc.aio.Channel]:
 
 
 @pytest.fixture(scope="session")
-def stub(channel: grpc.aio.Channel) -> pb_grpc.DecisionServiceStub:
-    return pb_grpc.DecisionServiceStub(channel)
+def stub(channel: grpc.aio.Channel) -> pb_grpc.DecisionServiceAsyncStub:
+    return pb_grpc.DecisionServiceAsyncStub(channel)
 
 
 @pytest.fixture
@@ -118,6 +118,8 @@ async def clean_db(db: asyncpg.Pool) -> asyncpg.Pool:
 
 
 @pytest.fixture
-async def api(stub: pb_grpc.DecisionServiceStub, clean_db: asyncpg.Pool) -> pb_grpc.DecisionServiceStub:
+async def api(
+    stub: pb_grpc.DecisionServiceAsyncStub, clean_db: asyncpg.Pool
+) -> pb_grpc.DecisionServiceAsyncStub:
     """A stub of the running service, over empty tables."""
     return stub

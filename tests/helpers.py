@@ -91,7 +91,7 @@ def error_reason(error: grpc.aio.AioRpcError) -> str:
             info = error_details_pb2.ErrorInfo()
             detail.Unpack(info)
             assert info.domain == "sigma.v1"
-            return info.reason
+            return str(info.reason)
     raise AssertionError("no ErrorInfo detail")
 
 

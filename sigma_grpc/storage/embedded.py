@@ -7,6 +7,7 @@ must call `stop()`; `serve` does on SIGTERM/SIGINT.
 from __future__ import annotations
 
 import logging
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -47,5 +48,8 @@ def start_embedded(data_dir: Path) -> EmbeddedPostgres:
         )
     data_dir.mkdir(parents=True, exist_ok=True)
     log.info("starting embedded PostgreSQL in %s", pgdata)
-    server = pgserver.get_server(pgdata, cleanup_mode="stop")  # type: ignore[attr-defined]
+    with warnings.catch_warnings():
+        # pgserver asks platformdirs for a runtime dir; XDG_RUNTIME_DIR is often unset.
+        warnings.simplefilter("ignore", UserWarning)
+        server = pgserver.get_server(pgdata, cleanup_mode="stop")  # type: ignore[attr-defined]
     return EmbeddedPostgres(url=server.get_uri(), _server=server)

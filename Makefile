@@ -1,0 +1,58 @@
+# The commands people and CI run. `make run` and `make test` install what they
+# need on first use (a .venv from pyproject.toml, the buf CLI from package.json).
+
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+BUF := node_modules/.bin/buf
+PY_STAMP := $(VENV)/.installed
+NODE_STAMP := node_modules/.installed
+
+.PHONY: setup run migrate test check lint gen gen-check breaking bench clean
+
+$(PY_STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11) and "Python 3.11+ is required")'
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	@touch $@
+
+$(NODE_STAMP): package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	@touch $@
+
+setup: $(PY_STAMP) $(NODE_STAMP)
+
+## Start the service (embedded PostgreSQL unless SIGMA_DATABASE_URL is set).
+run: $(PY_STAMP)
+	$(VENV)/bin/sigma-grpc serve
+
+migrate: $(PY_STAMP)
+	$(VENV)/bin/sigma-grpc migrate
+
+## Regenerate sigma_grpc/gen from protos/.
+gen: $(PY_STAMP)
+	$(PY) scripts/gen_protos.py
+
+## Fail when the committed generated code differs from what the protos give.
+gen-check: $(PY_STAMP)
+	$(PY) scripts/gen_protos.py --check
+
+lint: setup
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+	$(BUF) lint
+
+## Compare the contract with another git ref (default: origin/main) under buf's FILE rules.
+breaking: setup
+	$(BUF) breaking --against '.git#ref=$(or $(AGAINST),origin/main)'
+
+check: lint gen-check
+
+## The whole test suite: lint, type checks, buf lint, generated-code drift, then pytest.
+test: check
+	$(PY) -m pytest
+
+clean:
+	rm -rf $(VENV) node_modules .mypy_cache .ruff_cache .pytest_cache

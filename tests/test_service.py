@@ -1,0 +1,214 @@
+"""The running service: health, reflection, graceful stop, and `sigma-grpc serve` as a process."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Awaitable, Callable
+from functools import partial
+from pathlib import Path
+
+import asyncpg
+import grpc
+import grpc_testing
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+
+from sigma_grpc.app import RunningServer, start_server
+from sigma_grpc.client import DecisionClient, Gate
+from sigma_grpc.gen.sigma.v1 import decision_service_pb2_grpc as pb_grpc
+from sigma_grpc.healthcheck import probe
+from sigma_grpc.storage.pool import create_pool
+from tests.helpers import signal as signal_request
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+async def test_health_serves_the_server_and_each_service(server: RunningServer) -> None:
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+        stub = health_pb2_grpc.HealthStub(channel)
+        for name in ("", "sigma.v1.DecisionService"):
+            response = await stub.Check(health_pb2.HealthCheckRequest(service=name))
+            assert response.status == health_pb2.HealthCheckResponse.SERVING
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await stub.Check(health_pb2.HealthCheckRequest(service="no.such.Service"))
+        assert caught.value.code() == grpc.StatusCode.NOT_FOUND
+
+
+async def test_reflection_lists_the_services_and_describes_the_contract(server: RunningServer) -> None:
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+        stub = reflection_pb2_grpc.ServerReflectionStub(channel)
+        requests = [
+            reflection_pb2.ServerReflectionRequest(list_services=""),
+            reflection_pb2.ServerReflectionRequest(file_containing_symbol="sigma.v1.DecisionService"),
+        ]
+        responses = [r async for r in stub.ServerReflectionInfo(iter(requests))]
+    names = {s.name for s in responses[0].list_services_response.service}
+    assert names == {
+        "sigma.v1.DecisionService",
+        "grpc.health.v1.Health",
+        "grpc.reflection.v1alpha.ServerReflection",
+    }
+    files = responses[1].file_descriptor_response.file_descriptor_proto
+    assert any(b"sigma/v1/decision_service.proto" in f for f in files)
+
+
+async def test_stop_lets_in_flight_calls_finish(database_url: str, clean_db: asyncpg.Pool) -> None:
+    """A call blocked on the database when the stop begins still completes successfully."""
+    pool = await create_pool(database_url, max_size=2)
+    running = await start_server(pool, "127.0.0.1:0")
+    try:
+        async with (
+            grpc.aio.insecure_channel(f"127.0.0.1:{running.port}") as channel,
+            clean_db.acquire() as blocker,
+        ):
+            stub = pb_grpc.DecisionServiceStub(channel)
+            tx = blocker.transaction()
+            await tx.start()
+            await blocker.execute("LOCK TABLE decision_logs IN ACCESS EXCLUSIVE MODE")
+            in_flight = asyncio.ensure_future(stub.LogDecision(signal_request(request_id="in-flight")))
+            await _until(partial(_waiting_on_lock, clean_db))
+            stopping = asyncio.ensure_future(running.stop(grace=10))
+            await asyncio.sleep(0.2)
+            assert not in_flight.done()
+            await tx.rollback()
+            response = await in_flight
+            await stopping
+        assert response.decision.request_id == "in-flight"
+        assert await clean_db.fetchval("SELECT count(*) FROM decision_logs") == 1
+    finally:
+        await running.stop(grace=0)
+        await pool.close()
+
+
+async def _waiting_on_lock(pool: asyncpg.Pool) -> bool:
+    count: int = await pool.fetchval(
+        "SELECT count(*) FROM pg_locks WHERE NOT granted AND relation = 'decision_logs'::regclass"
+    )
+    return count > 0
+
+
+async def _until(condition: Callable[[], Awaitable[bool]], timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if await condition():
+            return
+        await asyncio.sleep(0.02)
+    raise AssertionError("condition not reached in time")
+
+
+def _start_serve(data_dir: Path) -> tuple[subprocess.Popen[str], int, list[str]]:
+    """`python -m sigma_grpc serve` on the embedded database and a free port; its port and log."""
+    env = {
+        **os.environ,
+        "SIGMA_DATA_DIR": str(data_dir),
+        "SIGMA_GRPC_ADDR": "127.0.0.1:0",
+        "SIGMA_SHUTDOWN_GRACE_S": "5",
+    }
+    env.pop("SIGMA_DATABASE_URL", None)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "sigma_grpc", "serve"],
+        cwd=ROOT,
+        env=env,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    lines: list[str] = []
+    port: list[int] = []
+    ready = threading.Event()
+
+    def read() -> None:
+        assert process.stderr is not None
+        for line in process.stderr:
+            lines.append(line)
+            match = re.search(r"listening on 127\.0\.0\.1:(\d+)", line)
+            if match:
+                port.append(int(match.group(1)))
+                ready.set()
+        ready.set()
+
+    threading.Thread(target=read, daemon=True).start()
+    if not ready.wait(60) or not port:
+        process.kill()
+        raise AssertionError("serve did not start:\n" + "".join(lines))
+    return process, port[0], lines
+
+
+@pytest.mark.parametrize("stop_signal", [signal.SIGTERM, signal.SIGINT])
+async def test_serve_on_embedded_database_then_stop(tmp_path: Path, stop_signal: signal.Signals) -> None:
+    """The README's run command: embedded PostgreSQL, migrations, gRPC; a signal stops all of it."""
+    process, port, lines = _start_serve(tmp_path)
+    try:
+        async with DecisionClient(f"127.0.0.1:{port}") as client:
+            decision = await client.log_decision(
+                symbol="kPEPE",
+                direction="short",
+                decision_type="signal",
+                trader_count=4,
+                agreement_pct=0.9,
+                effective_k=2.0,
+                gates=[Gate("supermajority", True, 0.9, 0.7)],
+            )
+            assert (await client.get_decision(decision.id)).symbol == "kPEPE"
+        healthy = subprocess.run(
+            [sys.executable, "-m", "sigma_grpc", "healthcheck"],
+            env={**os.environ, "SIGMA_GRPC_ADDR": f"127.0.0.1:{port}"},
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+        )
+        assert (healthy.returncode, healthy.stdout.strip()) == (0, "SERVING")
+        process.send_signal(stop_signal)
+        assert process.wait(timeout=30) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+    log = "".join(lines)
+    assert "applied migration 060_decision_logs" in log
+    assert "stopped" in log
+    # The embedded PostgreSQL was stopped too: its pid file is gone.
+    assert not (tmp_path / "pg" / "postmaster.pid").exists()
+
+
+def test_healthcheck_probe_reads_the_health_service() -> None:
+    """grpc-testing plays the server for the synchronous probe (it runs real client code here)."""
+    method = health_pb2.DESCRIPTOR.services_by_name["Health"].methods_by_name["Check"]
+    for status, expected in [
+        (health_pb2.HealthCheckResponse.SERVING, (True, "SERVING")),
+        (health_pb2.HealthCheckResponse.NOT_SERVING, (False, "NOT_SERVING")),
+    ]:
+        channel = grpc_testing.channel(
+            health_pb2.DESCRIPTOR.services_by_name.values(), grpc_testing.strict_real_time()
+        )
+        result: list[tuple[bool, str]] = []
+        caller = threading.Thread(
+            target=lambda ch=channel, out=result: out.append(probe(ch, "sigma.v1.DecisionService"))
+        )
+        caller.start()
+        _, request, rpc = channel.take_unary_unary(method)
+        assert request.service == "sigma.v1.DecisionService"
+        rpc.terminate(health_pb2.HealthCheckResponse(status=status), (), grpc.StatusCode.OK, "")
+        caller.join(5)
+        assert result == [expected]
+
+
+def test_healthcheck_probe_reports_an_unreachable_server() -> None:
+    channel = grpc_testing.channel(
+        health_pb2.DESCRIPTOR.services_by_name.values(), grpc_testing.strict_real_time()
+    )
+    method = health_pb2.DESCRIPTOR.services_by_name["Health"].methods_by_name["Check"]
+    result: list[tuple[bool, str]] = []
+    caller = threading.Thread(target=lambda: result.append(probe(channel)))
+    caller.start()
+    _, _, rpc = channel.take_unary_unary(method)
+    rpc.terminate(None, (), grpc.StatusCode.UNAVAILABLE, "connection refused")
+    caller.join(5)
+    assert result == [(False, "health check failed: UNAVAILABLE")]
