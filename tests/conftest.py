@@ -21,10 +21,10 @@ import pytest
 
 from sigma_grpc.app import RunningServer, start_server
 from sigma_grpc.config import DEFAULT_MIGRATIONS_DIR
-from sigma_grpc.gen.sigma.v1 import decision_service_pb2_grpc as pb_grpc
 from sigma_grpc.storage.embedded import start_embedded
 from sigma_grpc.storage.migrate import apply_migrations
 from sigma_grpc.storage.pool import create_pool
+from tests.helpers import Stub
 
 
 def with_database(url: str, name: str) -> str:
@@ -106,8 +106,8 @@ async def channel(server: RunningServer) -> AsyncIterator[grpc.aio.Channel]:
 
 
 @pytest.fixture(scope="session")
-def stub(channel: grpc.aio.Channel) -> pb_grpc.DecisionServiceAsyncStub:
-    return pb_grpc.DecisionServiceAsyncStub(channel)
+def stub(channel: grpc.aio.Channel) -> Stub:
+    return Stub(channel)
 
 
 @pytest.fixture
@@ -118,8 +118,6 @@ async def clean_db(db: asyncpg.Pool) -> asyncpg.Pool:
 
 
 @pytest.fixture
-async def api(
-    stub: pb_grpc.DecisionServiceAsyncStub, clean_db: asyncpg.Pool
-) -> pb_grpc.DecisionServiceAsyncStub:
+async def api(stub: Stub, clean_db: asyncpg.Pool) -> Stub:
     """A stub of the running service, over empty tables."""
     return stub

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import grpc
 import pytest
@@ -12,6 +12,14 @@ from google.protobuf import timestamp_pb2
 from google.rpc import error_details_pb2, status_pb2
 
 from sigma_grpc.gen.sigma.v1 import decision_service_pb2 as pb
+from sigma_grpc.gen.sigma.v1 import decision_service_pb2_grpc as pb_grpc
+
+# The async stub type exists only in the generated .pyi; at run time the one
+# stub class serves both kinds of channel.
+if TYPE_CHECKING:
+    Stub = pb_grpc.DecisionServiceAsyncStub
+else:
+    Stub = pb_grpc.DecisionServiceStub
 
 T = TypeVar("T")
 
