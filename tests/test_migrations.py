@@ -104,3 +104,14 @@ async def test_badly_named_files_are_refused(empty_database: str, tmp_path: Path
             await apply_migrations(conn, tmp_path)
     finally:
         await conn.close()
+
+
+async def test_a_missing_migrations_folder_is_an_error_not_an_empty_schema(
+    empty_database: str, tmp_path: Path
+) -> None:
+    conn = await asyncpg.connect(empty_database)
+    try:
+        with pytest.raises(MigrationError, match="SIGMA_MIGRATIONS_DIR"):
+            await apply_migrations(conn, tmp_path / "nowhere")
+    finally:
+        await conn.close()

@@ -212,3 +212,42 @@ def test_healthcheck_probe_reports_an_unreachable_server() -> None:
     rpc.terminate(None, (), grpc.StatusCode.UNAVAILABLE, "connection refused")
     caller.join(5)
     assert result == [(False, "health check failed: UNAVAILABLE")]
+
+
+def _buf(*args: str) -> subprocess.CompletedProcess[str]:
+    buf = ROOT / "node_modules" / ".bin" / "buf"
+    if not buf.exists():
+        pytest.fail("the buf CLI is missing: run `make setup` (it installs package.json's tools)")
+    return subprocess.run(
+        [str(buf), "curl", "--protocol", "grpc", "--http2-prior-knowledge", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+async def test_buf_curl_lists_the_rpcs_and_calls_them(server: RunningServer, clean_db: asyncpg.Pool) -> None:
+    """What a person debugging with `buf curl` sees, through server reflection alone."""
+    base = f"http://127.0.0.1:{server.port}"
+    listed = await asyncio.to_thread(_buf, "--list-methods", base)
+    assert listed.returncode == 0, listed.stderr
+    methods = set(listed.stdout.split())
+    assert {
+        f"sigma.v1.DecisionService/{name}"
+        for name in ("LogDecision", "GetDecision", "ListDecisions", "GetStats", "RecordOutcome")
+    } <= methods
+
+    body = '{"symbol":"BTC","direction":"DIRECTION_LONG","decision_type":"DECISION_TYPE_SIGNAL",'
+    body += '"trader_count":7,"agreement_pct":0.8,"effective_k":3.2,"price_at_decision":"0.00012345"}'
+    logged = await asyncio.to_thread(_buf, "-d", body, f"{base}/sigma.v1.DecisionService/LogDecision")
+    assert logged.returncode == 0, logged.stderr
+    assert '"priceAtDecision": "0.00012345"' in logged.stdout
+    assert await clean_db.fetchval("SELECT count(*) FROM decision_logs") == 1
+
+    refused = await asyncio.to_thread(
+        _buf, "-d", '{"symbol":"BTC"}', f"{base}/sigma.v1.DecisionService/LogDecision"
+    )
+    # buf curl exits with 8 x the gRPC code: INVALID_ARGUMENT (3) gives 24.
+    assert refused.returncode == 24, refused.stderr
+    assert await clean_db.fetchval("SELECT count(*) FROM decision_logs") == 1

@@ -40,6 +40,10 @@ class Migration:
 
 
 def discover(folder: Path) -> list[Migration]:
+    if not folder.is_dir() or not any(folder.glob("*.sql")):
+        raise MigrationError(
+            f"no migrations found in {folder}: set SIGMA_MIGRATIONS_DIR to the migrations folder"
+        )
     found = []
     for path in sorted(folder.glob("*.sql")):
         if not _FILE_NAME.fullmatch(path.name):
