@@ -54,5 +54,9 @@ check: lint gen-check
 test: check
 	$(PY) -m pytest
 
+## Benchmarks: each prints its figures and a ratio against a baseline measured in the same run.
+bench: $(PY_STAMP)
+	$(PY) benchmarks/bench_list_pages.py
+
 clean:
 	rm -rf $(VENV) node_modules .mypy_cache .ruff_cache .pytest_cache

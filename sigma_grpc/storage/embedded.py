@@ -12,7 +12,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import pgserver
+with warnings.catch_warnings():
+    # pgserver asks platformdirs for a runtime dir at import; XDG_RUNTIME_DIR is often unset.
+    warnings.simplefilter("ignore", UserWarning)
+    import pgserver
 
 log = logging.getLogger(__name__)
 
