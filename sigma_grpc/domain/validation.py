@@ -51,6 +51,8 @@ _UNSIGNED_DECIMAL = re.compile(r"[0-9]+(\.[0-9]{1,8})?")
 _SIGNED_DECIMAL = re.compile(r"-?[0-9]+(\.[0-9]{1,8})?")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
+_ZERO = Decimal(0)
+_ONE = Decimal(1)
 _SCALE_4 = Decimal("0.0001")
 _SCALE_3 = Decimal("0.001")
 _SCALE_8 = Decimal("0.00000001")
@@ -135,12 +137,13 @@ def _check_symbol(v: _Violations, path: str, symbol: str) -> None:
         v.add(path, "must be 1-16 ASCII letters or digits (e.g. BTC, kPEPE)")
 
 
-def _check_double(v: _Violations, path: str, value: float, low: float, high: float) -> bool:
+def _check_double(v: _Violations, path: str, value: float, low: Decimal, high: Decimal) -> bool:
+    """`value` is finite and within [low, high]; the bounds are Decimals so messages show them exactly."""
     if not math.isfinite(value):
         v.add(path, "must be a finite number (not NaN or Infinity)")
         return False
-    if not low <= value <= high:
-        v.add(path, f"must be between {low:g} and {high:g}")
+    if not float(low) <= value <= float(high):
+        v.add(path, f"must be between {low} and {high}")
         return False
     return True
 
@@ -222,12 +225,12 @@ def validate_decision(raw: DecisionInput, *, now: datetime) -> NewDecision:
         v.add("decision_type", "must be set (DECISION_TYPE_SIGNAL, DECISION_TYPE_SKIP or ...RISK_REJECT)")
     if raw.trader_count < 0:
         v.add("trader_count", "must be 0 or more")
-    agreement_ok = _check_double(v, "agreement_pct", raw.agreement_pct, 0.0, 1.0)
-    effective_k_ok = _check_double(v, "effective_k", raw.effective_k, 0.0, float(MAX_EFFECTIVE_K))
+    agreement_ok = _check_double(v, "agreement_pct", raw.agreement_pct, _ZERO, _ONE)
+    effective_k_ok = _check_double(v, "effective_k", raw.effective_k, _ZERO, MAX_EFFECTIVE_K)
     if raw.avg_confidence is not None:
-        _check_double(v, "avg_confidence", raw.avg_confidence, 0.0, 1.0)
+        _check_double(v, "avg_confidence", raw.avg_confidence, _ZERO, _ONE)
     if raw.ev_estimate is not None:
-        _check_double(v, "ev_estimate", raw.ev_estimate, -float(MAX_R_MULTIPLE), float(MAX_R_MULTIPLE))
+        _check_double(v, "ev_estimate", raw.ev_estimate, -MAX_R_MULTIPLE, MAX_R_MULTIPLE)
     price = None
     if raw.price_at_decision is not None:
         price = parse_decimal(v, "price_at_decision", raw.price_at_decision, signed=False)
@@ -347,9 +350,7 @@ def validate_outcome(raw: OutcomeInput, *, now: datetime) -> Outcome:
         v.add("outcome_pnl", "is required: a signed decimal such as -12.5")
     else:
         pnl = parse_decimal(v, "outcome_pnl", raw.outcome_pnl, signed=True)
-    r_ok = _check_double(
-        v, "outcome_r_multiple", raw.outcome_r_multiple, -float(MAX_R_MULTIPLE), float(MAX_R_MULTIPLE)
-    )
+    r_ok = _check_double(v, "outcome_r_multiple", raw.outcome_r_multiple, -MAX_R_MULTIPLE, MAX_R_MULTIPLE)
     closed_at = None
     if raw.outcome_closed_at is not None:
         closed_at = parse_timestamp(v, "outcome_closed_at", raw.outcome_closed_at)
