@@ -14,7 +14,7 @@ import binascii
 import hashlib
 import json
 import uuid
-from datetime import datetime
+from datetime import UTC, datetime
 
 from sigma_grpc.domain.errors import FieldViolation, InvalidArgument
 from sigma_grpc.domain.models import DecisionFilter, PageCursor
@@ -68,10 +68,14 @@ def decode_page_token(token: str, decision_filter: DecisionFilter) -> PageCursor
         version, fingerprint, moment, row_id = fields["v"], fields["f"], fields["t"], fields["i"]
         if version != _VERSION or not all(isinstance(x, str) for x in (fingerprint, moment, row_id)):
             raise ValueError("shape")
-        cursor = PageCursor(decided_at=datetime.fromisoformat(moment), id=uuid.UUID(row_id))
-        if cursor.decided_at.tzinfo is None:
+        decided_at = datetime.fromisoformat(moment)
+        if decided_at.tzinfo is None:
             raise ValueError("naive time")
-    except (ValueError, KeyError, TypeError, binascii.Error) as exc:
+        decided_at = decided_at.astimezone(UTC)
+        if not 1 <= decided_at.year <= 9999:
+            raise ValueError("time out of range")
+        cursor = PageCursor(decided_at=decided_at, id=uuid.UUID(row_id))
+    except (ValueError, KeyError, TypeError, OverflowError, binascii.Error) as exc:
         # The checksum is not a secret: a hand-made token gets here too, and must
         # be refused as a client error, never crash the call.
         raise InvalidArgument([FieldViolation(_FIELD, "is not a page token issued by this service")]) from exc
