@@ -15,17 +15,29 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from sigma_grpc.api.decision_servicer import DecisionServicer
+from sigma_grpc.api.execution_servicer import ExecutionServicer
 from sigma_grpc.config import Settings, redact_url
 from sigma_grpc.decision_log import DecisionLog
-from sigma_grpc.gen.sigma.v1 import decision_service_pb2, decision_service_pb2_grpc
+from sigma_grpc.execution.hyperliquid import Hyperliquid
+from sigma_grpc.executor import Executor
+from sigma_grpc.gen.sigma.v1 import (
+    decision_service_pb2,
+    decision_service_pb2_grpc,
+    execution_service_pb2,
+    execution_service_pb2_grpc,
+)
 from sigma_grpc.storage.decisions import DecisionStore
 from sigma_grpc.storage.embedded import EmbeddedPostgres, start_embedded
+from sigma_grpc.storage.executions import ExecutionStore
 from sigma_grpc.storage.migrate import apply_migrations
 from sigma_grpc.storage.pool import create_pool
 
 log = logging.getLogger(__name__)
 
-SERVICE_NAMES = (decision_service_pb2.DESCRIPTOR.services_by_name["DecisionService"].full_name,)
+SERVICE_NAMES = (
+    decision_service_pb2.DESCRIPTOR.services_by_name["DecisionService"].full_name,
+    execution_service_pb2.DESCRIPTOR.services_by_name["ExecutionService"].full_name,
+)
 
 
 @dataclass
@@ -33,19 +45,44 @@ class RunningServer:
     server: grpc.aio.Server
     port: int
     health: health.aio.HealthServicer
+    executor: Executor
+    reconciler: asyncio.Task[None]
 
     async def stop(self, grace: float | None) -> None:
-        """Refuse new calls, let in-flight ones finish within `grace` seconds."""
+        """Refuse new calls, let in-flight ones (and execution attempts) finish within `grace` seconds."""
         await self.health.enter_graceful_shutdown()
+        self.reconciler.cancel()
         await self.server.stop(grace)
+        await self.executor.drain(grace)
 
 
-async def start_server(pool: asyncpg.Pool, addr: str) -> RunningServer:
+def build_exchange(settings: Settings) -> Hyperliquid:
+    """The Hyperliquid client; refuses a network that disagrees with the URL (ConfigError)."""
+    return Hyperliquid(
+        network=settings.hl_network,
+        base_url=settings.hl_base_url,
+        timeout_s=settings.hl_timeout_s,
+        private_key=settings.hl_private_key,
+        account_address=settings.hl_account_address,
+    )
+
+
+async def start_server(pool: asyncpg.Pool, addr: str, settings: Settings | None = None) -> RunningServer:
     """Serve sigma.v1, health and reflection on `addr` (port 0 picks a free port)."""
+    settings = settings or Settings()
+    decisions = DecisionStore(pool)
+    executor = Executor(
+        executions=ExecutionStore(pool),
+        decisions=decisions,
+        exchange=build_exchange(settings),
+        paper_equity=settings.paper_equity,
+        order_expiry_s=settings.order_expiry_s,
+    )
     server = grpc.aio.server()
     decision_service_pb2_grpc.add_DecisionServiceServicer_to_server(
-        DecisionServicer(DecisionLog(DecisionStore(pool))), server
+        DecisionServicer(DecisionLog(decisions)), server
     )
+    execution_service_pb2_grpc.add_ExecutionServiceServicer_to_server(ExecutionServicer(executor), server)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection(
@@ -58,7 +95,10 @@ async def start_server(pool: asyncpg.Pool, addr: str) -> RunningServer:
     await server.start()
     for name in ("", *SERVICE_NAMES):
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
-    return RunningServer(server=server, port=port, health=health_servicer)
+    reconciler = asyncio.create_task(executor.run_reconciler(settings.reconcile_interval_s))
+    return RunningServer(
+        server=server, port=port, health=health_servicer, executor=executor, reconciler=reconciler
+    )
 
 
 @contextlib.asynccontextmanager
@@ -96,7 +136,7 @@ async def serve(settings: Settings) -> None:
             async with pool.acquire() as conn:
                 applied = await apply_migrations(conn, settings.migrations_dir)
             log.info("migrations applied at start: %s", ", ".join(applied) or "none pending")
-            running = await start_server(pool, settings.grpc_addr)
+            running = await start_server(pool, settings.grpc_addr, settings)
             host = settings.grpc_addr.rsplit(":", 1)[0]
             log.info("sigma-grpc listening on %s:%d", host, running.port)
             await stop.wait()

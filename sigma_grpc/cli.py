@@ -28,6 +28,8 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         settings = Settings.from_env()
+        if options.command == "serve":
+            app.build_exchange(settings)  # refuse a network/URL mismatch before starting anything
     except ConfigError as error:
         print(f"sigma-grpc: {error}", file=sys.stderr)
         return 2

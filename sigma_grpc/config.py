@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from decimal import Decimal
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
@@ -17,6 +18,71 @@ DEFAULT_MIGRATIONS_DIR = _PACKAGE_ROOT / "migrations"
 
 class ConfigError(ValueError):
     """A SIGMA_* variable has a value the service cannot use."""
+
+
+class Secret:
+    """A string that never shows itself in repr, str, logs or tracebacks' locals."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return "Secret('***')"
+
+    __str__ = __repr__
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+
+def _private_key(env: Mapping[str, str]) -> Secret | None:
+    inline = env.get("SIGMA_HL_PRIVATE_KEY", "").strip()
+    path = env.get("SIGMA_HL_PRIVATE_KEY_FILE", "").strip()
+    if inline and path:
+        raise ConfigError("set SIGMA_HL_PRIVATE_KEY or SIGMA_HL_PRIVATE_KEY_FILE, not both")
+    if path:
+        try:
+            inline = Path(path).read_text().strip()
+        except OSError as error:
+            raise ConfigError(f"SIGMA_HL_PRIVATE_KEY_FILE: cannot read {path}: {error.strerror}") from None
+        if not inline:
+            raise ConfigError(f"SIGMA_HL_PRIVATE_KEY_FILE: {path} is empty")
+    if not inline:
+        return None
+    body = inline.removeprefix("0x")
+    if len(body) != 64 or any(c not in "0123456789abcdefABCDEF" for c in body):
+        # Never echo the value: it may be a real key with a typo.
+        raise ConfigError("the Hyperliquid private key must be 32 bytes of hex (64 hex digits, 0x optional)")
+    return Secret("0x" + body.lower())
+
+
+def _address(env: Mapping[str, str], name: str) -> str | None:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return None
+    body = raw.removeprefix("0x")
+    if len(body) != 40 or any(c not in "0123456789abcdefABCDEF" for c in body):
+        raise ConfigError(f"{name} must be a 0x-prefixed 20-byte hex address")
+    return "0x" + body.lower()
+
+
+def _decimal(env: Mapping[str, str], name: str, default: str) -> Decimal:
+    raw = env.get(name, "").strip() or default
+    try:
+        value = Decimal(raw)
+    except ArithmeticError:
+        raise ConfigError(f"{name} must be a number, got {raw!r}") from None
+    if not value.is_finite() or value <= 0:
+        raise ConfigError(f"{name} must be a positive number, got {raw!r}")
+    return value
 
 
 def redact_url(url: str) -> str:
@@ -53,13 +119,28 @@ class Settings:
     db_pool_size: int = 10
     shutdown_grace_s: int = 10
     log_level: str = "INFO"
+    # Hyperliquid execution (see the README). The key is the signer: the main
+    # account's key or an API (agent) wallet's.
+    hl_private_key: Secret | None = field(default=None, repr=False)
+    hl_account_address: str | None = None
+    hl_network: str = "testnet"
+    hl_base_url: str | None = None
+    hl_timeout_s: int = 10
+    order_expiry_s: int = 30
+    reconcile_interval_s: int = 5
+    paper_equity: Decimal = Decimal(10000)
 
     def __repr__(self) -> str:
         url = redact_url(self.database_url) if self.database_url else None
         return (
             f"Settings(database_url={url!r}, grpc_addr={self.grpc_addr!r}, data_dir={str(self.data_dir)!r}, "
             f"migrations_dir={str(self.migrations_dir)!r}, db_pool_size={self.db_pool_size}, "
-            f"shutdown_grace_s={self.shutdown_grace_s}, log_level={self.log_level!r})"
+            f"shutdown_grace_s={self.shutdown_grace_s}, log_level={self.log_level!r}, "
+            f"hl_private_key={'set' if self.hl_private_key else None}, "
+            f"hl_account_address={self.hl_account_address!r}, hl_network={self.hl_network!r}, "
+            f"hl_base_url={self.hl_base_url!r}, hl_timeout_s={self.hl_timeout_s}, "
+            f"order_expiry_s={self.order_expiry_s}, reconcile_interval_s={self.reconcile_interval_s}, "
+            f"paper_equity={self.paper_equity})"
         )
 
     @classmethod
@@ -74,6 +155,9 @@ class Settings:
         level = env.get("SIGMA_LOG_LEVEL", "").strip().upper() or "INFO"
         if level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
             raise ConfigError(f"SIGMA_LOG_LEVEL must be DEBUG, INFO, WARNING or ERROR, got {level!r}")
+        network = env.get("SIGMA_HL_NETWORK", "").strip().lower() or "testnet"
+        if network not in ("mainnet", "testnet"):
+            raise ConfigError(f"SIGMA_HL_NETWORK must be mainnet or testnet, got {network!r}")
         return cls(
             database_url=url,
             grpc_addr=addr,
@@ -82,4 +166,12 @@ class Settings:
             db_pool_size=_int(env, "SIGMA_DB_POOL_SIZE", 10, 1, 200),
             shutdown_grace_s=_int(env, "SIGMA_SHUTDOWN_GRACE_S", 10, 0, 600),
             log_level=level,
+            hl_private_key=_private_key(env),
+            hl_account_address=_address(env, "SIGMA_HL_ACCOUNT_ADDRESS"),
+            hl_network=network,
+            hl_base_url=env.get("SIGMA_HL_BASE_URL", "").strip().rstrip("/") or None,
+            hl_timeout_s=_int(env, "SIGMA_HL_TIMEOUT_S", 10, 1, 120),
+            order_expiry_s=_int(env, "SIGMA_ORDER_EXPIRY_S", 30, 5, 600),
+            reconcile_interval_s=_int(env, "SIGMA_RECONCILE_INTERVAL_S", 5, 1, 3600),
+            paper_equity=_decimal(env, "SIGMA_PAPER_EQUITY", "10000"),
         )

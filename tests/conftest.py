@@ -113,7 +113,10 @@ def stub(channel: grpc.aio.Channel) -> Stub:
 @pytest.fixture
 async def clean_db(db: asyncpg.Pool) -> asyncpg.Pool:
     """The tests' pool, after emptying every table."""
-    await db.execute("TRUNCATE decision_logs")
+    await db.execute("TRUNCATE decision_logs, execution_logs, execution_config_audit, signer_nonces")
+    # Back to a new database's config: execution disabled, dry run, the plan's limits.
+    await db.execute("DELETE FROM execution_config")
+    await db.execute("INSERT INTO execution_config (id) VALUES (1)")
     return db
 
 

@@ -7,6 +7,7 @@ import os
 import shutil
 import sys
 from collections.abc import AsyncIterator
+from decimal import Decimal
 from pathlib import Path
 
 import asyncpg
@@ -17,6 +18,7 @@ from sigma_grpc.storage.migrate import MigrationError, apply_migrations
 from tests.conftest import create_database, drop_database
 
 ROOT = Path(__file__).resolve().parent.parent
+ALL = ["060_decision_logs", "061_execution_config"]
 
 
 @pytest.fixture
@@ -37,12 +39,28 @@ async def _applied(url: str) -> list[str]:
 async def test_applying_twice_applies_once(empty_database: str) -> None:
     conn = await asyncpg.connect(empty_database)
     try:
-        assert await apply_migrations(conn, DEFAULT_MIGRATIONS_DIR) == ["060_decision_logs"]
+        assert await apply_migrations(conn, DEFAULT_MIGRATIONS_DIR) == ALL
         assert await apply_migrations(conn, DEFAULT_MIGRATIONS_DIR) == []
         assert await conn.fetchval("SELECT count(*) FROM decision_logs") == 0
+        # A new database starts with execution off, in dry run, at the plan's limits.
+        config = await conn.fetchrow("SELECT * FROM execution_config")
+        assert config is not None
+        assert dict(config) | {"updated_at": None} == {
+            "id": 1,
+            "enabled": False,
+            "hl_enabled": False,
+            "dry_run": True,
+            "hl_max_leverage": 3,
+            "hl_max_position_pct": Decimal("0.02"),
+            "hl_max_exposure_pct": Decimal("0.10"),
+            "hl_slippage_pct": Decimal("0.01"),
+            "max_signal_age_s": 120,
+            "max_price_drift_pct": Decimal("0.01"),
+            "updated_at": None,
+        }
     finally:
         await conn.close()
-    assert await _applied(empty_database) == ["060_decision_logs"]
+    assert await _applied(empty_database) == ALL
 
 
 async def test_two_processes_migrating_at_once(empty_database: str) -> None:
@@ -64,8 +82,8 @@ async def test_two_processes_migrating_at_once(empty_database: str) -> None:
     results = [await p.communicate() for p in processes]
     assert [p.returncode for p in processes] == [0, 0], results
     outputs = sorted(out.decode().strip() for out, _ in results)
-    assert outputs == ["applied: 060_decision_logs", "nothing to apply"]
-    assert await _applied(empty_database) == ["060_decision_logs"]
+    assert outputs == [f"applied: {', '.join(ALL)}", "nothing to apply"]
+    assert await _applied(empty_database) == ALL
 
 
 async def test_a_failing_migration_leaves_nothing_behind(empty_database: str, tmp_path: Path) -> None:

@@ -53,6 +53,7 @@ async def test_reflection_lists_the_services_and_describes_the_contract(server: 
     names = {s.name for s in responses[0].list_services_response.service}
     assert names == {
         "sigma.v1.DecisionService",
+        "sigma.v1.ExecutionService",
         "grpc.health.v1.Health",
         "grpc.reflection.v1alpha.ServerReflection",
     }

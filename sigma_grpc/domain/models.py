@@ -131,9 +131,9 @@ class DecisionFilter:
 
 @dataclass(frozen=True, slots=True)
 class PageCursor:
-    """Where the next page starts: strictly after this (decided_at, id) in list order."""
+    """Where the next page starts: strictly after this (sort time, id) in list order, newest first."""
 
-    decided_at: datetime
+    sort_time: datetime
     id: uuid.UUID
 
 

@@ -14,26 +14,28 @@ import binascii
 import hashlib
 import json
 import uuid
+from dataclasses import asdict
 from datetime import UTC, datetime
+from typing import Any
 
 from sigma_grpc.domain.errors import FieldViolation, InvalidArgument
-from sigma_grpc.domain.models import DecisionFilter, PageCursor
+from sigma_grpc.domain.models import PageCursor
+
+# Any frozen dataclass of the filters a list was asked for.
+Filters = Any
 
 _VERSION = 1
 _FIELD = "page_token"
 
 
-def _fingerprint(decision_filter: DecisionFilter) -> str:
+def _json_value(value: object) -> str:
+    return value.isoformat() if isinstance(value, datetime) else str(value)
+
+
+def _fingerprint(filters: Filters) -> str:
+    """A digest of the filters a token was made for (any dataclass of plain values)."""
     canonical = json.dumps(
-        {
-            "symbol": decision_filter.symbol,
-            "decision_type": decision_filter.decision_type,
-            "direction": decision_filter.direction,
-            "outcome": decision_filter.outcome,
-            "start": decision_filter.start_time.isoformat() if decision_filter.start_time else None,
-            "end": decision_filter.end_time.isoformat() if decision_filter.end_time else None,
-        },
-        sort_keys=True,
+        {"kind": type(filters).__name__, **asdict(filters)}, sort_keys=True, default=_json_value
     )
     return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 
@@ -42,12 +44,12 @@ def _checksum(body: str) -> str:
     return hashlib.sha256(f"sigma.v1/page/{body}".encode()).hexdigest()[:12]
 
 
-def encode_page_token(cursor: PageCursor, decision_filter: DecisionFilter) -> str:
+def encode_page_token(cursor: PageCursor, filters: Filters) -> str:
     body = json.dumps(
         {
             "v": _VERSION,
-            "f": _fingerprint(decision_filter),
-            "t": cursor.decided_at.isoformat(),
+            "f": _fingerprint(filters),
+            "t": cursor.sort_time.isoformat(),
             "i": str(cursor.id),
         },
         separators=(",", ":"),
@@ -57,7 +59,7 @@ def encode_page_token(cursor: PageCursor, decision_filter: DecisionFilter) -> st
     return base64.urlsafe_b64encode(packed.encode()).decode().rstrip("=")
 
 
-def decode_page_token(token: str, decision_filter: DecisionFilter) -> PageCursor:
+def decode_page_token(token: str, filters: Filters) -> PageCursor:
     """The cursor in `token`, or InvalidArgument when it is not ours or not for these filters."""
     try:
         packed = json.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
@@ -74,12 +76,12 @@ def decode_page_token(token: str, decision_filter: DecisionFilter) -> PageCursor
         decided_at = decided_at.astimezone(UTC)
         if not 1 <= decided_at.year <= 9999:
             raise ValueError("time out of range")
-        cursor = PageCursor(decided_at=decided_at, id=uuid.UUID(row_id))
+        cursor = PageCursor(sort_time=decided_at, id=uuid.UUID(row_id))
     except (ValueError, KeyError, TypeError, OverflowError, binascii.Error) as exc:
         # The checksum is not a secret: a hand-made token gets here too, and must
         # be refused as a client error, never crash the call.
         raise InvalidArgument([FieldViolation(_FIELD, "is not a page token issued by this service")]) from exc
-    if fingerprint != _fingerprint(decision_filter):
+    if fingerprint != _fingerprint(filters):
         raise InvalidArgument(
             [FieldViolation(_FIELD, "was issued for other filters: repeat the request's filters exactly")]
         )

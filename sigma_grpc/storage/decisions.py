@@ -154,7 +154,7 @@ class DecisionStore:
         args: list[Any] = []
         where = _filter_sql(query.filter, args)
         if query.cursor is not None:
-            args += [query.cursor.decided_at, query.cursor.id]
+            args += [query.cursor.sort_time, query.cursor.id]
             where.append(f"(decided_at, id) < (${len(args) - 1}, ${len(args)})")
         args.append(query.page_size + 1)
         sql = (

@@ -1,0 +1,434 @@
+"""Execution's domain: config, the pre-trade risk check, order pricing, and what an exchange answer means.
+
+Pure Python, no I/O: the executor gathers the market and account state, this
+module decides.
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, fields, replace
+from datetime import datetime, timedelta
+from decimal import ROUND_DOWN, ROUND_HALF_EVEN, Decimal
+from typing import Any
+
+from sigma_grpc.domain.errors import FieldViolation, InvalidArgument
+from sigma_grpc.domain.models import Decision, Direction
+
+MIN_NOTIONAL_USD = Decimal(10)
+_PCT_SCALE = Decimal("0.00000001")
+_RISK_SCALE = Decimal("0.000001")
+
+
+class ExecutionStatus(enum.StrEnum):
+    PENDING = "pending"
+    FILLED = "filled"
+    PARTIALLY_FILLED = "partially_filled"
+    REJECTED = "rejected"
+    FAILED = "failed"
+    UNKNOWN = "unknown"
+    SIMULATED = "simulated"
+
+    @property
+    def settled(self) -> bool:
+        return self not in (ExecutionStatus.PENDING, ExecutionStatus.UNKNOWN)
+
+
+class ExecutionReason(enum.StrEnum):
+    STALE_SIGNAL = "stale_signal"
+    UNKNOWN_SYMBOL = "unknown_symbol"
+    PRICE_DRIFT = "price_drift"
+    NO_ACCOUNT_VALUE = "no_account_value"
+    EXPOSURE_LIMIT = "exposure_limit"
+    MIN_NOTIONAL = "min_notional"
+    INSUFFICIENT_MARGIN = "insufficient_margin"
+    IOC_NO_MATCH = "ioc_no_match"
+    EXCHANGE_ERROR = "exchange_error"
+    RATE_LIMITED = "rate_limited"
+    LEVERAGE_FAILED = "leverage_failed"
+    TIMEOUT = "timeout"
+    NOT_PLACED = "not_placed"
+
+
+class Side(enum.StrEnum):
+    BUY = "buy"
+    SELL = "sell"
+
+
+@dataclass(frozen=True, slots=True)
+class ExecutionConfig:
+    enabled: bool = False
+    hl_enabled: bool = False
+    dry_run: bool = True
+    hl_max_leverage: int = 3
+    hl_max_position_pct: Decimal = Decimal("0.02")
+    hl_max_exposure_pct: Decimal = Decimal("0.10")
+    hl_slippage_pct: Decimal = Decimal("0.01")
+    max_signal_age_s: int = 120
+    max_price_drift_pct: Decimal = Decimal("0.01")
+    updated_at: datetime | None = None
+
+    @property
+    def active(self) -> bool:
+        return self.enabled and self.hl_enabled
+
+
+# Field → (low, high, low_inclusive) for the numeric settings.
+_RANGES: dict[str, tuple[Decimal, Decimal, bool]] = {
+    "hl_max_leverage": (Decimal(1), Decimal(50), True),
+    "hl_max_position_pct": (Decimal(0), Decimal(1), False),
+    "hl_max_exposure_pct": (Decimal(0), Decimal(10), False),
+    "hl_slippage_pct": (Decimal(0), Decimal("0.1"), False),
+    "max_signal_age_s": (Decimal(1), Decimal(86400), True),
+    "max_price_drift_pct": (Decimal(0), Decimal(1), False),
+}
+UPDATABLE_FIELDS = frozenset(f.name for f in fields(ExecutionConfig)) - {"updated_at"}
+
+
+def apply_config_update(
+    current: ExecutionConfig, new_values: Mapping[str, Any], paths: Sequence[str]
+) -> ExecutionConfig:
+    """The config with the masked fields replaced, or InvalidArgument naming each bad path or value."""
+    violations: list[FieldViolation] = []
+    if not paths:
+        violations.append(FieldViolation("update_mask", "must name at least one field to change"))
+    changes: dict[str, Any] = {}
+    for path in paths:
+        if path == "updated_at":
+            violations.append(FieldViolation("update_mask", "updated_at is output only"))
+        elif path not in UPDATABLE_FIELDS:
+            violations.append(FieldViolation("update_mask", f"unknown field {path!r}"))
+        elif path in _RANGES:
+            value = new_values[path]
+            if isinstance(value, float) and not math.isfinite(value):
+                violations.append(FieldViolation(f"config.{path}", "must be a finite number"))
+                continue
+            number = Decimal(repr(value)) if isinstance(value, float) else Decimal(value)
+            if isinstance(value, float):
+                number = number.quantize(_PCT_SCALE, rounding=ROUND_HALF_EVEN)
+            low, high, low_inclusive = _RANGES[path]
+            if not ((low <= number) if low_inclusive else (low < number)) or number > high:
+                bracket = "[" if low_inclusive else "("
+                violations.append(FieldViolation(f"config.{path}", f"must be in {bracket}{low}, {high}]"))
+                continue
+            changes[path] = int(number) if isinstance(value, int) else number
+        else:
+            changes[path] = bool(new_values[path])
+    if violations:
+        raise InvalidArgument(violations)
+    return replace(current, **changes)
+
+
+def config_changes(old: ExecutionConfig, new: ExecutionConfig) -> list[tuple[str, Any, Any]]:
+    """(field, old, new) for every setting that differs."""
+    return [
+        (name, getattr(old, name), getattr(new, name))
+        for name in sorted(UPDATABLE_FIELDS)
+        if getattr(old, name) != getattr(new, name)
+    ]
+
+
+@dataclass(frozen=True, slots=True)
+class Execution:
+    id: uuid.UUID
+    decision_id: uuid.UUID
+    created_at: datetime
+    updated_at: datetime
+    symbol: str
+    side: Side
+    size: Decimal
+    leverage: int
+    cloid: str
+    order_expires_at: datetime
+    network: str
+    account_address: str | None
+    dry_run: bool
+    status: ExecutionStatus
+    reason: ExecutionReason | None = None
+    fill_price: Decimal | None = None
+    fill_size: Decimal | None = None
+    error_message: str | None = None
+    exchange_order_id: int | None = None
+    position_pct: Decimal | None = None
+    exposure_before: Decimal | None = None
+    exposure_after: Decimal | None = None
+    mid_price: Decimal | None = None
+    limit_price: Decimal | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Result:
+    """What to record on an execution; unset fields keep their stored value."""
+
+    status: ExecutionStatus
+    reason: ExecutionReason | None = None
+    error_message: str | None = None
+    size: Decimal | None = None
+    leverage: int | None = None
+    fill_price: Decimal | None = None
+    fill_size: Decimal | None = None
+    exchange_order_id: int | None = None
+    position_pct: Decimal | None = None
+    exposure_before: Decimal | None = None
+    exposure_after: Decimal | None = None
+    mid_price: Decimal | None = None
+    limit_price: Decimal | None = None
+
+
+def cloid_for(decision_id: uuid.UUID) -> str:
+    """The order's client id: derived from the decision, so a retry can never be a second order."""
+    return "0x" + decision_id.hex
+
+
+def side_for(direction: Direction) -> Side:
+    return Side.BUY if direction is Direction.LONG else Side.SELL
+
+
+@dataclass(frozen=True, slots=True)
+class AssetInfo:
+    name: str
+    sz_decimals: int
+    max_leverage: int
+
+
+@dataclass(frozen=True, slots=True)
+class Position:
+    coin: str
+    size: Decimal  # signed: negative is short
+    notional: Decimal  # absolute position value in USD
+    leverage: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class AccountState:
+    account_value: Decimal
+    positions: tuple[Position, ...]
+
+    def exposure_notional(self) -> Decimal:
+        return sum((abs(p.notional) for p in self.positions), Decimal(0))
+
+
+@dataclass(frozen=True, slots=True)
+class OrderPlan:
+    """A checked order, ready to send (or to simulate)."""
+
+    size: Decimal
+    mid: Decimal
+    leverage: int
+    set_leverage: bool
+    position_pct: Decimal
+    exposure_before: Decimal
+    exposure_after: Decimal
+
+
+def _ratio(numerator: Decimal, denominator: Decimal) -> Decimal:
+    return (numerator / denominator).quantize(_RISK_SCALE)
+
+
+def check_signal_age(decision: Decision, config: ExecutionConfig, now: datetime) -> Result | None:
+    age = now - decision.decided_at
+    if age > timedelta(seconds=config.max_signal_age_s):
+        return Result(
+            ExecutionStatus.REJECTED,
+            ExecutionReason.STALE_SIGNAL,
+            f"signal is {age.total_seconds():.0f}s old (limit {config.max_signal_age_s}s)",
+        )
+    return None
+
+
+def plan_order(
+    decision: Decision,
+    config: ExecutionConfig,
+    asset: AssetInfo | None,
+    mid: Decimal | None,
+    account: AccountState,
+) -> OrderPlan | Result:
+    """The pre-trade risk check after the age check, in the order the rules are listed.
+
+    Returns the order to place, or the REJECTED result saying why not.
+    """
+    if asset is None or mid is None or mid <= 0:
+        return Result(
+            ExecutionStatus.REJECTED,
+            ExecutionReason.UNKNOWN_SYMBOL,
+            f"{decision.symbol} is not listed on the exchange",
+        )
+    if decision.price_at_decision is not None:
+        drift = abs(mid - decision.price_at_decision) / decision.price_at_decision
+        if drift > config.max_price_drift_pct:
+            return Result(
+                ExecutionStatus.REJECTED,
+                ExecutionReason.PRICE_DRIFT,
+                f"mid {mid} drifted {drift:.4%} from {decision.price_at_decision} "
+                f"(limit {config.max_price_drift_pct:.4%})",
+                mid_price=mid,
+            )
+    if account.account_value <= 0:
+        return Result(
+            ExecutionStatus.REJECTED,
+            ExecutionReason.NO_ACCOUNT_VALUE,
+            f"account value is {account.account_value}",
+            mid_price=mid,
+        )
+    step = Decimal(1).scaleb(-asset.sz_decimals)
+    target_notional = account.account_value * config.hl_max_position_pct
+    size = (target_notional / mid).quantize(step, rounding=ROUND_DOWN)
+    notional = size * mid
+    exposure_before = _ratio(account.exposure_notional(), account.account_value)
+    exposure_after = _ratio(account.exposure_notional() + notional, account.account_value)
+    position_pct = _ratio(notional, account.account_value)
+
+    def rejected(reason: ExecutionReason, message: str) -> Result:
+        return Result(
+            ExecutionStatus.REJECTED,
+            reason,
+            message,
+            size=size,
+            mid_price=mid,
+            position_pct=position_pct,
+            exposure_before=exposure_before,
+            exposure_after=exposure_after,
+        )
+
+    if exposure_after > config.hl_max_exposure_pct:
+        return rejected(
+            ExecutionReason.EXPOSURE_LIMIT,
+            f"exposure after the trade would be {exposure_after:.2%} "
+            f"(limit {config.hl_max_exposure_pct:.2%})",
+        )
+    if size <= 0 or notional < MIN_NOTIONAL_USD:
+        return rejected(
+            ExecutionReason.MIN_NOTIONAL,
+            f"order notional ${notional:.2f} is below the exchange's ${MIN_NOTIONAL_USD} minimum",
+        )
+    leverage = min(config.hl_max_leverage, asset.max_leverage)
+    held = next((p for p in account.positions if p.coin == asset.name and p.size != 0), None)
+    return OrderPlan(
+        size=size,
+        mid=mid,
+        leverage=leverage,
+        set_leverage=held is None or held.leverage != leverage,
+        position_pct=position_pct,
+        exposure_before=exposure_before,
+        exposure_after=exposure_after,
+    )
+
+
+def limit_price(mid: Decimal, side: Side, slippage: Decimal, sz_decimals: int) -> Decimal:
+    """Mid +/- slippage, normalised as the exchange requires.
+
+    5 significant figures, then at most 6 - szDecimals decimals (the SDK's own rule).
+    """
+    raw = mid * (1 + slippage) if side is Side.BUY else mid * (1 - slippage)
+    significant = Decimal(f"{raw:.5g}") if raw < Decimal("1e15") else raw
+    decimals = max(6 - sz_decimals, 0)
+    return significant.quantize(Decimal(1).scaleb(-decimals), rounding=ROUND_HALF_EVEN).normalize() + 0
+
+
+def _order_error_result(message: str) -> Result:
+    lowered = message.lower()
+    if "insufficient margin" in lowered:
+        reason = ExecutionReason.INSUFFICIENT_MARGIN
+    elif "could not immediately match" in lowered:
+        reason = ExecutionReason.IOC_NO_MATCH
+    else:
+        reason = ExecutionReason.EXCHANGE_ERROR
+    return Result(ExecutionStatus.REJECTED, reason, message)
+
+
+def classify_order_response(response: Any, requested: Decimal) -> Result:
+    """What an /exchange order answer (already parsed as JSON by the SDK) means for one order."""
+    if not isinstance(response, dict):
+        return Result(
+            ExecutionStatus.UNKNOWN, ExecutionReason.EXCHANGE_ERROR, f"unexpected answer: {response!r}"
+        )
+    if "error" in response and "status" not in response:
+        # The SDK returns {"error": "Could not parse JSON: ..."} for a 2xx non-JSON body.
+        return Result(ExecutionStatus.UNKNOWN, ExecutionReason.EXCHANGE_ERROR, str(response["error"])[:500])
+    if response.get("status") == "err":
+        text = str(response.get("response"))
+        reason = (
+            ExecutionReason.RATE_LIMITED
+            if "too many" in text.lower() or "rate limit" in text.lower()
+            else ExecutionReason.EXCHANGE_ERROR
+        )
+        return Result(ExecutionStatus.FAILED, reason, text)
+    try:
+        status = response["response"]["data"]["statuses"][0]
+    except (KeyError, IndexError, TypeError):
+        return Result(
+            ExecutionStatus.UNKNOWN, ExecutionReason.EXCHANGE_ERROR, f"unexpected answer: {response!r}"
+        )
+    if isinstance(status, dict) and "filled" in status:
+        filled = status["filled"]
+        size = Decimal(str(filled["totalSz"]))
+        return Result(
+            ExecutionStatus.FILLED if size >= requested else ExecutionStatus.PARTIALLY_FILLED,
+            None,
+            None if size >= requested else f"filled {size} of {requested}; the rest was cancelled (IOC)",
+            fill_price=Decimal(str(filled["avgPx"])),
+            fill_size=size,
+            exchange_order_id=int(filled["oid"]) if "oid" in filled else None,
+        )
+    if isinstance(status, dict) and "error" in status:
+        return _order_error_result(str(status["error"]))
+    if isinstance(status, dict) and "resting" in status:
+        resting = status["resting"]
+        return Result(
+            ExecutionStatus.UNKNOWN,
+            ExecutionReason.EXCHANGE_ERROR,
+            "the IOC order is resting on the book, which an IOC order should never do",
+            exchange_order_id=int(resting["oid"]) if "oid" in resting else None,
+        )
+    return Result(
+        ExecutionStatus.UNKNOWN, ExecutionReason.EXCHANGE_ERROR, f"unexpected order status: {status!r}"
+    )
+
+
+def settle_from_order_status(
+    order_status: Any,
+    fills: Sequence[tuple[Decimal, Decimal]],
+    requested: Decimal,
+    now: datetime,
+    expires_at: datetime,
+) -> Result | None:
+    """Reconcile by cloid: the settled result, or None while it cannot be known yet.
+
+    `fills` are the (price, size) of the account's fills for this order.
+    """
+    known = isinstance(order_status, dict) and order_status.get("status") == "order"
+    if not known:
+        if now <= expires_at:
+            return None  # the order may still arrive
+        return Result(
+            ExecutionStatus.FAILED,
+            ExecutionReason.NOT_PLACED,
+            "the exchange does not know the order and it has expired: it was never placed",
+        )
+    order = order_status["order"]
+    oid = order.get("order", {}).get("oid")
+    filled = sum((size for _, size in fills), Decimal(0))
+    if filled > 0:
+        average = sum((price * size for price, size in fills), Decimal(0)) / filled
+        return Result(
+            ExecutionStatus.FILLED if filled >= requested else ExecutionStatus.PARTIALLY_FILLED,
+            None,
+            None,
+            fill_price=average.quantize(_PCT_SCALE),
+            fill_size=filled,
+            exchange_order_id=int(oid) if oid is not None else None,
+        )
+    state = str(order.get("status"))
+    if state in ("open", "triggered"):
+        return None
+    return Result(
+        ExecutionStatus.REJECTED,
+        ExecutionReason.IOC_NO_MATCH
+        if "ioc" in state.lower() or state == "canceled"
+        else ExecutionReason.EXCHANGE_ERROR,
+        f"the exchange reports the order as {state} with nothing filled",
+        exchange_order_id=int(oid) if oid is not None else None,
+    )

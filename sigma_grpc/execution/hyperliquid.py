@@ -1,0 +1,290 @@
+"""The only module that imports hyperliquid-python-sdk.
+
+The SDK is synchronous: every call runs in a worker thread (`asyncio.to_thread`)
+under the SDK's own HTTP timeout and an asyncio timeout, so the event loop never
+blocks. SDK objects are built once, off the loop. Signing goes through the SDK's
+own functions with a nonce the caller chooses (the SDK's nonce is the current
+millisecond, which collides for two signed calls in one millisecond).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any, TypeVar
+
+import requests
+from eth_account import Account
+from hyperliquid.api import API  # type: ignore[import-untyped]
+from hyperliquid.info import Info  # type: ignore[import-untyped]
+from hyperliquid.utils.constants import MAINNET_API_URL, TESTNET_API_URL  # type: ignore[import-untyped]
+from hyperliquid.utils.error import ClientError, ServerError  # type: ignore[import-untyped]
+from hyperliquid.utils.signing import (  # type: ignore[import-untyped]
+    order_request_to_order_wire,
+    order_wires_to_order_action,
+    sign_l1_action,
+)
+from hyperliquid.utils.types import Cloid  # type: ignore[import-untyped]
+
+from sigma_grpc.config import ConfigError, Secret
+from sigma_grpc.domain.execution import (
+    AccountState,
+    AssetInfo,
+    ExecutionReason,
+    ExecutionStatus,
+    Position,
+    Result,
+    classify_order_response,
+)
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+_EMPTY_SPOT_META: dict[str, list[Any]] = {"universe": [], "tokens": []}
+
+
+class ExchangeCallFailed(Exception):
+    """A read from the exchange failed; the message is safe to show (no secrets)."""
+
+
+def resolve_base_url(network: str, base_url: str | None) -> str:
+    """The API URL, refusing a network that disagrees with it.
+
+    The SDK signs for mainnet only when the URL is exactly its mainnet constant,
+    so `mainnet` with another URL would sign testnet-style (every order refused),
+    and `testnet` with the mainnet URL would sign real orders.
+    """
+    if network == "mainnet":
+        url = base_url or MAINNET_API_URL
+        if url != MAINNET_API_URL:
+            raise ConfigError(
+                f"SIGMA_HL_NETWORK=mainnet needs SIGMA_HL_BASE_URL unset or exactly {MAINNET_API_URL}: "
+                f"the SDK signs mainnet actions only for that URL (got {url})"
+            )
+        return url
+    url = base_url or TESTNET_API_URL
+    if url == MAINNET_API_URL:
+        raise ConfigError(
+            "SIGMA_HL_BASE_URL is the mainnet URL but SIGMA_HL_NETWORK is testnet: "
+            "set SIGMA_HL_NETWORK=mainnet to trade on mainnet"
+        )
+    return url
+
+
+@dataclass(frozen=True)
+class Signer:
+    """The signing wallet and the main account it acts for."""
+
+    address: str
+    account_address: str
+
+    def __repr__(self) -> str:
+        return f"Signer(address={self.address!r}, account_address={self.account_address!r})"
+
+
+def _fills_of(fills: Any, oid: int | None, cloid: str) -> list[tuple[Decimal, Decimal]]:
+    found = []
+    for fill in fills if isinstance(fills, list) else []:
+        if fill.get("cloid") == cloid or (oid is not None and fill.get("oid") == oid):
+            found.append((Decimal(str(fill["px"])), Decimal(str(fill["sz"]))))
+    return found
+
+
+class Hyperliquid:
+    """Reads and signed writes against one Hyperliquid API."""
+
+    def __init__(
+        self,
+        *,
+        network: str,
+        base_url: str | None,
+        timeout_s: float,
+        private_key: Secret | None,
+        account_address: str | None,
+    ) -> None:
+        self.network = network
+        self.base_url = resolve_base_url(network, base_url)
+        self._timeout = timeout_s
+        self._wallet = Account.from_key(private_key.reveal()) if private_key else None
+        if self._wallet is not None:
+            self.signer: Signer | None = Signer(
+                address=self._wallet.address.lower(),
+                account_address=(account_address or self._wallet.address).lower(),
+            )
+        else:
+            self.signer = None
+        # Balances and positions are always read for the main account, never an agent's.
+        self.account_address = self.signer.account_address if self.signer else account_address
+        self._info: Any = None
+        self._api: Any = None
+        self._assets: dict[str, tuple[int, AssetInfo]] = {}
+        self._start_lock = asyncio.Lock()
+
+    def __repr__(self) -> str:
+        return f"Hyperliquid(network={self.network!r}, base_url={self.base_url!r}, signer={self.signer!r})"
+
+    async def _call(self, fn: Callable[[], T]) -> T:
+        # The SDK's own timeout ends the worker thread; the asyncio one bounds the wait.
+        return await asyncio.wait_for(asyncio.to_thread(fn), self._timeout + 1)
+
+    async def _read(self, what: str, fn: Callable[[], T]) -> T:
+        try:
+            return await self._call(fn)
+        except (TimeoutError, requests.RequestException, ClientError, ServerError, ValueError) as error:
+            raise ExchangeCallFailed(
+                f"reading {what} from Hyperliquid failed: {type(error).__name__}"
+            ) from error
+
+    async def _ensure_started(self) -> None:
+        async with self._start_lock:
+            if self._info is None:
+                await self._load_meta()
+
+    async def _load_meta(self) -> None:
+        def build() -> tuple[Any, Any, Any]:
+            reader = API(self.base_url, self._timeout)
+            meta = reader.post("/info", {"type": "meta", "dex": ""})
+            info = Info(self.base_url, True, meta, _EMPTY_SPOT_META, None, self._timeout)
+            return info, API(self.base_url, self._timeout), meta
+
+        self._info, self._api, meta = await self._read("meta", build)
+        self._assets = {
+            entry["name"]: (
+                index,
+                AssetInfo(entry["name"], int(entry["szDecimals"]), int(entry.get("maxLeverage", 1))),
+            )
+            for index, entry in enumerate(meta.get("universe", []))
+            if not entry.get("isDelisted")
+        }
+
+    async def asset(self, symbol: str) -> AssetInfo | None:
+        """The listed asset, refreshing the cached meta once when the symbol is unknown."""
+        await self._ensure_started()
+        if symbol not in self._assets:
+            async with self._start_lock:
+                await self._load_meta()
+        found = self._assets.get(symbol)
+        return found[1] if found else None
+
+    async def mids(self) -> dict[str, Decimal]:
+        await self._ensure_started()
+        mids = await self._read("mids", self._info.all_mids)
+        return {coin: Decimal(str(px)) for coin, px in mids.items()} if isinstance(mids, dict) else {}
+
+    async def mid(self, symbol: str) -> Decimal | None:
+        return (await self.mids()).get(symbol)
+
+    async def account_state(self, address: str) -> AccountState:
+        await self._ensure_started()
+        state = await self._read("account state", lambda: self._info.user_state(address))
+        positions = []
+        for item in state.get("assetPositions", []):
+            position = item["position"]
+            leverage = position.get("leverage") or {}
+            positions.append(
+                Position(
+                    coin=position["coin"],
+                    size=Decimal(str(position["szi"])),
+                    notional=abs(Decimal(str(position.get("positionValue") or 0))),
+                    leverage=int(leverage["value"]) if "value" in leverage else None,
+                )
+            )
+        return AccountState(Decimal(str(state["marginSummary"]["accountValue"])), tuple(positions))
+
+    async def lookup_order(self, cloid: str) -> tuple[Any, list[tuple[Decimal, Decimal]]]:
+        """The exchange's orderStatus for a cloid, and the account's fills of that order."""
+        await self._ensure_started()
+        address = self.account_address
+        assert address is not None
+        status = await self._read(
+            "order status", lambda: self._info.query_order_by_cloid(address, Cloid.from_str(cloid))
+        )
+        oid = None
+        if isinstance(status, dict) and status.get("status") == "order":
+            oid = status["order"].get("order", {}).get("oid")
+        fills = await self._read("fills", lambda: self._info.user_fills(address)) if oid is not None else []
+        return status, _fills_of(fills, oid, cloid)
+
+    def _signed(self, action: dict[str, Any], nonce: int, expires_after: int) -> dict[str, Any]:
+        assert self._wallet is not None
+        signature = sign_l1_action(
+            self._wallet, action, None, nonce, expires_after, self.base_url == MAINNET_API_URL
+        )
+        return {
+            "action": action,
+            "nonce": nonce,
+            "signature": signature,
+            "vaultAddress": None,
+            "expiresAfter": expires_after,
+        }
+
+    async def set_leverage(self, symbol: str, leverage: int, nonce: int, expires_after: int) -> str | None:
+        """Set cross leverage for the asset; None on success, else the failure's text."""
+        index, _ = self._assets[symbol]
+        action = {"type": "updateLeverage", "asset": index, "isCross": True, "leverage": leverage}
+        payload = self._signed(action, nonce, expires_after)
+        try:
+            response = await self._call(lambda: self._api.post("/exchange", payload))
+        except (TimeoutError, requests.RequestException, ServerError, ClientError) as error:
+            return f"updateLeverage failed: {_describe(error)}"
+        if isinstance(response, dict) and response.get("status") == "ok":
+            return None
+        return (
+            f"updateLeverage refused: {response.get('response') if isinstance(response, dict) else response}"
+        )
+
+    async def place_ioc(
+        self,
+        *,
+        symbol: str,
+        is_buy: bool,
+        size: Decimal,
+        price: Decimal,
+        cloid: str,
+        nonce: int,
+        expires_after: int,
+    ) -> Result:
+        """Send one IOC limit order and say what came of it (never raises for the exchange's answers)."""
+        index, _ = self._assets[symbol]
+        wire = order_request_to_order_wire(
+            {
+                "coin": symbol,
+                "is_buy": is_buy,
+                "sz": float(size),
+                "limit_px": float(price),
+                "order_type": {"limit": {"tif": "Ioc"}},
+                "reduce_only": False,
+                "cloid": Cloid.from_str(cloid),
+            },
+            index,
+        )
+        payload = self._signed(order_wires_to_order_action([wire], None, "na"), nonce, expires_after)
+        try:
+            response = await self._call(lambda: self._api.post("/exchange", payload))
+        except ClientError as error:
+            # A 4xx is a definite refusal: the order was not accepted.
+            reason = (
+                ExecutionReason.RATE_LIMITED if error.status_code == 429 else ExecutionReason.EXCHANGE_ERROR
+            )
+            return Result(ExecutionStatus.FAILED, reason, _describe(error))
+        except ServerError as error:
+            return Result(ExecutionStatus.UNKNOWN, ExecutionReason.EXCHANGE_ERROR, _describe(error))
+        except (TimeoutError, requests.Timeout) as error:
+            return Result(ExecutionStatus.UNKNOWN, ExecutionReason.TIMEOUT, _describe(error))
+        except requests.RequestException as error:
+            # Reset or refused mid-flight: whether the exchange got the order is unknown.
+            return Result(ExecutionStatus.UNKNOWN, ExecutionReason.TIMEOUT, _describe(error))
+        return classify_order_response(response, size)
+
+
+def _describe(error: BaseException) -> str:
+    if isinstance(error, ClientError):
+        return f"HTTP {error.status_code}: {str(error.error_message)[:300]}"
+    if isinstance(error, ServerError):
+        return f"HTTP {error.status_code}: {str(error.message)[:300]}"
+    if isinstance(error, TimeoutError):
+        return "no answer before the timeout"
+    return f"{type(error).__name__}: {str(error)[:300]}"

@@ -1,0 +1,258 @@
+"""All SQL of execution: the config, the execution log, signer nonces."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import json
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+import asyncpg
+
+from sigma_grpc.domain.execution import (
+    Execution,
+    ExecutionConfig,
+    ExecutionReason,
+    ExecutionStatus,
+    Result,
+    Side,
+    config_changes,
+)
+
+_CONFIG_COLUMNS = """
+    enabled, hl_enabled, dry_run, hl_max_leverage, hl_max_position_pct, hl_max_exposure_pct,
+    hl_slippage_pct, max_signal_age_s, max_price_drift_pct, updated_at
+"""
+_COLUMNS = """
+    id, decision_id, created_at, updated_at, symbol, side, size, leverage, cloid, order_expires_at,
+    network, account_address, dry_run, status, reason, fill_price, fill_size, error_message,
+    exchange_order_id, position_pct, exposure_before, exposure_after, mid_price, limit_price
+"""
+_RESULT_FIELDS = (
+    "size",
+    "leverage",
+    "fill_price",
+    "fill_size",
+    "exchange_order_id",
+    "position_pct",
+    "exposure_before",
+    "exposure_after",
+    "mid_price",
+    "limit_price",
+)
+
+
+def _config(row: asyncpg.Record) -> ExecutionConfig:
+    return ExecutionConfig(**dict(row))
+
+
+def _execution(row: asyncpg.Record) -> Execution:
+    values = dict(row)
+    values["side"] = Side(values["side"])
+    values["status"] = ExecutionStatus(values["status"])
+    values["reason"] = ExecutionReason(values["reason"]) if values["reason"] else None
+    return Execution(**values)
+
+
+def _json_value(value: Any) -> str:
+    return json.dumps(str(value) if isinstance(value, Decimal) else value)
+
+
+def _signer_lock_key(signer: str) -> int:
+    return int.from_bytes(
+        hashlib.sha256(f"sigma-grpc/signer/{signer}".encode()).digest()[:8], "big", signed=True
+    )
+
+
+class ExecutionStore:
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self._pool = pool
+
+    async def config(self) -> ExecutionConfig:
+        row = await self._pool.fetchrow(f"SELECT {_CONFIG_COLUMNS} FROM execution_config WHERE id = 1")
+        assert row is not None, "migration 061 inserts the config row"
+        return _config(row)
+
+    async def update_config(
+        self, change: Callable[[ExecutionConfig], ExecutionConfig], actor: str | None
+    ) -> ExecutionConfig:
+        """Apply `change` to the config under a row lock and audit every changed field."""
+        async with self._pool.acquire() as conn, conn.transaction():
+            row = await conn.fetchrow(
+                f"SELECT {_CONFIG_COLUMNS} FROM execution_config WHERE id = 1 FOR UPDATE"
+            )
+            assert row is not None
+            old = _config(row)
+            new = change(old)
+            changes = config_changes(old, new)
+            if not changes:
+                return old
+            assignments = ", ".join(f"{name} = ${i}" for i, (name, _, _) in enumerate(changes, start=1))
+            updated = await conn.fetchrow(
+                f"UPDATE execution_config SET {assignments}, updated_at = NOW() WHERE id = 1 "
+                f"RETURNING {_CONFIG_COLUMNS}",
+                *(value for _, _, value in changes),
+            )
+            await conn.executemany(
+                "INSERT INTO execution_config_audit (changed_by, field, old_value, new_value) "
+                "VALUES ($1, $2, $3::jsonb, $4::jsonb)",
+                [(actor, name, _json_value(before), _json_value(after)) for name, before, after in changes],
+            )
+            assert updated is not None
+            return _config(updated)
+
+    async def claim(
+        self,
+        *,
+        decision_id: uuid.UUID,
+        symbol: str,
+        side: Side,
+        leverage: int,
+        cloid: str,
+        network: str,
+        account_address: str | None,
+        dry_run: bool,
+        order_expires_at: datetime,
+    ) -> Execution | None:
+        """Insert the PENDING execution that claims the decision; None when another caller has it."""
+        row = await self._pool.fetchrow(
+            f"""
+            INSERT INTO execution_logs (decision_id, symbol, side, leverage, cloid, network,
+                                        account_address, dry_run, order_expires_at)
+            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+            ON CONFLICT (decision_id) DO NOTHING
+            RETURNING {_COLUMNS}
+            """,
+            decision_id,
+            symbol,
+            side.value,
+            leverage,
+            cloid,
+            network,
+            account_address,
+            dry_run,
+            order_expires_at,
+        )
+        return None if row is None else _execution(row)
+
+    async def record(self, execution_id: uuid.UUID, result: Result) -> Execution:
+        """Store a result on a PENDING or UNKNOWN execution; a settled one is never overwritten."""
+        values = [getattr(result, name) for name in _RESULT_FIELDS]
+        sets = ", ".join(f"{name} = COALESCE(${i}, {name})" for i, name in enumerate(_RESULT_FIELDS, start=5))
+        row = await self._pool.fetchrow(
+            f"""
+            UPDATE execution_logs
+            SET status = $2, reason = $3, error_message = $4, {sets}, updated_at = NOW()
+            WHERE id = $1 AND status IN ('pending', 'unknown')
+            RETURNING {_COLUMNS}
+            """,
+            execution_id,
+            result.status.value,
+            result.reason.value if result.reason else None,
+            result.error_message,
+            *values,
+        )
+        if row is None:
+            current = await self.get(execution_id)
+            assert current is not None
+            return current
+        return _execution(row)
+
+    async def get(self, execution_id: uuid.UUID) -> Execution | None:
+        row = await self._pool.fetchrow(f"SELECT {_COLUMNS} FROM execution_logs WHERE id = $1", execution_id)
+        return None if row is None else _execution(row)
+
+    async def by_decision(self, decision_id: uuid.UUID) -> Execution | None:
+        row = await self._pool.fetchrow(
+            f"SELECT {_COLUMNS} FROM execution_logs WHERE decision_id = $1", decision_id
+        )
+        return None if row is None else _execution(row)
+
+    async def list_page(
+        self,
+        *,
+        decision_id: uuid.UUID | None,
+        status: ExecutionStatus | None,
+        page_size: int,
+        after: tuple[datetime, uuid.UUID] | None,
+    ) -> tuple[list[Execution], bool]:
+        args: list[Any] = []
+        where = []
+        if decision_id is not None:
+            args.append(decision_id)
+            where.append(f"decision_id = ${len(args)}")
+        if status is not None:
+            args.append(status.value)
+            where.append(f"status = ${len(args)}")
+        if after is not None:
+            args += list(after)
+            where.append(f"(created_at, id) < (${len(args) - 1}, ${len(args)})")
+        args.append(page_size + 1)
+        rows = await self._pool.fetch(
+            f"SELECT {_COLUMNS} FROM execution_logs "
+            f"{'WHERE ' + ' AND '.join(where) if where else ''} "
+            f"ORDER BY created_at DESC, id DESC LIMIT ${len(args)}",
+            *args,
+        )
+        return [_execution(r) for r in rows[:page_size]], len(rows) > page_size
+
+    async def unsettled(self, limit: int = 100) -> list[Execution]:
+        """UNKNOWN executions, and PENDING ones whose order has expired (their caller is gone)."""
+        rows = await self._pool.fetch(
+            f"""
+            SELECT {_COLUMNS} FROM execution_logs
+            WHERE status = 'unknown' OR (status = 'pending' AND order_expires_at < NOW())
+            ORDER BY order_expires_at LIMIT $1
+            """,
+            limit,
+        )
+        return [_execution(r) for r in rows]
+
+    async def open_paper_positions(self) -> list[tuple[str, Side, Decimal]]:
+        """Simulated fills on the paper account whose signal has no outcome yet: (symbol, side, size)."""
+        rows = await self._pool.fetch(
+            """
+            SELECT e.symbol, e.side, e.fill_size
+            FROM execution_logs e JOIN decision_logs d ON d.id = e.decision_id
+            WHERE e.status = 'simulated' AND e.account_address IS NULL AND d.outcome_pnl IS NULL
+            """
+        )
+        return [(r["symbol"], Side(r["side"]), r["fill_size"]) for r in rows]
+
+    @contextlib.asynccontextmanager
+    async def signing(self, signer: str, deadline: float) -> AsyncIterator[Callable[[], Awaitable[int]]]:
+        """Hold the signer's lock (across replicas) and yield a function giving its next nonce.
+
+        Nonces strictly increase per signer: max(now in ms, last + 1), stored in
+        the database so another replica continues the sequence.
+        """
+        key = _signer_lock_key(signer)
+        async with self._pool.acquire() as conn:
+            while not await conn.fetchval("SELECT pg_try_advisory_lock($1)", key):
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"signer {signer} stayed busy")
+                await asyncio.sleep(0.02)
+            try:
+
+                async def next_nonce() -> int:
+                    nonce: int = await conn.fetchval(
+                        """
+                        INSERT INTO signer_nonces (signer, last_nonce) VALUES ($1, $2)
+                        ON CONFLICT (signer) DO UPDATE
+                        SET last_nonce = GREATEST(EXCLUDED.last_nonce, signer_nonces.last_nonce + 1)
+                        RETURNING last_nonce
+                        """,
+                        signer,
+                        int(time.time() * 1000),
+                    )
+                    return nonce
+
+                yield next_nonce
+            finally:
+                await conn.execute("SELECT pg_advisory_unlock($1)", key)
