@@ -6,8 +6,9 @@ import asyncio
 import contextlib
 import logging
 import signal
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
+from datetime import datetime
 
 import asyncpg
 import grpc
@@ -17,7 +18,7 @@ from grpc_reflection.v1alpha import reflection
 from sigma_grpc.api.decision_servicer import DecisionServicer
 from sigma_grpc.api.execution_servicer import ExecutionServicer
 from sigma_grpc.config import Settings, redact_url
-from sigma_grpc.decision_log import DecisionLog
+from sigma_grpc.decision_log import DecisionLog, utc_now
 from sigma_grpc.execution.hyperliquid import Hyperliquid
 from sigma_grpc.executor import Executor
 from sigma_grpc.gen.sigma.v1 import (
@@ -67,7 +68,12 @@ def build_exchange(settings: Settings) -> Hyperliquid:
     )
 
 
-async def start_server(pool: asyncpg.Pool, addr: str, settings: Settings | None = None) -> RunningServer:
+async def start_server(
+    pool: asyncpg.Pool,
+    addr: str,
+    settings: Settings | None = None,
+    clock: Callable[[], datetime] = utc_now,
+) -> RunningServer:
     """Serve sigma.v1, health and reflection on `addr` (port 0 picks a free port)."""
     settings = settings or Settings()
     decisions = DecisionStore(pool)
@@ -77,6 +83,7 @@ async def start_server(pool: asyncpg.Pool, addr: str, settings: Settings | None 
         exchange=build_exchange(settings),
         paper_equity=settings.paper_equity,
         order_expiry_s=settings.order_expiry_s,
+        clock=clock,
     )
     server = grpc.aio.server()
     decision_service_pb2_grpc.add_DecisionServiceServicer_to_server(

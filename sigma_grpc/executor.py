@@ -14,10 +14,11 @@ import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
+from sigma_grpc.decision_log import utc_now
 from sigma_grpc.domain.errors import FailedPrecondition, FieldViolation, InvalidArgument, NotFound
 from sigma_grpc.domain.execution import (
     AccountState,
@@ -52,10 +53,6 @@ _POLL_S = 0.05
 _EXPIRY_MARGIN = timedelta(seconds=5)
 
 
-def _utc_now() -> datetime:
-    return datetime.now(UTC)
-
-
 class Executor:
     def __init__(
         self,
@@ -65,7 +62,7 @@ class Executor:
         exchange: Hyperliquid,
         paper_equity: Decimal,
         order_expiry_s: int,
-        clock: Callable[[], datetime] = _utc_now,
+        clock: Callable[[], datetime] = utc_now,
     ) -> None:
         self._executions = executions
         self._decisions = decisions
@@ -267,11 +264,11 @@ class Executor:
 
     async def run_reconciler(self, interval_s: float) -> None:
         while True:
+            await asyncio.sleep(interval_s)
             try:
                 await self.reconcile_once()
             except Exception:
                 log.exception("reconciliation pass failed")
-            await asyncio.sleep(interval_s)
 
     async def drain(self, timeout: float | None) -> None:
         """Wait up to `timeout` seconds for attempts in progress (at shutdown)."""

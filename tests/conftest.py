@@ -20,7 +20,7 @@ import grpc
 import pytest
 
 from sigma_grpc.app import RunningServer, start_server
-from sigma_grpc.config import DEFAULT_MIGRATIONS_DIR
+from sigma_grpc.config import DEFAULT_MIGRATIONS_DIR, Settings
 from sigma_grpc.storage.embedded import start_embedded
 from sigma_grpc.storage.migrate import apply_migrations
 from sigma_grpc.storage.pool import create_pool
@@ -93,7 +93,8 @@ async def db(database_url: str) -> AsyncIterator[asyncpg.Pool]:
 async def server(database_url: str) -> AsyncIterator[RunningServer]:
     """The service under test, with its own pool, on a free loopback port."""
     pool = await create_pool(database_url, max_size=10)
-    running = await start_server(pool, "127.0.0.1:0")
+    # No reconciliation passes: this server has no exchange to talk to.
+    running = await start_server(pool, "127.0.0.1:0", Settings(reconcile_interval_s=3600))
     yield running
     await running.stop(grace=1)
     await pool.close()
