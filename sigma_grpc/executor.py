@@ -119,6 +119,13 @@ class Executor:
         attempt = asyncio.create_task(self._attempt(claim, decision, config))
         self._attempts.add(attempt)
         attempt.add_done_callback(self._attempts.discard)
+        if wait_until is not None:
+            # The attempt goes on past the caller's deadline; the caller gets it as it stands.
+            done, _ = await asyncio.wait({attempt}, timeout=max(wait_until - time.monotonic(), 0.0))
+            if not done:
+                current = await self._executions.get(claim.id)
+                assert current is not None
+                return current
         return await asyncio.shield(attempt)
 
     async def _follow(self, execution: Execution, wait_until: float | None) -> Execution:

@@ -256,6 +256,26 @@ async def test_two_replicas_on_one_database_place_one_order(start: Starter, fake
     assert fake.count("order") == 1
 
 
+async def test_callers_past_their_deadline_get_it_pending_and_the_attempt_goes_on(
+    start: Starter, fake: FakeHyperliquid
+) -> None:
+    fake.add_account(key=MAIN_KEY, account_value=10_000)
+    env = await start(hl_timeout_s=10)
+    await env.enable()
+    fake.hang(2, apply=True)
+    decision_id = await env.signal()
+    claimer, follower = await asyncio.gather(env.execute(decision_id, 1.0), env.execute(decision_id, 1.0))
+    assert claimer.id == follower.id
+    assert {claimer.status, follower.status} == {pb.EXECUTION_STATUS_PENDING}
+    for _ in range(100):
+        current = await env.get(claimer.id)
+        if current.status != pb.EXECUTION_STATUS_PENDING:
+            break
+        await asyncio.sleep(0.1)
+    assert current.status == pb.EXECUTION_STATUS_FILLED
+    assert fake.count("order") == 1
+
+
 async def test_a_rejected_decision_stays_rejected(env: Env) -> None:
     await env.enable()
     env.fake.fail_orders("Insufficient margin to place order. asset={asset}")
