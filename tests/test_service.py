@@ -252,3 +252,25 @@ async def test_buf_curl_lists_the_rpcs_and_calls_them(server: RunningServer, cle
     # buf curl exits with 8 x the gRPC code: INVALID_ARGUMENT (3) gives 24.
     assert refused.returncode == 24, refused.stderr
     assert await clean_db.fetchval("SELECT count(*) FROM decision_logs") == 1
+
+
+def test_serve_refuses_a_network_that_disagrees_with_the_url(tmp_path: Path) -> None:
+    """Refused before anything starts: the SDK would sign testnet-style for any non-mainnet URL."""
+    env = {
+        **os.environ,
+        "SIGMA_DATA_DIR": str(tmp_path),
+        "SIGMA_HL_NETWORK": "mainnet",
+        "SIGMA_HL_BASE_URL": "http://127.0.0.1:9",
+    }
+    result = subprocess.run(
+        [sys.executable, "-m", "sigma_grpc", "serve"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 2
+    assert "SIGMA_HL_NETWORK=mainnet needs SIGMA_HL_BASE_URL unset or exactly" in result.stderr
+    assert not (tmp_path / "pg").exists()
