@@ -21,13 +21,18 @@ def _number(value: float) -> str:
     return format(value, ".6g")
 
 
-def _generic_gate(gate: Gate) -> str:
+def _comparison(value: float | None, bound: float | None, bound_name: str) -> str:
+    """ "value V vs <bound_name> B", leaving out whichever is missing ("" when both are)."""
     parts = []
-    if gate.value is not None:
-        parts.append(f"value {_number(gate.value)}")
-    if gate.threshold is not None:
-        parts.append(f"threshold {_number(gate.threshold)}")
-    detail = " vs ".join(parts)
+    if value is not None:
+        parts.append(f"value {_number(value)}")
+    if bound is not None:
+        parts.append(f"{bound_name} {_number(bound)}")
+    return " vs ".join(parts)
+
+
+def _generic_gate(gate: Gate) -> str:
+    detail = _comparison(gate.value, gate.threshold, "threshold")
     return f"gate {gate.name} failed" + (f": {detail}" if detail else "")
 
 
@@ -71,12 +76,8 @@ def describe_failed_gate(gate: Gate) -> str:
 
 
 def describe_failed_risk_check(check: RiskCheck) -> str:
-    parts = []
-    if check.value is not None:
-        parts.append(f"value {_number(check.value)}")
-    if check.limit is not None:
-        parts.append(f"limit {_number(check.limit)}")
-    return check.name + (f" ({' vs '.join(parts)})" if parts else "")
+    detail = _comparison(check.value, check.limit, "limit")
+    return check.name + (f" ({detail})" if detail else "")
 
 
 def generate_reasoning(
