@@ -126,7 +126,7 @@ class Settings:
     hl_network: str = "testnet"
     hl_base_url: str | None = None
     hl_timeout_s: int = 10
-    order_expiry_s: int = 30
+    order_expiry_s: int = 60
     reconcile_interval_s: int = 5
     paper_equity: Decimal = Decimal(10000)
 
@@ -171,7 +171,7 @@ class Settings:
             hl_network=network,
             hl_base_url=env.get("SIGMA_HL_BASE_URL", "").strip().rstrip("/") or None,
             hl_timeout_s=_int(env, "SIGMA_HL_TIMEOUT_S", 10, 1, 120),
-            order_expiry_s=_int(env, "SIGMA_ORDER_EXPIRY_S", 30, 5, 600),
+            order_expiry_s=_int(env, "SIGMA_ORDER_EXPIRY_S", 60, 10, 600),
             reconcile_interval_s=_int(env, "SIGMA_RECONCILE_INTERVAL_S", 5, 1, 3600),
             paper_equity=_decimal(env, "SIGMA_PAPER_EQUITY", "10000"),
         )

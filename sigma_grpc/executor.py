@@ -21,7 +21,9 @@ from typing import Any
 from sigma_grpc.decision_log import utc_now
 from sigma_grpc.domain.errors import FailedPrecondition, FieldViolation, InvalidArgument, NotFound
 from sigma_grpc.domain.execution import (
+    RESTING_IOC,
     AccountState,
+    AssetInfo,
     Execution,
     ExecutionConfig,
     ExecutionReason,
@@ -33,7 +35,6 @@ from sigma_grpc.domain.execution import (
     apply_config_update,
     check_signal_age,
     cloid_for,
-    limit_price,
     plan_order,
     settle_from_order_status,
     side_for,
@@ -43,7 +44,7 @@ from sigma_grpc.domain.pagination import decode_page_token, encode_page_token
 from sigma_grpc.domain.validation import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, validate_uuid
 from sigma_grpc.execution.hyperliquid import ExchangeCallFailed, Hyperliquid
 from sigma_grpc.storage.decisions import DecisionStore
-from sigma_grpc.storage.executions import ExecutionStore
+from sigma_grpc.storage.executions import Busy, ExecutionStore
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +78,9 @@ class Executor:
     async def execute(self, decision_id: str, wait_until: float | None = None) -> Execution:
         """Execute a SIGNAL decision once; `wait_until` (monotonic) bounds waiting for another caller."""
         parsed = validate_uuid("decision_id", decision_id)
+        if wait_until is None:
+            # No deadline: wait as long as the order could take to settle.
+            wait_until = time.monotonic() + (self._order_expiry + _EXPIRY_MARGIN).total_seconds()
         decision = await self._decisions.get(parsed)
         if decision is None:
             raise NotFound(f"decision {parsed} not found", reason="DECISION_NOT_FOUND")
@@ -119,14 +123,13 @@ class Executor:
         attempt = asyncio.create_task(self._attempt(claim, decision, config))
         self._attempts.add(attempt)
         attempt.add_done_callback(self._attempts.discard)
-        if wait_until is not None:
-            # The attempt goes on past the caller's deadline; the caller gets it as it stands.
-            done, _ = await asyncio.wait({attempt}, timeout=max(wait_until - time.monotonic(), 0.0))
-            if not done:
-                current = await self._executions.get(claim.id)
-                assert current is not None
-                return current
-        return await asyncio.shield(attempt)
+        # The attempt goes on past the caller's deadline; the caller gets it as it stands.
+        done, _ = await asyncio.wait({attempt}, timeout=max(wait_until - time.monotonic(), 0.0))
+        if not done:
+            current = await self._executions.get(claim.id)
+            assert current is not None
+            return current
+        return attempt.result()
 
     async def _follow(self, execution: Execution, wait_until: float | None) -> Execution:
         """An existing execution: settle it if it needs it, or wait for the caller running it."""
@@ -180,12 +183,41 @@ class Executor:
         if stale is not None:
             return stale
         asset = await self._exchange.asset(decision.symbol)
-        mid = await self._exchange.mid(decision.symbol) if asset is not None else None
+        if asset is None:
+            unlisted = plan_order(decision, config, None, None, AccountState(Decimal(0), ()), side=claim.side)
+            assert isinstance(unlisted, Result)
+            return unlisted
+        # One execution at a time per signer (live) or per account (dry run), across replicas:
+        # the risk check must see the exposure the previous execution left.
+        signer = self._exchange.signer
+        if config.dry_run:
+            key = f"account:{claim.account_address or 'paper'}"
+        else:
+            assert signer is not None
+            key = f"signer:{signer.address}"
+        try:
+            async with self._executions.exclusive(key, self._last_moment_to_sign(claim)):
+                return await self._check_and_send(claim, decision, config, asset)
+        except Busy as busy:
+            return Result(
+                ExecutionStatus.FAILED,
+                ExecutionReason.EXCHANGE_ERROR,
+                f"{busy}: nothing was signed before the order's expiry drew near",
+            )
+
+    async def _check_and_send(
+        self, claim: Execution, decision: Decision, config: ExecutionConfig, asset: AssetInfo
+    ) -> Result:
+        mid = await self._exchange.mid(decision.symbol)
         account = await self._account(claim)
-        plan = plan_order(decision, config, asset, mid, account)
+        unsettled = Decimal(0)
+        if not config.dry_run and claim.account_address:
+            unsettled = await self._executions.unknown_notional(claim.account_address)
+        plan = plan_order(
+            decision, config, asset, mid, account, side=claim.side, unsettled_notional=unsettled
+        )
         if isinstance(plan, Result):
             return plan
-        assert asset is not None
         if config.dry_run:
             return Result(
                 ExecutionStatus.SIMULATED,
@@ -195,44 +227,53 @@ class Executor:
                 fill_size=plan.size,
                 **_context(plan),
             )
-        price = limit_price(plan.mid, claim.side, config.hl_slippage_pct, asset.sz_decimals)
         # Record what is about to be sent before signing, in case this process dies mid-flight.
         await self._executions.record(
-            claim.id, Result(ExecutionStatus.PENDING, limit_price=price, **_context(plan))
+            claim.id, Result(ExecutionStatus.PENDING, limit_price=plan.limit_price, **_context(plan))
         )
-        return await self._trade(claim, plan, price)
-
-    async def _trade(self, claim: Execution, plan: OrderPlan, price: Decimal) -> Result:
-        signer = self._exchange.signer
-        assert signer is not None
-        expires_ms = int(claim.order_expires_at.timestamp() * 1000)
-        # Leave time for two exchange calls before the order's expiry.
-        remaining = (claim.order_expires_at - self._clock()).total_seconds()
-        deadline = time.monotonic() + max(remaining / 2, 0.0)
-        try:
-            async with self._executions.signing(signer.address, deadline) as next_nonce:
-                if plan.set_leverage:
-                    failure = await self._exchange.set_leverage(
-                        claim.symbol, plan.leverage, await next_nonce(), expires_ms
-                    )
-                    if failure is not None:
-                        return Result(ExecutionStatus.FAILED, ExecutionReason.LEVERAGE_FAILED, failure)
-                return await self._exchange.place_ioc(
-                    symbol=claim.symbol,
-                    is_buy=claim.side is Side.BUY,
-                    size=plan.size,
-                    price=price,
-                    cloid=claim.cloid,
-                    nonce=await next_nonce(),
-                    expires_after=expires_ms,
-                )
-        except TimeoutError:
-            # Only the signer lock raises this: nothing was signed.
+        if time.monotonic() > self._last_moment_to_sign(claim):
             return Result(
                 ExecutionStatus.FAILED,
                 ExecutionReason.EXCHANGE_ERROR,
-                "the signer stayed busy with other orders until this order's expiry drew near",
+                "too little time was left before the order's expiry to send it: nothing was signed",
             )
+        return await self._trade(claim, plan)
+
+    def _last_moment_to_sign(self, claim: Execution) -> float:
+        """Monotonic time after which there is no longer room for two exchange calls before expiry."""
+        room = (claim.order_expires_at - self._clock()).total_seconds()
+        needed = 2 * self._exchange.call_budget_s + _EXPIRY_MARGIN.total_seconds()
+        return time.monotonic() + room - needed
+
+    async def _trade(self, claim: Execution, plan: OrderPlan) -> Result:
+        signer = self._exchange.signer
+        assert signer is not None
+        expires_ms = int(claim.order_expires_at.timestamp() * 1000)
+        if plan.set_leverage:
+            failure = await self._exchange.set_leverage(
+                claim.symbol, plan.leverage, await self._executions.next_nonce(signer.address), expires_ms
+            )
+            if failure is not None:
+                return Result(ExecutionStatus.FAILED, ExecutionReason.LEVERAGE_FAILED, failure)
+        result = await self._exchange.place_ioc(
+            symbol=claim.symbol,
+            is_buy=claim.side is Side.BUY,
+            size=plan.size,
+            price=plan.limit_price,
+            cloid=claim.cloid,
+            nonce=await self._executions.next_nonce(signer.address),
+            expires_after=expires_ms,
+        )
+        if result.error_message == RESTING_IOC:
+            # An IOC must never rest: take it off the book; reconciliation settles what filled.
+            try:
+                answer = await self._exchange.cancel(
+                    claim.symbol, claim.cloid, await self._executions.next_nonce(signer.address), expires_ms
+                )
+                log.warning("cancelled resting IOC %s: %s", claim.cloid, answer)
+            except Exception as error:
+                log.error("could not cancel resting IOC %s: %s", claim.cloid, type(error).__name__)
+        return result
 
     # -- Reconciliation --------------------------------------------------------------------------
 
@@ -240,15 +281,24 @@ class Executor:
         """Ask the exchange about an UNKNOWN (or abandoned PENDING) execution by its cloid."""
         now = self._clock()
         if execution.dry_run:
-            if now <= execution.order_expires_at:
+            if now <= execution.order_expires_at + _EXPIRY_MARGIN:
                 return execution
             # An abandoned simulation: nothing was ever signed.
             result: Result | None = Result(
                 ExecutionStatus.FAILED, ExecutionReason.NOT_PLACED, "the simulation was interrupted"
             )
         else:
+            if execution.network != self._exchange.network or not execution.account_address:
+                log.warning(
+                    "execution %s ran on %s for %s; this service is on %s: not reconciled here",
+                    execution.id,
+                    execution.network,
+                    execution.account_address,
+                    self._exchange.network,
+                )
+                return execution
             try:
-                status, fills = await self._exchange.lookup_order(execution.cloid)
+                status, fills = await self._exchange.lookup_order(execution.account_address, execution.cloid)
             except ExchangeCallFailed as error:
                 log.warning("could not reconcile execution %s: %s", execution.id, error)
                 return execution
@@ -265,7 +315,12 @@ class Executor:
         """Settle what can be settled now; returns how many executions changed."""
         changed = 0
         for execution in await self._executions.unsettled():
-            settled = await self._settle(execution)
+            try:
+                settled = await self._settle(execution)
+            except Exception:
+                # One bad row must not hold up the others.
+                log.exception("reconciling execution %s failed", execution.id)
+                continue
             changed += settled.status is not execution.status
         return changed
 

@@ -699,7 +699,8 @@ async def test_the_private_key_never_appears_in_logs_errors_reprs_or_the_databas
         texts.append(str(caught.value))
     settings = Settings(hl_private_key=Secret(MAIN_KEY))
     texts += [repr(settings), str(settings), repr(settings.hl_private_key), repr(build_exchange(settings))]
-    texts += [record.getMessage() for record in caplog.records]
+    formatter = logging.Formatter()
+    texts += [formatter.format(record) for record in caplog.records]  # tracebacks included
     rows = await env.db.fetch("SELECT row_to_json(e)::text AS row FROM execution_logs e")
     texts += [r["row"] for r in rows]
     texts += [str(r) for r in await env.db.fetch("SELECT * FROM signer_nonces")]
@@ -720,3 +721,201 @@ def test_settings_read_the_key_from_a_file_and_refuse_bad_values(tmp_path: Any) 
         Settings.from_env({"SIGMA_HL_PRIVATE_KEY": MAIN_KEY, "SIGMA_HL_PRIVATE_KEY_FILE": str(key_file)})
     with pytest.raises(ConfigError, match="mainnet or testnet"):
         Settings.from_env({"SIGMA_HL_NETWORK": "devnet"})
+
+
+# -- findings of the money-path review ----------------------------------------------------------------
+
+
+async def test_concurrent_signals_cannot_together_break_the_exposure_limit(env: Env) -> None:
+    await env.enable(hl_max_exposure_pct=0.03)
+    eth, btc = await env.signal("ETH"), await env.signal("BTC")
+    results = await asyncio.gather(env.execute(eth), env.execute(btc))
+    statuses = sorted(pb.ExecutionStatus.Name(r.status) for r in results)
+    assert statuses == ["EXECUTION_STATUS_FILLED", "EXECUTION_STATUS_REJECTED"]
+    rejected = next(r for r in results if r.status == pb.EXECUTION_STATUS_REJECTED)
+    assert rejected.reason == pb.EXECUTION_REASON_EXPOSURE_LIMIT
+    assert rejected.exposure_before == pytest.approx(0.02, abs=0.0002)
+    assert env.fake.count("order") == 1
+
+
+async def test_unknown_orders_count_as_exposure(env: Env) -> None:
+    await env.enable(hl_max_exposure_pct=0.03)
+    env.fake.hang(3, apply=False)
+    first = await env.execute(await env.signal("ETH"))
+    assert first.status == pb.EXECUTION_STATUS_UNKNOWN
+    second = await env.execute(await env.signal("BTC"))
+    assert (second.status, second.reason) == (
+        pb.EXECUTION_STATUS_REJECTED,
+        pb.EXECUTION_REASON_EXPOSURE_LIMIT,
+    )
+    assert second.exposure_before == pytest.approx(0.020192)  # 0.105 ETH at the 1923 limit price
+
+
+async def test_a_sell_near_the_minimum_is_checked_at_its_limit_price(
+    start: Starter, fake: FakeHyperliquid
+) -> None:
+    fake.add_account(key=MAIN_KEY, account_value=505)
+    env = await start()
+    await env.enable()
+    # 0.0053 ETH is 10.09 USD at the mid but 9.99 USD at the 1884.9 limit price.
+    execution = await env.execute(await env.signal(direction=dpb.DIRECTION_SHORT))
+    assert (execution.status, execution.reason) == (
+        pb.EXECUTION_STATUS_REJECTED,
+        pb.EXECUTION_REASON_MIN_NOTIONAL,
+    )
+    assert env.exchange_calls() == []
+
+
+async def test_a_caller_without_a_deadline_waits_for_the_result(
+    start: Starter, fake: FakeHyperliquid
+) -> None:
+    fake.add_account(key=MAIN_KEY, account_value=10_000)
+    env = await start(hl_timeout_s=10)
+    await env.enable()
+    fake.hang(1.5, apply=True)
+    decision_id = await env.signal()
+    request = pb.ExecuteSignalRequest(decision_id=decision_id)
+    first, second = await asyncio.gather(
+        env.executions.ExecuteSignal(request), env.executions.ExecuteSignal(request)
+    )
+    assert first.execution.status == second.execution.status == pb.EXECUTION_STATUS_FILLED
+    assert fake.count("order") == 1
+
+
+async def test_an_abandoned_pending_claim_is_settled_after_its_expiry(env: Env) -> None:
+    await env.enable()
+    decision_id = await env.signal()
+    # A replica claimed the decision and died before signing anything.
+    await env.db.execute(
+        """
+        INSERT INTO execution_logs (decision_id, symbol, side, leverage, cloid, network, account_address,
+                                    dry_run, order_expires_at)
+        VALUES ($1::uuid, 'ETH', 'buy', 3, $2, 'testnet', $3, false, NOW() + interval '30 seconds')
+        """,
+        decision_id,
+        "0x" + uuid.UUID(decision_id).hex,
+        MAIN,
+    )
+    pending = await env.execute(decision_id, timeout=1)
+    assert pending.status == pb.EXECUTION_STATUS_PENDING
+    env.clock_offset[0] = timedelta(minutes=2)
+    settled = await env.execute(decision_id)
+    assert (settled.status, settled.reason) == (pb.EXECUTION_STATUS_FAILED, pb.EXECUTION_REASON_NOT_PLACED)
+    assert env.exchange_calls() == []
+
+
+async def test_reconciliation_asks_the_account_the_order_ran_against(
+    start: Starter, fake: FakeHyperliquid
+) -> None:
+    fake.add_account(key=MAIN_KEY, account_value=10_000)
+    first = await start()
+    await first.enable()
+    fake.hang(3, apply=True)
+    execution = await first.execute(await first.signal())
+    assert execution.status == pb.EXECUTION_STATUS_UNKNOWN
+    # Restarted without the key (paper settings): the order is still looked up on MAIN.
+    restarted = await start(hl_private_key=None)
+    settled = await restarted.get(execution.id)
+    assert settled.status == pb.EXECUTION_STATUS_FILLED
+    assert {r.body["user"] for r in fake.info_requests("orderStatus")} == {MAIN}
+
+
+async def test_one_row_that_cannot_be_reconciled_does_not_hold_up_the_others(env: Env) -> None:
+    await env.enable()
+    env.fake.hang(3, apply=True)
+    good = await env.execute(await env.signal())
+    other_network = await env.signal()
+    await env.db.execute(
+        """
+        INSERT INTO execution_logs (decision_id, symbol, side, leverage, cloid, network, account_address,
+                                    dry_run, order_expires_at, status)
+        VALUES ($1::uuid, 'ETH', 'buy', 3, $2, 'mainnet', $3, false, NOW() - interval '1 hour', 'unknown')
+        """,
+        other_network,
+        "0x" + uuid.UUID(other_network).hex,
+        MAIN,
+    )
+    assert await env.server.executor.reconcile_once() == 1
+    assert (await env.get(good.id)).status == pb.EXECUTION_STATUS_FILLED
+    assert (
+        await env.db.fetchval("SELECT status FROM execution_logs WHERE decision_id = $1::uuid", other_network)
+        == "unknown"
+    )
+
+
+async def test_a_resting_ioc_is_cancelled_then_settled(env: Env) -> None:
+    await env.enable()
+    env.fake.rest_ioc()
+    execution = await env.execute(await env.signal())
+    assert execution.status == pb.EXECUTION_STATUS_UNKNOWN
+    assert env.exchange_calls() == ["updateLeverage", "order", "cancelByCloid"]
+    settled = await env.get(execution.id)
+    assert (settled.status, settled.reason) == (
+        pb.EXECUTION_STATUS_REJECTED,
+        pb.EXECUTION_REASON_IOC_NO_MATCH,
+    )
+
+
+async def test_nonces_stay_unique_when_the_clock_stands_still(
+    env: Env, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import time
+
+    frozen = time.time()
+    # The nonce source reads time.time(); with the clock frozen only the "last + 1" rule keeps them apart.
+    monkeypatch.setattr(time, "time", lambda: frozen)
+    await env.enable()
+    decision_ids = [await env.signal(symbol) for symbol in ("ETH", "BTC", "SOL")]
+    results = await asyncio.gather(*(env.execute(d) for d in decision_ids))
+    assert {r.status for r in results} == {pb.EXECUTION_STATUS_FILLED}
+    nonces = sorted(r.body["nonce"] for r in env.fake.requests if r.path == "/exchange")
+    first = int(frozen * 1000)
+    assert nonces == list(range(first, first + 6))
+
+
+def test_reconciliation_never_calls_a_fill_a_rejection() -> None:
+    from sigma_grpc.domain.execution import settle_from_order_status
+
+    now = datetime.now(UTC)
+    later = now + timedelta(minutes=1)
+
+    def order(status: str, orig: str = "0.1", left: str = "0.1") -> dict[str, Any]:
+        return {
+            "status": "order",
+            "order": {"order": {"oid": 7, "origSz": orig, "sz": left}, "status": status},
+        }
+
+    size = Decimal("0.1")
+    # Filled, but its fills not found (yet): stays unknown rather than REJECTED.
+    assert settle_from_order_status(order("filled", left="0"), [], size, now=now, expires_at=later) is None
+    assert (
+        settle_from_order_status(order("canceled", left="0.04"), [], size, now=now, expires_at=later) is None
+    )
+    assert settle_from_order_status(order("open"), [], size, now=now, expires_at=later) is None
+    partial = settle_from_order_status(
+        order("canceled", left="0.04"),
+        [(Decimal("100"), Decimal("0.02")), (Decimal("101"), Decimal("0.04"))],
+        size,
+        now=now,
+        expires_at=later,
+    )
+    assert partial is not None
+    assert (partial.status.value, partial.fill_size, partial.fill_price) == (
+        "partially_filled",
+        Decimal("0.06"),
+        Decimal("100.66666667"),
+    )
+    margin = settle_from_order_status(order("perpMarginRejected"), [], size, now=now, expires_at=later)
+    assert margin is not None
+    assert (margin.status.value, margin.reason and margin.reason.value) == ("rejected", "insufficient_margin")
+    unknown = {"status": "unknownOid"}
+    assert settle_from_order_status(unknown, [], size, now=now, expires_at=later) is None
+    never = settle_from_order_status(unknown, [], size, now=later + timedelta(seconds=1), expires_at=later)
+    assert never is not None
+    assert (never.status.value, never.reason and never.reason.value) == ("failed", "not_placed")
+
+
+async def test_an_unknown_status_filter_is_invalid(env: Env) -> None:
+    assert await invalid_fields(env.executions.ListExecutions(pb.ListExecutionsRequest(status=99))) == {  # type: ignore[arg-type]
+        "status": "unknown status 99"
+    }

@@ -9,6 +9,7 @@ import grpc
 from google.protobuf import timestamp_pb2
 
 from sigma_grpc.api.errors import rpc
+from sigma_grpc.domain.errors import FieldViolation, InvalidArgument
 from sigma_grpc.domain.execution import (
     UPDATABLE_FIELDS,
     Execution,
@@ -123,8 +124,11 @@ class ExecutionServicer(pb_grpc.ExecutionServiceServicer):
         request: pb.ListExecutionsRequest,
         context: Context[pb.ListExecutionsRequest, pb.ListExecutionsResponse],
     ) -> pb.ListExecutionsResponse:
+        status = _STATUS_FROM_PB.get(request.status)
+        if status is None and request.status != pb.EXECUTION_STATUS_UNSPECIFIED:
+            raise InvalidArgument([FieldViolation("status", f"unknown status {request.status}")])
         executions, token = await self._executor.list(
-            request.decision_id, _STATUS_FROM_PB.get(request.status), request.page_size, request.page_token
+            request.decision_id, status, request.page_size, request.page_token
         )
         return pb.ListExecutionsResponse(
             executions=[execution_message(e) for e in executions], next_page_token=token

@@ -19,6 +19,7 @@ from sigma_grpc.domain.errors import FieldViolation, InvalidArgument
 from sigma_grpc.domain.models import Decision, Direction
 
 MIN_NOTIONAL_USD = Decimal(10)
+RESTING_IOC = "the IOC order is resting on the book, which an IOC order should never do"
 _PCT_SCALE = Decimal("0.00000001")
 _RISK_SCALE = Decimal("0.000001")
 
@@ -217,6 +218,7 @@ class OrderPlan:
 
     size: Decimal
     mid: Decimal
+    limit_price: Decimal
     leverage: int
     set_leverage: bool
     position_pct: Decimal
@@ -245,9 +247,14 @@ def plan_order(
     asset: AssetInfo | None,
     mid: Decimal | None,
     account: AccountState,
+    *,
+    side: Side,
+    unsettled_notional: Decimal = Decimal(0),
 ) -> OrderPlan | Result:
     """The pre-trade risk check after the age check, in the order the rules are listed.
 
+    `unsettled_notional` is the notional of this account's orders whose fate is
+    not known yet (UNKNOWN executions): counted as exposure, to be safe.
     Returns the order to place, or the REJECTED result saying why not.
     """
     if asset is None or mid is None or mid <= 0:
@@ -277,8 +284,10 @@ def plan_order(
     target_notional = account.account_value * config.hl_max_position_pct
     size = (target_notional / mid).quantize(step, rounding=ROUND_DOWN)
     notional = size * mid
-    exposure_before = _ratio(account.exposure_notional(), account.account_value)
-    exposure_after = _ratio(account.exposure_notional() + notional, account.account_value)
+    price = limit_price(mid, side, config.hl_slippage_pct, asset.sz_decimals)
+    existing = account.exposure_notional() + unsettled_notional
+    exposure_before = _ratio(existing, account.account_value)
+    exposure_after = _ratio(existing + notional, account.account_value)
     position_pct = _ratio(notional, account.account_value)
 
     def rejected(reason: ExecutionReason, message: str) -> Result:
@@ -299,16 +308,20 @@ def plan_order(
             f"exposure after the trade would be {exposure_after:.2%} "
             f"(limit {config.hl_max_exposure_pct:.2%})",
         )
-    if size <= 0 or notional < MIN_NOTIONAL_USD:
+    # The exchange checks the minimum at the order's price, which is below the mid for a sell.
+    order_notional = size * min(mid, price)
+    if size <= 0 or order_notional < MIN_NOTIONAL_USD:
         return rejected(
             ExecutionReason.MIN_NOTIONAL,
-            f"order notional ${notional:.2f} is below the exchange's ${MIN_NOTIONAL_USD} minimum",
+            f"order notional ${order_notional:.2f} is below the exchange's ${MIN_NOTIONAL_USD} minimum",
         )
     leverage = min(config.hl_max_leverage, asset.max_leverage)
     held = next((p for p in account.positions if p.coin == asset.name and p.size != 0), None)
+    # Leverage is set as cross; an isolated position with the same number still gets it sent.
     return OrderPlan(
         size=size,
         mid=mid,
+        limit_price=price,
         leverage=leverage,
         set_leverage=held is None or held.leverage != leverage,
         position_pct=position_pct,
@@ -380,7 +393,7 @@ def classify_order_response(response: Any, requested: Decimal) -> Result:
         return Result(
             ExecutionStatus.UNKNOWN,
             ExecutionReason.EXCHANGE_ERROR,
-            "the IOC order is resting on the book, which an IOC order should never do",
+            RESTING_IOC,
             exchange_order_id=int(resting["oid"]) if "oid" in resting else None,
         )
     return Result(
@@ -409,7 +422,8 @@ def settle_from_order_status(
             "the exchange does not know the order and it has expired: it was never placed",
         )
     order = order_status["order"]
-    oid = order.get("order", {}).get("oid")
+    details = order.get("order", {})
+    oid = details.get("oid")
     filled = sum((size for _, size in fills), Decimal(0))
     if filled > 0:
         average = sum((price * size for price, size in fills), Decimal(0)) / filled
@@ -422,13 +436,22 @@ def settle_from_order_status(
             exchange_order_id=int(oid) if oid is not None else None,
         )
     state = str(order.get("status"))
-    if state in ("open", "triggered"):
+    original, remaining = details.get("origSz"), details.get("sz")
+    something_filled = state == "filled" or (
+        original is not None and remaining is not None and Decimal(str(remaining)) < Decimal(str(original))
+    )
+    if state in ("open", "triggered") or something_filled:
+        # Still live, or filled but its fills not found yet: never call a fill a rejection.
         return None
+    if "margin" in state.lower():
+        reason = ExecutionReason.INSUFFICIENT_MARGIN
+    elif "ioc" in state.lower() or state == "canceled":
+        reason = ExecutionReason.IOC_NO_MATCH
+    else:
+        reason = ExecutionReason.EXCHANGE_ERROR
     return Result(
         ExecutionStatus.REJECTED,
-        ExecutionReason.IOC_NO_MATCH
-        if "ioc" in state.lower() or state == "canceled"
-        else ExecutionReason.EXCHANGE_ERROR,
+        reason,
         f"the exchange reports the order as {state} with nothing filled",
         exchange_order_id=int(oid) if oid is not None else None,
     )

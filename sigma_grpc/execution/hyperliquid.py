@@ -108,7 +108,11 @@ class Hyperliquid:
         self.network = network
         self.base_url = resolve_base_url(network, base_url)
         self._timeout = timeout_s
-        self._wallet = Account.from_key(private_key.reveal()) if private_key else None
+        try:
+            self._wallet = Account.from_key(private_key.reveal()) if private_key else None
+        except ValueError:
+            # eth_account's message never contains the key, but say it in our words.
+            raise ConfigError("the Hyperliquid private key is not a valid secp256k1 key") from None
         if self._wallet is not None:
             self.signer: Signer | None = Signer(
                 address=self._wallet.address.lower(),
@@ -123,17 +127,30 @@ class Hyperliquid:
         self._assets: dict[str, tuple[int, AssetInfo]] = {}
         self._start_lock = asyncio.Lock()
 
+    @property
+    def call_budget_s(self) -> float:
+        """The longest one exchange call may take."""
+        return self._timeout + 1
+
     def __repr__(self) -> str:
         return f"Hyperliquid(network={self.network!r}, base_url={self.base_url!r}, signer={self.signer!r})"
 
     async def _call(self, fn: Callable[[], T]) -> T:
         # The SDK's own timeout ends the worker thread; the asyncio one bounds the wait.
-        return await asyncio.wait_for(asyncio.to_thread(fn), self._timeout + 1)
+        return await asyncio.wait_for(asyncio.to_thread(fn), self.call_budget_s)
 
     async def _read(self, what: str, fn: Callable[[], T]) -> T:
         try:
             return await self._call(fn)
-        except (TimeoutError, requests.RequestException, ClientError, ServerError, ValueError) as error:
+        except (
+            TimeoutError,
+            requests.RequestException,
+            ClientError,
+            ServerError,
+            ValueError,
+            KeyError,
+            TypeError,
+        ) as error:
             raise ExchangeCallFailed(
                 f"reading {what} from Hyperliquid failed: {type(error).__name__}"
             ) from error
@@ -194,41 +211,42 @@ class Hyperliquid:
             )
         return AccountState(Decimal(str(state["marginSummary"]["accountValue"])), tuple(positions))
 
-    async def lookup_order(self, cloid: str) -> tuple[Any, list[tuple[Decimal, Decimal]]]:
-        """The exchange's orderStatus for a cloid, and the account's fills of that order."""
+    async def lookup_order(self, address: str, cloid: str) -> tuple[Any, list[tuple[Decimal, Decimal]]]:
+        """The exchange's orderStatus for a cloid, and `address`'s fills of that order."""
         await self._ensure_started()
-        address = self.account_address
-        assert address is not None
         status = await self._read(
             "order status", lambda: self._info.query_order_by_cloid(address, Cloid.from_str(cloid))
         )
-        oid = None
-        if isinstance(status, dict) and status.get("status") == "order":
-            oid = status["order"].get("order", {}).get("oid")
-        fills = await self._read("fills", lambda: self._info.user_fills(address)) if oid is not None else []
-        return status, _fills_of(fills, oid, cloid)
+        if not (isinstance(status, dict) and status.get("status") == "order"):
+            return status, []
+        details = status["order"].get("order", {})
+        # userFills is capped to the latest fills: ask for the window since the order instead.
+        since = int(details.get("timestamp", 0)) - 60_000
+        fills = await self._read("fills", lambda: self._info.user_fills_by_time(address, max(since, 0), None))
+        return status, _fills_of(fills, details.get("oid"), cloid)
 
-    def _signed(self, action: dict[str, Any], nonce: int, expires_after: int) -> dict[str, Any]:
+    def _send_signed(self, action: dict[str, Any], nonce: int, expires_after: int) -> Any:
+        """Sign and post an L1 action (runs in a worker thread: signing is CPU work too)."""
         assert self._wallet is not None
         signature = sign_l1_action(
             self._wallet, action, None, nonce, expires_after, self.base_url == MAINNET_API_URL
         )
-        return {
+        payload = {
             "action": action,
             "nonce": nonce,
             "signature": signature,
             "vaultAddress": None,
             "expiresAfter": expires_after,
         }
+        return self._api.post("/exchange", payload)
 
     async def set_leverage(self, symbol: str, leverage: int, nonce: int, expires_after: int) -> str | None:
         """Set cross leverage for the asset; None on success, else the failure's text."""
         index, _ = self._assets[symbol]
         action = {"type": "updateLeverage", "asset": index, "isCross": True, "leverage": leverage}
-        payload = self._signed(action, nonce, expires_after)
         try:
-            response = await self._call(lambda: self._api.post("/exchange", payload))
-        except (TimeoutError, requests.RequestException, ServerError, ClientError) as error:
+            response = await self._call(lambda: self._send_signed(action, nonce, expires_after))
+        except (TimeoutError, requests.RequestException, ServerError, ClientError, KeyError) as error:
             return f"updateLeverage failed: {_describe(error)}"
         if isinstance(response, dict) and response.get("status") == "ok":
             return None
@@ -261,9 +279,9 @@ class Hyperliquid:
             },
             index,
         )
-        payload = self._signed(order_wires_to_order_action([wire], None, "na"), nonce, expires_after)
+        action = order_wires_to_order_action([wire], None, "na")
         try:
-            response = await self._call(lambda: self._api.post("/exchange", payload))
+            response = await self._call(lambda: self._send_signed(action, nonce, expires_after))
         except ClientError as error:
             # A 4xx is a definite refusal: the order was not accepted.
             reason = (
@@ -277,7 +295,16 @@ class Hyperliquid:
         except requests.RequestException as error:
             # Reset or refused mid-flight: whether the exchange got the order is unknown.
             return Result(ExecutionStatus.UNKNOWN, ExecutionReason.TIMEOUT, _describe(error))
+        except KeyError as error:
+            # The SDK fails this way on a 4xx JSON body without "code": an answer we cannot read.
+            return Result(ExecutionStatus.UNKNOWN, ExecutionReason.EXCHANGE_ERROR, _describe(error))
         return classify_order_response(response, size)
+
+    async def cancel(self, symbol: str, cloid: str, nonce: int, expires_after: int) -> Any:
+        """Cancel an order by cloid; returns the exchange's answer (errors are the caller's to log)."""
+        index, _ = self._assets[symbol]
+        action = {"type": "cancelByCloid", "cancels": [{"asset": index, "cloid": cloid}]}
+        return await self._call(lambda: self._send_signed(action, nonce, expires_after))
 
 
 def _describe(error: BaseException) -> str:

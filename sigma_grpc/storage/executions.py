@@ -8,7 +8,7 @@ import hashlib
 import json
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -64,15 +64,19 @@ def _json_value(value: Any) -> str:
     return json.dumps(str(value) if isinstance(value, Decimal) else value)
 
 
-def _signer_lock_key(signer: str) -> int:
-    return int.from_bytes(
-        hashlib.sha256(f"sigma-grpc/signer/{signer}".encode()).digest()[:8], "big", signed=True
-    )
+class Busy(Exception):
+    """Another execution held the lock until the deadline."""
+
+
+def _lock_key(name: str) -> int:
+    digest = hashlib.sha256(f"sigma-grpc/lock/{name}".encode()).digest()
+    return int.from_bytes(digest[:8], "big", signed=True)
 
 
 class ExecutionStore:
     def __init__(self, pool: asyncpg.Pool) -> None:
         self._pool = pool
+        self._local_locks: dict[str, asyncio.Lock] = {}
 
     async def config(self) -> ExecutionConfig:
         row = await self._pool.fetchrow(f"SELECT {_CONFIG_COLUMNS} FROM execution_config WHERE id = 1")
@@ -225,34 +229,55 @@ class ExecutionStore:
         )
         return [(r["symbol"], Side(r["side"]), r["fill_size"]) for r in rows]
 
+    async def unknown_notional(self, account_address: str) -> Decimal:
+        """Notional of this account's live orders whose fate is unknown (they may be open positions)."""
+        value: Decimal = await self._pool.fetchval(
+            """
+            SELECT COALESCE(sum(size * COALESCE(limit_price, mid_price, 0)), 0)
+            FROM execution_logs
+            WHERE status = 'unknown' AND NOT dry_run AND account_address = $1
+            """,
+            account_address,
+        )
+        return value
+
     @contextlib.asynccontextmanager
-    async def signing(self, signer: str, deadline: float) -> AsyncIterator[Callable[[], Awaitable[int]]]:
-        """Hold the signer's lock (across replicas) and yield a function giving its next nonce.
+    async def exclusive(self, key: str, deadline: float) -> AsyncIterator[None]:
+        """Hold `key` exclusively across this process and every replica, until `deadline` (monotonic).
 
-        Nonces strictly increase per signer: max(now in ms, last + 1), stored in
-        the database so another replica continues the sequence.
+        Waiters queue on an in-process lock first, so they hold no pooled
+        connection while waiting; the advisory lock then covers other replicas.
         """
-        key = _signer_lock_key(signer)
-        async with self._pool.acquire() as conn:
-            while not await conn.fetchval("SELECT pg_try_advisory_lock($1)", key):
-                if time.monotonic() > deadline:
-                    raise TimeoutError(f"signer {signer} stayed busy")
-                await asyncio.sleep(0.02)
-            try:
+        local = self._local_locks.setdefault(key, asyncio.Lock())
+        remaining = deadline - time.monotonic()
+        try:
+            await asyncio.wait_for(local.acquire(), timeout=max(remaining, 0.001))
+        except TimeoutError:
+            raise Busy(f"{key} stayed busy") from None
+        try:
+            lock_id = _lock_key(key)
+            async with self._pool.acquire() as conn:
+                while not await conn.fetchval("SELECT pg_try_advisory_lock($1)", lock_id):
+                    if time.monotonic() > deadline:
+                        raise Busy(f"{key} stayed busy on another replica")
+                    await asyncio.sleep(0.02)
+                try:
+                    yield
+                finally:
+                    await conn.execute("SELECT pg_advisory_unlock($1)", lock_id)
+        finally:
+            local.release()
 
-                async def next_nonce() -> int:
-                    nonce: int = await conn.fetchval(
-                        """
-                        INSERT INTO signer_nonces (signer, last_nonce) VALUES ($1, $2)
-                        ON CONFLICT (signer) DO UPDATE
-                        SET last_nonce = GREATEST(EXCLUDED.last_nonce, signer_nonces.last_nonce + 1)
-                        RETURNING last_nonce
-                        """,
-                        signer,
-                        int(time.time() * 1000),
-                    )
-                    return nonce
-
-                yield next_nonce
-            finally:
-                await conn.execute("SELECT pg_advisory_unlock($1)", key)
+    async def next_nonce(self, signer: str) -> int:
+        """The signer's next nonce: max(now in ms, last + 1), atomically, shared by every replica."""
+        nonce: int = await self._pool.fetchval(
+            """
+            INSERT INTO signer_nonces (signer, last_nonce) VALUES ($1, $2)
+            ON CONFLICT (signer) DO UPDATE
+            SET last_nonce = GREATEST(EXCLUDED.last_nonce, signer_nonces.last_nonce + 1)
+            RETURNING last_nonce
+            """,
+            signer,
+            int(time.time() * 1000),
+        )
+        return nonce
