@@ -40,16 +40,27 @@ CREATE TABLE execution_config_audit (
     new_value JSONB NOT NULL
 );
 
-CREATE FUNCTION execution_config_audit_append_only() RETURNS trigger
+CREATE FUNCTION execution_refuse_change() RETURNS trigger
 LANGUAGE plpgsql AS $$
 BEGIN
-    RAISE EXCEPTION 'execution_config_audit is append-only';
+    RAISE EXCEPTION '%', TG_ARGV[0];
 END;
 $$;
 
 CREATE TRIGGER execution_config_audit_no_change
     BEFORE UPDATE OR DELETE ON execution_config_audit
-    FOR EACH ROW EXECUTE FUNCTION execution_config_audit_append_only();
+    FOR EACH ROW EXECUTE FUNCTION execution_refuse_change('execution_config_audit is append-only');
+CREATE TRIGGER execution_config_audit_no_truncate
+    BEFORE TRUNCATE ON execution_config_audit
+    FOR EACH STATEMENT EXECUTE FUNCTION execution_refuse_change('execution_config_audit is append-only');
+
+-- The config row is updated, never removed: every execution reads it.
+CREATE TRIGGER execution_config_no_delete
+    BEFORE DELETE ON execution_config
+    FOR EACH ROW EXECUTE FUNCTION execution_refuse_change('the execution_config row cannot be deleted');
+CREATE TRIGGER execution_config_no_truncate
+    BEFORE TRUNCATE ON execution_config
+    FOR EACH STATEMENT EXECUTE FUNCTION execution_refuse_change('the execution_config row cannot be deleted');
 
 CREATE TABLE execution_logs (
     id UUID PRIMARY KEY DEFAULT gen_random_uuid(),

@@ -114,10 +114,18 @@ def stub(channel: grpc.aio.Channel) -> Stub:
 @pytest.fixture
 async def clean_db(db: asyncpg.Pool) -> asyncpg.Pool:
     """The tests' pool, after emptying every table."""
-    await db.execute("TRUNCATE decision_logs, execution_logs, execution_config_audit, signer_nonces")
+    async with db.acquire() as conn, conn.transaction():
+        # The audit table refuses TRUNCATE by trigger; the tests' superuser may bypass triggers.
+        await conn.execute("SET LOCAL session_replication_role = replica")
+        await conn.execute("TRUNCATE decision_logs, execution_logs, execution_config_audit, signer_nonces")
     # Back to a new database's config: execution disabled, dry run, the plan's limits.
-    await db.execute("DELETE FROM execution_config")
-    await db.execute("INSERT INTO execution_config (id) VALUES (1)")
+    await db.execute(
+        """
+        UPDATE execution_config SET enabled = DEFAULT, hl_enabled = DEFAULT, dry_run = DEFAULT,
+            hl_max_leverage = DEFAULT, hl_max_position_pct = DEFAULT, hl_max_exposure_pct = DEFAULT,
+            hl_slippage_pct = DEFAULT, max_signal_age_s = DEFAULT, max_price_drift_pct = DEFAULT
+        """
+    )
     return db
 
 

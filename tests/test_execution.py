@@ -211,6 +211,15 @@ async def test_leverage_is_capped_by_the_asset_maximum(env: Env) -> None:
     assert env.fake.leverage(MAIN, "LOWLEV") == 2
 
 
+async def test_a_symbol_listed_after_start_is_found_by_refreshing_meta(env: Env) -> None:
+    await env.enable()
+    assert (await env.execute(await env.signal())).status == pb.EXECUTION_STATUS_FILLED
+    env.fake.add_asset("NEWCOIN", 1, 10, "25")
+    execution = await env.execute(await env.signal("NEWCOIN"))
+    assert (execution.status, execution.size) == (pb.EXECUTION_STATUS_FILLED, "8.00000000")
+    assert len(env.fake.info_requests("meta")) == 2
+
+
 async def test_nonces_strictly_increase_across_back_to_back_signed_calls(env: Env) -> None:
     await env.enable()
     for symbol in ("ETH", "BTC", "SOL"):
@@ -336,6 +345,11 @@ async def test_exposure_is_checked_after_the_trade_and_never_shrinks_the_order(
     env = await start()
     await env.enable()
     execution = await env.execute(await env.signal())
+    assert (execution.status, execution.reason) == (
+        pb.EXECUTION_STATUS_REJECTED,
+        pb.EXECUTION_REASON_EXPOSURE_LIMIT,
+    )
+    assert env.exchange_calls() == []
     assert execution.size == "0.10500000"  # the full 2 %, not what would have fitted
     assert execution.exposure_before == pytest.approx(0.090405)
     assert execution.exposure_after == pytest.approx(0.110396)
@@ -596,6 +610,10 @@ async def test_config_updates_are_masked_and_audited(env: Env) -> None:
     assert await env.db.fetchval("SELECT count(*) FROM execution_config_audit") == 3
     with pytest.raises(asyncpg.RaiseError, match="append-only"):
         await env.db.execute("DELETE FROM execution_config_audit")
+    with pytest.raises(asyncpg.RaiseError, match="append-only"):
+        await env.db.execute("TRUNCATE execution_config_audit")
+    with pytest.raises(asyncpg.RaiseError, match="cannot be deleted"):
+        await env.db.execute("DELETE FROM execution_config")
 
 
 @pytest.mark.parametrize(
