@@ -6,8 +6,8 @@ import time
 from decimal import Decimal
 
 import grpc
-from google.protobuf import timestamp_pb2
 
+from sigma_grpc.api.convert import timestamp
 from sigma_grpc.api.errors import rpc
 from sigma_grpc.domain.errors import FieldViolation, InvalidArgument
 from sigma_grpc.domain.execution import (
@@ -36,12 +36,6 @@ _SIDE_TO_PB = {Side.BUY: pb.SIDE_BUY, Side.SELL: pb.SIDE_SELL}
 ACTOR_METADATA_KEY = "x-sigma-actor"
 
 
-def _timestamp(moment: object) -> timestamp_pb2.Timestamp:
-    ts = timestamp_pb2.Timestamp()
-    ts.FromDatetime(moment)  # type: ignore[arg-type]
-    return ts
-
-
 def _text(value: Decimal | None) -> str | None:
     return None if value is None else format(value, "f")
 
@@ -54,8 +48,8 @@ def execution_message(e: Execution) -> pb.Execution:
     return pb.Execution(
         id=str(e.id),
         decision_id=str(e.decision_id),
-        created_at=_timestamp(e.created_at),
-        updated_at=_timestamp(e.updated_at),
+        created_at=timestamp(e.created_at),
+        updated_at=timestamp(e.updated_at),
         symbol=e.symbol,
         side=_SIDE_TO_PB[e.side],
         size=format(e.size, "f"),
@@ -89,7 +83,7 @@ def config_message(c: ExecutionConfig) -> pb.ExecutionConfig:
         hl_slippage_pct=float(c.hl_slippage_pct),
         max_signal_age_s=c.max_signal_age_s,
         max_price_drift_pct=float(c.max_price_drift_pct),
-        updated_at=_timestamp(c.updated_at) if c.updated_at else None,
+        updated_at=timestamp(c.updated_at) if c.updated_at else None,
     )
 
 
