@@ -19,7 +19,13 @@ from decimal import Decimal
 from typing import Any
 
 from sigma_grpc.decision_log import utc_now
-from sigma_grpc.domain.errors import FailedPrecondition, FieldViolation, InvalidArgument, NotFound
+from sigma_grpc.domain.errors import (
+    FailedPrecondition,
+    FieldViolation,
+    InvalidArgument,
+    NotFound,
+    Unavailable,
+)
 from sigma_grpc.domain.execution import (
     RESTING_IOC,
     AccountState,
@@ -42,7 +48,7 @@ from sigma_grpc.domain.execution import (
 from sigma_grpc.domain.models import Decision, DecisionType, Direction, PageCursor
 from sigma_grpc.domain.pagination import decode_page_token, encode_page_token
 from sigma_grpc.domain.validation import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, validate_uuid
-from sigma_grpc.execution.hyperliquid import ExchangeCallFailed, Hyperliquid
+from sigma_grpc.execution.hyperliquid import AgentWithoutAccount, ExchangeCallFailed, Hyperliquid
 from sigma_grpc.storage.decisions import DecisionStore
 from sigma_grpc.storage.executions import Busy, ExecutionStore
 
@@ -105,6 +111,7 @@ class Executor:
                 "(or turn dry_run back on)",
                 reason="NO_SIGNER",
             )
+        await self._verify_signer()
         claim = await self._executions.claim(
             decision_id=parsed,
             symbol=decision.symbol,
@@ -130,6 +137,14 @@ class Executor:
             assert current is not None
             return current
         return attempt.result()
+
+    async def _verify_signer(self) -> None:
+        try:
+            await self._exchange.verify_signer()
+        except AgentWithoutAccount as error:
+            raise FailedPrecondition(str(error), reason="AGENT_WITHOUT_ACCOUNT") from None
+        except ExchangeCallFailed as error:
+            raise Unavailable(f"{error}; nothing was executed, retrying is safe") from None
 
     async def _follow(self, execution: Execution, wait_until: float | None) -> Execution:
         """An existing execution: settle it if it needs it, or wait for the caller running it."""

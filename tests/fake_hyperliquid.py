@@ -494,6 +494,7 @@ class FakeHyperliquid:
             "frontendOpenOrders": self._info_frontend_open_orders,
             "historicalOrders": self._info_historical_orders,
             "l2Book": self._info_l2_book,
+            "userRole": self._info_user_role,
         }
         self._action_handlers: dict[str, Callable[[_Account, JsonDict, int], JsonDict]] = {
             "order": self._action_order,
@@ -912,6 +913,14 @@ class FakeHyperliquid:
 
     def _info_meta(self, body: JsonDict) -> JsonDict:
         return {"universe": [asset.to_json() for asset in self._universe]}
+
+    def _info_user_role(self, body: JsonDict) -> JsonDict:
+        # Shapes from the exchange's docs ("user", "agent" with its master, "missing"); the recorded
+        # cassette only shows {"role": "vault"}, which this fake never answers.
+        user = _address(str(body.get("user", "")))
+        if user in self._agents:
+            return {"role": "agent", "data": {"user": self._agents[user]}}
+        return {"role": "user"} if user in self._accounts else {"role": "missing"}
 
     def _info_spot_meta(self, body: JsonDict) -> JsonDict:
         return {"universe": [], "tokens": []}

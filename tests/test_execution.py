@@ -493,6 +493,34 @@ async def test_an_agent_wallet_trades_for_the_main_account(start: Starter, fake:
     assert users == {MAIN}
 
 
+async def test_an_agent_key_without_the_main_account_is_refused(
+    start: Starter, fake: FakeHyperliquid
+) -> None:
+    fake.add_account(MAIN, account_value=10_000)
+    fake.add_agent(AGENT, MAIN)
+    env = await start(hl_private_key=Secret(AGENT_KEY))
+    await env.enable()
+    error = await expect_error(env.execute(await env.signal()), grpc.StatusCode.FAILED_PRECONDITION)
+    assert error_reason(error) == "AGENT_WITHOUT_ACCOUNT"
+    assert f"SIGMA_HL_ACCOUNT_ADDRESS={MAIN}" in (error.details() or "")
+    assert env.exchange_calls() == []
+    assert await env.db.fetchval("SELECT count(*) FROM execution_logs") == 0
+
+
+async def test_an_unreachable_exchange_before_the_claim_is_unavailable_and_writes_nothing(
+    start: Starter, fake: FakeHyperliquid
+) -> None:
+    fake.add_account(key=MAIN_KEY, account_value=10_000)
+    fake.http_error(502, path="/info", types=None, times=None)
+    env = await start()
+    await env.enable()
+    error = await expect_error(env.execute(await env.signal()), grpc.StatusCode.UNAVAILABLE)
+    assert "retrying is safe" in (error.details() or "")
+    assert await env.db.fetchval("SELECT count(*) FROM execution_logs") == 0
+    fake.clear_faults()
+    assert (await env.execute(await env.signal())).status == pb.EXECUTION_STATUS_FILLED
+
+
 # -- dry run and paper --------------------------------------------------------------------------------
 
 

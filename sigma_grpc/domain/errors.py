@@ -51,3 +51,9 @@ class FailedPrecondition(DomainError):
     """The request is well-formed but the system's state does not allow it."""
 
     reason = "FAILED_PRECONDITION"
+
+
+class Unavailable(DomainError):
+    """A dependency (the exchange) could not be reached; nothing was written, retrying is safe."""
+
+    reason = "UNAVAILABLE"

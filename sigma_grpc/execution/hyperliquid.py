@@ -50,6 +50,10 @@ class ExchangeCallFailed(Exception):
     """A read from the exchange failed; the message is safe to show (no secrets)."""
 
 
+class AgentWithoutAccount(Exception):
+    """The key belongs to an API (agent) wallet but no main account was configured."""
+
+
 def resolve_base_url(network: str, base_url: str | None) -> str:
     """The API URL, refusing a network that disagrees with it.
 
@@ -122,6 +126,8 @@ class Hyperliquid:
             self.signer = None
         # Balances and positions are always read for the main account, never an agent's.
         self.account_address = self.signer.account_address if self.signer else account_address
+        # Without an explicit account the key must be a main account's own: checked once, on first use.
+        self._signer_verified = self.signer is None or account_address is not None
         self._info: Any = None
         self._api: Any = None
         self._assets: dict[str, tuple[int, AssetInfo]] = {}
@@ -185,6 +191,23 @@ class Hyperliquid:
                 await self._load_meta()
         found = self._assets.get(symbol)
         return found[1] if found else None
+
+    async def verify_signer(self) -> None:
+        """Refuse an agent key used without SIGMA_HL_ACCOUNT_ADDRESS (its own account is empty)."""
+        if self._signer_verified:
+            return
+        assert self.signer is not None
+        await self._ensure_started()
+        address = self.signer.address
+        role = await self._read(
+            "user role", lambda: self._info.post("/info", {"type": "userRole", "user": address})
+        )
+        if isinstance(role, dict) and role.get("role") == "agent":
+            main = str((role.get("data") or {}).get("user", "<main account>"))
+            raise AgentWithoutAccount(
+                f"the key is an API wallet acting for {main}: set SIGMA_HL_ACCOUNT_ADDRESS={main}"
+            )
+        self._signer_verified = True
 
     async def mids(self) -> dict[str, Decimal]:
         await self._ensure_started()
