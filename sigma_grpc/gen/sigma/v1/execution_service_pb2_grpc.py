@@ -84,8 +84,11 @@ class ExecutionServiceServicer:
         - FAILED_PRECONDITION: the decision is not a SIGNAL with a long or short
         direction (reason NOT_EXECUTABLE); execution is disabled (reason
         EXECUTION_DISABLED: `enabled` and `hl_enabled` must both be true); live
-        execution without a configured key (reason NO_SIGNER). Nothing is
-        written and nothing reaches the exchange.
+        execution without a configured key (reason NO_SIGNER); an API (agent)
+        wallet's key without SIGMA_HL_ACCOUNT_ADDRESS (reason
+        AGENT_WITHOUT_ACCOUNT). Nothing is written and no order is sent.
+        - UNAVAILABLE: the exchange could not be reached before the decision was
+        claimed; nothing was written, retrying is safe.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -53,8 +53,11 @@ class ExecutionServiceStub:
     - FAILED_PRECONDITION: the decision is not a SIGNAL with a long or short
       direction (reason NOT_EXECUTABLE); execution is disabled (reason
       EXECUTION_DISABLED: `enabled` and `hl_enabled` must both be true); live
-      execution without a configured key (reason NO_SIGNER). Nothing is
-      written and nothing reaches the exchange.
+      execution without a configured key (reason NO_SIGNER); an API (agent)
+      wallet's key without SIGMA_HL_ACCOUNT_ADDRESS (reason
+      AGENT_WITHOUT_ACCOUNT). Nothing is written and no order is sent.
+    - UNAVAILABLE: the exchange could not be reached before the decision was
+      claimed; nothing was written, retrying is safe.
     """
     GetExecution: _grpc.UnaryUnaryMultiCallable[_execution_service_pb2.GetExecutionRequest, _execution_service_pb2.GetExecutionResponse]
     """GetExecution returns one execution by id. An UNKNOWN execution (or a
@@ -110,8 +113,11 @@ class ExecutionServiceAsyncStub(ExecutionServiceStub):
     - FAILED_PRECONDITION: the decision is not a SIGNAL with a long or short
       direction (reason NOT_EXECUTABLE); execution is disabled (reason
       EXECUTION_DISABLED: `enabled` and `hl_enabled` must both be true); live
-      execution without a configured key (reason NO_SIGNER). Nothing is
-      written and nothing reaches the exchange.
+      execution without a configured key (reason NO_SIGNER); an API (agent)
+      wallet's key without SIGMA_HL_ACCOUNT_ADDRESS (reason
+      AGENT_WITHOUT_ACCOUNT). Nothing is written and no order is sent.
+    - UNAVAILABLE: the exchange could not be reached before the decision was
+      claimed; nothing was written, retrying is safe.
     """
     GetExecution: _aio.UnaryUnaryMultiCallable[_execution_service_pb2.GetExecutionRequest, _execution_service_pb2.GetExecutionResponse]  # type: ignore[assignment]
     """GetExecution returns one execution by id. An UNKNOWN execution (or a
@@ -170,8 +176,11 @@ class ExecutionServiceServicer(metaclass=_abc_1.ABCMeta):
         - FAILED_PRECONDITION: the decision is not a SIGNAL with a long or short
           direction (reason NOT_EXECUTABLE); execution is disabled (reason
           EXECUTION_DISABLED: `enabled` and `hl_enabled` must both be true); live
-          execution without a configured key (reason NO_SIGNER). Nothing is
-          written and nothing reaches the exchange.
+          execution without a configured key (reason NO_SIGNER); an API (agent)
+          wallet's key without SIGMA_HL_ACCOUNT_ADDRESS (reason
+          AGENT_WITHOUT_ACCOUNT). Nothing is written and no order is sent.
+        - UNAVAILABLE: the exchange could not be reached before the decision was
+          claimed; nothing was written, retrying is safe.
         """
 
     @_abc_1.abstractmethod
