@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable
+import os
+import re
+import subprocess
+import sys
+import threading
+from collections.abc import Awaitable, Mapping
 from datetime import datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import grpc
@@ -22,6 +28,37 @@ else:
     Stub = pb_grpc.DecisionServiceStub
 
 T = TypeVar("T")
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def start_serve_process(env: Mapping[str, str]) -> tuple[subprocess.Popen[str], int, list[str]]:
+    """`python -m sigma_grpc serve` on a free port with these SIGMA_* settings; its port and its log lines."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "sigma_grpc", "serve"],
+        cwd=ROOT,
+        env={**os.environ, "SIGMA_GRPC_ADDR": "127.0.0.1:0", "SIGMA_SHUTDOWN_GRACE_S": "5", **env},
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    lines: list[str] = []
+    port: list[int] = []
+    ready = threading.Event()
+
+    def read() -> None:
+        assert process.stderr is not None
+        for line in process.stderr:
+            lines.append(line)
+            match = re.search(r"listening on 127\.0\.0\.1:(\d+)", line)
+            if match:
+                port.append(int(match.group(1)))
+                ready.set()
+        ready.set()
+
+    threading.Thread(target=read, daemon=True).start()
+    if not ready.wait(60) or not port:
+        process.kill()
+        raise AssertionError("serve did not start:\n" + "".join(lines))
+    return process, port[0], lines
 
 
 def ts(moment: datetime) -> timestamp_pb2.Timestamp:

@@ -24,7 +24,16 @@ from sigma_grpc.gen.sigma.v1 import execution_service_pb2 as pb
 from sigma_grpc.gen.sigma.v1 import execution_service_pb2_grpc as pb_grpc
 from sigma_grpc.storage.pool import create_pool
 from tests.fake_hyperliquid import FakeHyperliquid
-from tests.helpers import Stub, error_reason, expect_error, gate, invalid_fields, skip, ts
+from tests.helpers import (
+    Stub,
+    error_reason,
+    expect_error,
+    gate,
+    invalid_fields,
+    skip,
+    start_serve_process,
+    ts,
+)
 
 if TYPE_CHECKING:
     ExecStub = pb_grpc.ExecutionServiceAsyncStub
@@ -965,3 +974,59 @@ async def test_an_unknown_status_filter_is_invalid(env: Env) -> None:
     assert await invalid_fields(env.executions.ListExecutions(pb.ListExecutionsRequest(status=99))) == {  # type: ignore[arg-type]
         "status": "unknown status 99"
     }
+
+
+async def test_two_replica_processes_on_one_database_place_one_order(
+    database_url: str, clean_db: asyncpg.Pool, fake: FakeHyperliquid
+) -> None:
+    """Two `sigma-grpc serve` processes: the claim and the signer lock live in PostgreSQL, not in memory."""
+    from sigma_grpc.gen.sigma.v1 import decision_service_pb2_grpc
+
+    fake.add_account(key=MAIN_KEY, account_value=10_000)
+    settings = {
+        "SIGMA_DATABASE_URL": database_url,
+        "SIGMA_HL_BASE_URL": fake.base_url,
+        "SIGMA_HL_PRIVATE_KEY": MAIN_KEY,
+        "SIGMA_HL_TIMEOUT_S": "2",
+    }
+    replicas = [start_serve_process(settings) for _ in range(2)]
+    channels = [grpc.aio.insecure_channel(f"127.0.0.1:{port}") for _, port, _ in replicas]
+    try:
+        executions = [ExecStub(channel) for channel in channels]
+        decisions = decision_service_pb2_grpc.DecisionServiceStub(channels[0])
+        await executions[0].UpdateExecutionConfig(
+            pb.UpdateExecutionConfigRequest(
+                config=pb.ExecutionConfig(enabled=True, hl_enabled=True, dry_run=False),
+                update_mask=field_mask_pb2.FieldMask(paths=["enabled", "hl_enabled", "dry_run"]),
+            )
+        )
+        ids = []
+        for symbol in ("ETH", "BTC"):
+            request = dpb.LogDecisionRequest(
+                symbol=symbol,
+                direction=dpb.DIRECTION_LONG,
+                decision_type=dpb.DECISION_TYPE_SIGNAL,
+                trader_count=6,
+                agreement_pct=0.8,
+                effective_k=3.0,
+            )
+            ids.append((await decisions.LogDecision(request)).decision.id)
+        calls = [
+            stub.ExecuteSignal(pb.ExecuteSignalRequest(decision_id=decision_id), timeout=30)
+            for decision_id in ids
+            for stub in executions
+            for _ in range(5)
+        ]
+        results = [r.execution for r in await asyncio.gather(*calls)]
+        assert {r.status for r in results} == {pb.EXECUTION_STATUS_FILLED}
+        assert len({r.id for r in results}) == 2
+        assert fake.count("order") == 2
+        nonces = [r.body["nonce"] for r in fake.requests if r.path == "/exchange"]
+        assert len(set(nonces)) == len(nonces) == 4
+    finally:
+        for channel in channels:
+            await channel.close()
+        for process, _, log_lines in replicas:
+            process.terminate()
+            process.wait(timeout=30)
+            print("".join(log_lines))  # shown by pytest when the test fails

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import re
 import signal
 import subprocess
 import sys
@@ -27,6 +26,7 @@ from sigma_grpc.gen.sigma.v1 import decision_service_pb2_grpc as pb_grpc
 from sigma_grpc.healthcheck import probe
 from sigma_grpc.storage.pool import create_pool
 from tests.helpers import signal as signal_request
+from tests.helpers import start_serve_process
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -107,39 +107,7 @@ async def _until(condition: Callable[[], Awaitable[bool]], timeout: float = 10.0
 
 def _start_serve(data_dir: Path) -> tuple[subprocess.Popen[str], int, list[str]]:
     """`python -m sigma_grpc serve` on the embedded database and a free port; its port and log."""
-    env = {
-        **os.environ,
-        "SIGMA_DATA_DIR": str(data_dir),
-        "SIGMA_GRPC_ADDR": "127.0.0.1:0",
-        "SIGMA_SHUTDOWN_GRACE_S": "5",
-    }
-    env.pop("SIGMA_DATABASE_URL", None)
-    process = subprocess.Popen(
-        [sys.executable, "-m", "sigma_grpc", "serve"],
-        cwd=ROOT,
-        env=env,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    lines: list[str] = []
-    port: list[int] = []
-    ready = threading.Event()
-
-    def read() -> None:
-        assert process.stderr is not None
-        for line in process.stderr:
-            lines.append(line)
-            match = re.search(r"listening on 127\.0\.0\.1:(\d+)", line)
-            if match:
-                port.append(int(match.group(1)))
-                ready.set()
-        ready.set()
-
-    threading.Thread(target=read, daemon=True).start()
-    if not ready.wait(60) or not port:
-        process.kill()
-        raise AssertionError("serve did not start:\n" + "".join(lines))
-    return process, port[0], lines
+    return start_serve_process({"SIGMA_DATA_DIR": str(data_dir), "SIGMA_DATABASE_URL": ""})
 
 
 @pytest.mark.parametrize("stop_signal", [signal.SIGTERM, signal.SIGINT])

@@ -130,7 +130,9 @@ class ExecutionStore:
             INSERT INTO execution_logs (decision_id, symbol, side, leverage, cloid, network,
                                         account_address, dry_run, order_expires_at)
             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
-            ON CONFLICT (decision_id) DO NOTHING
+            -- No conflict target: the cloid is derived from the decision id, so two racing
+            -- claims can trip either unique index first, and both mean "already claimed".
+            ON CONFLICT DO NOTHING
             RETURNING {_COLUMNS}
             """,
             decision_id,
