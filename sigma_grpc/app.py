@@ -17,6 +17,7 @@ from grpc_reflection.v1alpha import reflection
 
 from sigma_grpc.api.decision_servicer import DecisionServicer
 from sigma_grpc.api.execution_servicer import ExecutionServicer
+from sigma_grpc.api.in_flight import InFlightCalls
 from sigma_grpc.config import Settings, redact_url
 from sigma_grpc.decision_log import DecisionLog, utc_now
 from sigma_grpc.execution.hyperliquid import Hyperliquid
@@ -48,12 +49,14 @@ class RunningServer:
     health: health.aio.HealthServicer
     executor: Executor
     reconciler: asyncio.Task[None]
+    in_flight: InFlightCalls
 
     async def stop(self, grace: float | None) -> None:
         """Refuse new calls, let in-flight ones (and execution attempts) finish within `grace` seconds."""
         await self.health.enter_graceful_shutdown()
         self.reconciler.cancel()
         await self.server.stop(grace)
+        await self.in_flight.wait(grace)
         await self.executor.drain(grace)
 
 
@@ -85,7 +88,8 @@ async def start_server(
         order_expiry_s=settings.order_expiry_s,
         clock=clock,
     )
-    server = grpc.aio.server()
+    in_flight = InFlightCalls()
+    server = grpc.aio.server(interceptors=[in_flight])
     decision_service_pb2_grpc.add_DecisionServiceServicer_to_server(
         DecisionServicer(DecisionLog(decisions)), server
     )
@@ -104,7 +108,12 @@ async def start_server(
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
     reconciler = asyncio.create_task(executor.run_reconciler(settings.reconcile_interval_s))
     return RunningServer(
-        server=server, port=port, health=health_servicer, executor=executor, reconciler=reconciler
+        server=server,
+        port=port,
+        health=health_servicer,
+        executor=executor,
+        reconciler=reconciler,
+        in_flight=in_flight,
     )
 
 

@@ -1029,4 +1029,6 @@ async def test_two_replica_processes_on_one_database_place_one_order(
         for process, _, log_lines in replicas:
             process.terminate()
             process.wait(timeout=30)
-            print("".join(log_lines))  # shown by pytest when the test fails
+            log = "".join(log_lines)
+            print(log)  # shown by pytest when the test fails
+            assert "ERROR" not in log
