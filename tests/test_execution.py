@@ -212,6 +212,16 @@ async def test_leverage_already_set_on_an_open_position_is_not_sent_again(env: E
     assert env.exchange_calls() == ["order"]
 
 
+async def test_leverage_is_sent_when_the_open_position_is_isolated(env: Env) -> None:
+    env.fake.set_position(MAIN, "ETH", "0.01", "1900")
+    env.fake.set_leverage(MAIN, "ETH", 3, is_cross=False)
+    await env.enable()
+    execution = await env.execute(await env.signal())
+    assert execution.status == pb.EXECUTION_STATUS_FILLED
+    assert env.exchange_calls() == ["updateLeverage", "order"]
+    assert env.fake.positions(MAIN)["ETH"].is_cross
+
+
 async def test_leverage_is_capped_by_the_asset_maximum(env: Env) -> None:
     env.fake.add_asset("LOWLEV", 2, 2, "50")
     await env.enable(hl_max_leverage=10)

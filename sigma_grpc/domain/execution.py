@@ -201,6 +201,7 @@ class Position:
     size: Decimal  # signed: negative is short
     notional: Decimal  # absolute position value in USD
     leverage: int | None = None
+    cross: bool = True  # cross margin (leverage is always set as cross)
 
 
 @dataclass(frozen=True, slots=True)
@@ -317,13 +318,12 @@ def plan_order(
         )
     leverage = min(config.hl_max_leverage, asset.max_leverage)
     held = next((p for p in account.positions if p.coin == asset.name and p.size != 0), None)
-    # Leverage is set as cross; an isolated position with the same number still gets it sent.
     return OrderPlan(
         size=size,
         mid=mid,
         limit_price=price,
         leverage=leverage,
-        set_leverage=held is None or held.leverage != leverage,
+        set_leverage=held is None or held.leverage != leverage or not held.cross,
         position_pct=position_pct,
         exposure_before=exposure_before,
         exposure_after=exposure_after,

@@ -230,6 +230,7 @@ class Hyperliquid:
                     size=Decimal(str(position["szi"])),
                     notional=abs(Decimal(str(position.get("positionValue") or 0))),
                     leverage=int(leverage["value"]) if "value" in leverage else None,
+                    cross=leverage.get("type", "cross") == "cross",
                 )
             )
         return AccountState(Decimal(str(state["marginSummary"]["accountValue"])), tuple(positions))
