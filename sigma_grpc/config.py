@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from decimal import Decimal
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
@@ -131,17 +131,11 @@ class Settings:
     paper_equity: Decimal = Decimal(10000)
 
     def __repr__(self) -> str:
-        url = redact_url(self.database_url) if self.database_url else None
-        return (
-            f"Settings(database_url={url!r}, grpc_addr={self.grpc_addr!r}, data_dir={str(self.data_dir)!r}, "
-            f"migrations_dir={str(self.migrations_dir)!r}, db_pool_size={self.db_pool_size}, "
-            f"shutdown_grace_s={self.shutdown_grace_s}, log_level={self.log_level!r}, "
-            f"hl_private_key={'set' if self.hl_private_key else None}, "
-            f"hl_account_address={self.hl_account_address!r}, hl_network={self.hl_network!r}, "
-            f"hl_base_url={self.hl_base_url!r}, hl_timeout_s={self.hl_timeout_s}, "
-            f"order_expiry_s={self.order_expiry_s}, reconcile_interval_s={self.reconcile_interval_s}, "
-            f"paper_equity={self.paper_equity})"
-        )
+        # Derived from the fields, so a new setting shows up; secrets are redacted.
+        shown = {f.name: getattr(self, f.name) for f in fields(self)}
+        shown["database_url"] = redact_url(self.database_url) if self.database_url else None
+        shown["hl_private_key"] = "set" if self.hl_private_key else None
+        return "Settings(" + ", ".join(f"{name}={value!r}" for name, value in shown.items()) + ")"
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:

@@ -395,8 +395,7 @@ class Executor:
     async def update_config(
         self, values: Mapping[str, Any], paths: Sequence[str], actor: str | None
     ) -> ExecutionConfig:
-        # Validate before locking anything, then apply to the locked row.
-        apply_config_update(await self._executions.config(), values, paths)
+        # Validated against the locked row; an invalid update raises and rolls back.
         return await self._executions.update_config(
             lambda current: apply_config_update(current, values, paths), actor
         )

@@ -20,6 +20,7 @@ from google.protobuf import field_mask_pb2
 from sigma_grpc.app import RunningServer, build_exchange, start_server
 from sigma_grpc.config import ConfigError, Secret, Settings
 from sigma_grpc.gen.sigma.v1 import decision_service_pb2 as dpb
+from sigma_grpc.gen.sigma.v1 import decision_service_pb2_grpc
 from sigma_grpc.gen.sigma.v1 import execution_service_pb2 as pb
 from sigma_grpc.gen.sigma.v1 import execution_service_pb2_grpc as pb_grpc
 from sigma_grpc.storage.pool import create_pool
@@ -48,6 +49,20 @@ AGENT = Account.from_key(AGENT_KEY).address.lower()
 ETH_MID = Decimal("1903.95")  # the recorded allMids
 
 
+def signal_request(symbol: str = "ETH", **fields: Any) -> dpb.LogDecisionRequest:
+    """A LONG signal on `symbol` (6 traders, 80 % agreement); keyword arguments replace fields."""
+    return dpb.LogDecisionRequest(
+        symbol=symbol,
+        direction=fields.pop("direction", dpb.DIRECTION_LONG),
+        decision_type=dpb.DECISION_TYPE_SIGNAL,
+        trader_count=6,
+        agreement_pct=0.8,
+        effective_k=3.0,
+        gates=[gate("supermajority", True, 0.8, 0.7)],
+        **fields,
+    )
+
+
 @dataclass
 class Env:
     """A running service wired to the fake exchange."""
@@ -60,17 +75,7 @@ class Env:
     clock_offset: list[timedelta] = field(default_factory=lambda: [timedelta(0)])
 
     async def signal(self, symbol: str = "ETH", **fields: Any) -> str:
-        request = dpb.LogDecisionRequest(
-            symbol=symbol,
-            direction=fields.pop("direction", dpb.DIRECTION_LONG),
-            decision_type=dpb.DECISION_TYPE_SIGNAL,
-            trader_count=6,
-            agreement_pct=0.8,
-            effective_k=3.0,
-            gates=[gate("supermajority", True, 0.8, 0.7)],
-            **fields,
-        )
-        return (await self.decisions.LogDecision(request)).decision.id
+        return (await self.decisions.LogDecision(signal_request(symbol, **fields))).decision.id
 
     async def configure(self, actor: str | None = None, **values: Any) -> pb.ExecutionConfig:
         metadata = (("x-sigma-actor", actor),) if actor else None
@@ -127,8 +132,6 @@ async def start(database_url: str, clean_db: asyncpg.Pool, fake: FakeHyperliquid
         )
         channel = grpc.aio.insecure_channel(f"127.0.0.1:{server.port}")
         started.append((server, pool, channel))
-        from sigma_grpc.gen.sigma.v1 import decision_service_pb2_grpc
-
         return Env(
             fake=fake,
             decisions=decision_service_pb2_grpc.DecisionServiceStub(channel),
@@ -990,8 +993,6 @@ async def test_two_replica_processes_on_one_database_place_one_order(
     database_url: str, clean_db: asyncpg.Pool, fake: FakeHyperliquid
 ) -> None:
     """Two `sigma-grpc serve` processes: the claim and the signer lock live in PostgreSQL, not in memory."""
-    from sigma_grpc.gen.sigma.v1 import decision_service_pb2_grpc
-
     fake.add_account(key=MAIN_KEY, account_value=10_000)
     settings = {
         "SIGMA_DATABASE_URL": database_url,
@@ -1010,17 +1011,7 @@ async def test_two_replica_processes_on_one_database_place_one_order(
                 update_mask=field_mask_pb2.FieldMask(paths=["enabled", "hl_enabled", "dry_run"]),
             )
         )
-        ids = []
-        for symbol in ("ETH", "BTC"):
-            request = dpb.LogDecisionRequest(
-                symbol=symbol,
-                direction=dpb.DIRECTION_LONG,
-                decision_type=dpb.DECISION_TYPE_SIGNAL,
-                trader_count=6,
-                agreement_pct=0.8,
-                effective_k=3.0,
-            )
-            ids.append((await decisions.LogDecision(request)).decision.id)
+        ids = [(await decisions.LogDecision(signal_request(symbol))).decision.id for symbol in ("ETH", "BTC")]
         calls = [
             stub.ExecuteSignal(pb.ExecuteSignalRequest(decision_id=decision_id), timeout=30)
             for decision_id in ids

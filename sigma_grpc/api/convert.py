@@ -43,8 +43,13 @@ def timestamp(moment: datetime) -> timestamp_pb2.Timestamp:
     return ts
 
 
-def _decimal_text(value: Decimal) -> str:
-    return format(value, "f")
+def decimal_text(value: Decimal | None) -> str | None:
+    """A decimal as plain text ("0.00012345", never "1.2345E-4"); None stays unset on the wire."""
+    return None if value is None else format(value, "f")
+
+
+def optional_float(value: Decimal | None) -> float | None:
+    return None if value is None else float(value)
 
 
 def decision_input(req: pb.LogDecisionRequest) -> DecisionInput:
@@ -105,7 +110,8 @@ def outcome_input(req: pb.RecordOutcomeRequest) -> OutcomeInput:
 
 
 def decision_message(d: Decision) -> pb.Decision:
-    message = pb.Decision(
+    # None leaves an optional field unset, so clients can tell "0" from "absent".
+    return pb.Decision(
         id=str(d.id),
         created_at=timestamp(d.created_at),
         decided_at=timestamp(d.decided_at),
@@ -115,27 +121,19 @@ def decision_message(d: Decision) -> pb.Decision:
         trader_count=d.trader_count,
         agreement_pct=float(d.agreement_pct),
         effective_k=float(d.effective_k),
+        avg_confidence=optional_float(d.avg_confidence),
+        ev_estimate=optional_float(d.ev_estimate),
+        price_at_decision=decimal_text(d.price_at_decision),
         gates=[pb.Gate(name=g.name, passed=g.passed, value=g.value, threshold=g.threshold) for g in d.gates],
         risk_checks=[
             pb.RiskCheck(name=c.name, passed=c.passed, value=c.value, limit=c.limit) for c in d.risk_checks
         ],
         reasoning=d.reasoning,
         request_id=d.request_id,
+        outcome_pnl=decimal_text(d.outcome_pnl),
+        outcome_r_multiple=optional_float(d.outcome_r_multiple),
+        outcome_closed_at=timestamp(d.outcome_closed_at) if d.outcome_closed_at else None,
     )
-    # Optional scalars stay unset (not 0) when absent.
-    if d.avg_confidence is not None:
-        message.avg_confidence = float(d.avg_confidence)
-    if d.ev_estimate is not None:
-        message.ev_estimate = float(d.ev_estimate)
-    if d.price_at_decision is not None:
-        message.price_at_decision = _decimal_text(d.price_at_decision)
-    if d.outcome_pnl is not None:
-        message.outcome_pnl = _decimal_text(d.outcome_pnl)
-    if d.outcome_r_multiple is not None:
-        message.outcome_r_multiple = float(d.outcome_r_multiple)
-    if d.outcome_closed_at is not None:
-        message.outcome_closed_at.CopyFrom(timestamp(d.outcome_closed_at))
-    return message
 
 
 def _summary_fields(s: Summary) -> dict[str, int | float | str]:

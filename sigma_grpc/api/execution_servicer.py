@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import time
-from decimal import Decimal
 
 import grpc
 
-from sigma_grpc.api.convert import timestamp
+from sigma_grpc.api.convert import decimal_text, optional_float, timestamp
 from sigma_grpc.api.errors import rpc
 from sigma_grpc.domain.errors import FieldViolation, InvalidArgument
 from sigma_grpc.domain.execution import (
@@ -36,14 +35,6 @@ _SIDE_TO_PB = {Side.BUY: pb.SIDE_BUY, Side.SELL: pb.SIDE_SELL}
 ACTOR_METADATA_KEY = "x-sigma-actor"
 
 
-def _text(value: Decimal | None) -> str | None:
-    return None if value is None else format(value, "f")
-
-
-def _float(value: Decimal | None) -> float | None:
-    return None if value is None else float(value)
-
-
 def execution_message(e: Execution) -> pb.Execution:
     return pb.Execution(
         id=str(e.id),
@@ -55,20 +46,20 @@ def execution_message(e: Execution) -> pb.Execution:
         size=format(e.size, "f"),
         leverage=e.leverage,
         status=_STATUS_TO_PB[e.status],
-        fill_price=_text(e.fill_price),
-        fill_size=_text(e.fill_size),
+        fill_price=decimal_text(e.fill_price),
+        fill_size=decimal_text(e.fill_size),
         error_message=e.error_message or "",
         reason=_REASON_TO_PB[e.reason] if e.reason else pb.EXECUTION_REASON_UNSPECIFIED,
-        position_pct=_float(e.position_pct),
-        exposure_before=_float(e.exposure_before),
-        exposure_after=_float(e.exposure_after),
+        position_pct=optional_float(e.position_pct),
+        exposure_before=optional_float(e.exposure_before),
+        exposure_after=optional_float(e.exposure_after),
         cloid=e.cloid,
         exchange_order_id=e.exchange_order_id,
         network=e.network,
         account_address=e.account_address or "",
         dry_run=e.dry_run,
-        mid_price=_text(e.mid_price),
-        limit_price=_text(e.limit_price),
+        mid_price=decimal_text(e.mid_price),
+        limit_price=decimal_text(e.limit_price),
     )
 
 
