@@ -6,9 +6,8 @@ import asyncio
 import contextlib
 import logging
 import signal
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from datetime import datetime
 
 import asyncpg
 import grpc
@@ -18,16 +17,17 @@ from grpc_reflection.v1alpha import reflection
 from sigma_grpc.api.decision_servicer import DecisionServicer
 from sigma_grpc.api.execution_servicer import ExecutionServicer
 from sigma_grpc.api.in_flight import InFlightCalls
+from sigma_grpc.clock import Clock, utc_now
 from sigma_grpc.config import Settings, redact_url
-from sigma_grpc.decision_log import DecisionLog, utc_now
-from sigma_grpc.execution.hyperliquid import Hyperliquid
-from sigma_grpc.executor import Executor
+from sigma_grpc.exchange.hyperliquid import Hyperliquid
 from sigma_grpc.gen.sigma.v1 import (
     decision_service_pb2,
     decision_service_pb2_grpc,
     execution_service_pb2,
     execution_service_pb2_grpc,
 )
+from sigma_grpc.services.decisions import DecisionLog
+from sigma_grpc.services.execution import Executor
 from sigma_grpc.storage.decisions import DecisionStore
 from sigma_grpc.storage.embedded import EmbeddedPostgres, start_embedded
 from sigma_grpc.storage.executions import ExecutionStore
@@ -75,7 +75,7 @@ async def start_server(
     pool: asyncpg.Pool,
     addr: str,
     settings: Settings | None = None,
-    clock: Callable[[], datetime] = utc_now,
+    clock: Clock = utc_now,
 ) -> RunningServer:
     """Serve sigma.v1, health and reflection on `addr` (port 0 picks a free port)."""
     settings = settings or Settings()

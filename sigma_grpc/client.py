@@ -29,7 +29,8 @@ from typing import Any
 
 import grpc
 
-from sigma_grpc.api.convert import DECISION_TYPE_TO_PB, DIRECTION_TO_PB, OUTCOME_TO_PB, timestamp
+from sigma_grpc.api.decision_convert import DECISION_TYPE_TO_PB, DIRECTION_TO_PB, OUTCOME_TO_PB
+from sigma_grpc.api.wire import timestamp
 from sigma_grpc.domain.models import DecisionType, Direction, Gate, OutcomeFilter, RiskCheck
 from sigma_grpc.gen.sigma.v1 import decision_service_pb2 as pb
 from sigma_grpc.gen.sigma.v1 import decision_service_pb2_grpc as pb_grpc

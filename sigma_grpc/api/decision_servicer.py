@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import grpc
 
-from sigma_grpc.api import convert
+from sigma_grpc.api import decision_convert as convert
 from sigma_grpc.api.errors import rpc
-from sigma_grpc.decision_log import DecisionLog
 from sigma_grpc.gen.sigma.v1 import decision_service_pb2 as pb
 from sigma_grpc.gen.sigma.v1 import decision_service_pb2_grpc as pb_grpc
+from sigma_grpc.services.decisions import DecisionLog
 
 Context = grpc.aio.ServicerContext
 

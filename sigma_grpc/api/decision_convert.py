@@ -1,15 +1,11 @@
-"""Conversions between protobuf messages and domain values."""
+"""DecisionService: protobuf messages to domain values and back."""
 
 from __future__ import annotations
 
-from datetime import datetime
-from decimal import Decimal
-
-from google.protobuf import timestamp_pb2
-
+from sigma_grpc.api.wire import decimal_text, optional_float, raw_time, timestamp
 from sigma_grpc.domain.models import Decision, DecisionType, Direction, Gate, OutcomeFilter, RiskCheck
 from sigma_grpc.domain.stats import Stats, Summary
-from sigma_grpc.domain.validation import DecisionInput, ListInput, OutcomeInput, RawTimestamp
+from sigma_grpc.domain.validation import DecisionInput, ListInput, OutcomeInput
 from sigma_grpc.gen.sigma.v1 import decision_service_pb2 as pb
 
 DIRECTIONS = {
@@ -31,25 +27,6 @@ OUTCOMES = {
 DIRECTION_TO_PB = {v: k for k, v in DIRECTIONS.items()}
 DECISION_TYPE_TO_PB = {v: k for k, v in DECISION_TYPES.items()}
 OUTCOME_TO_PB = {v: k for k, v in OUTCOMES.items()}
-
-
-def _raw_time(ts: timestamp_pb2.Timestamp) -> RawTimestamp:
-    return RawTimestamp(seconds=ts.seconds, nanos=ts.nanos)
-
-
-def timestamp(moment: datetime) -> timestamp_pb2.Timestamp:
-    ts = timestamp_pb2.Timestamp()
-    ts.FromDatetime(moment)
-    return ts
-
-
-def decimal_text(value: Decimal | None) -> str | None:
-    """A decimal as plain text ("0.00012345", never "1.2345E-4"); None stays unset on the wire."""
-    return None if value is None else format(value, "f")
-
-
-def optional_float(value: Decimal | None) -> float | None:
-    return None if value is None else float(value)
 
 
 def decision_input(req: pb.LogDecisionRequest) -> DecisionInput:
@@ -83,7 +60,7 @@ def decision_input(req: pb.LogDecisionRequest) -> DecisionInput:
             for c in req.risk_checks
         ),
         request_id=req.request_id if req.HasField("request_id") else None,
-        decided_at=_raw_time(req.decided_at) if req.HasField("decided_at") else None,
+        decided_at=raw_time(req.decided_at) if req.HasField("decided_at") else None,
     )
 
 
@@ -93,8 +70,8 @@ def list_input(req: pb.ListDecisionsRequest) -> ListInput:
         decision_type=DECISION_TYPES.get(req.decision_type),
         direction=DIRECTIONS.get(req.direction),
         outcome=OUTCOMES.get(req.outcome),
-        start_time=_raw_time(req.start_time) if req.HasField("start_time") else None,
-        end_time=_raw_time(req.end_time) if req.HasField("end_time") else None,
+        start_time=raw_time(req.start_time) if req.HasField("start_time") else None,
+        end_time=raw_time(req.end_time) if req.HasField("end_time") else None,
         page_size=req.page_size,
         page_token=req.page_token,
     )
@@ -105,7 +82,7 @@ def outcome_input(req: pb.RecordOutcomeRequest) -> OutcomeInput:
         decision_id=req.decision_id,
         outcome_pnl=req.outcome_pnl,
         outcome_r_multiple=req.outcome_r_multiple,
-        outcome_closed_at=_raw_time(req.outcome_closed_at) if req.HasField("outcome_closed_at") else None,
+        outcome_closed_at=raw_time(req.outcome_closed_at) if req.HasField("outcome_closed_at") else None,
     )
 
 

@@ -12,13 +12,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import timedelta
 from decimal import Decimal
 from typing import Any
 
-from sigma_grpc.decision_log import utc_now
+from sigma_grpc.clock import Clock, utc_now
 from sigma_grpc.domain.errors import (
     FailedPrecondition,
     FieldViolation,
@@ -48,7 +48,7 @@ from sigma_grpc.domain.execution import (
 from sigma_grpc.domain.models import Decision, DecisionType, Direction, PageCursor
 from sigma_grpc.domain.pagination import decode_page_token, encode_page_token
 from sigma_grpc.domain.validation import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, validate_uuid
-from sigma_grpc.execution.hyperliquid import AgentWithoutAccount, ExchangeCallFailed, Hyperliquid
+from sigma_grpc.exchange.hyperliquid import AgentWithoutAccount, ExchangeCallFailed, Hyperliquid
 from sigma_grpc.storage.decisions import DecisionStore
 from sigma_grpc.storage.executions import Busy, ExecutionStore
 
@@ -69,7 +69,7 @@ class Executor:
         exchange: Hyperliquid,
         paper_equity: Decimal,
         order_expiry_s: int,
-        clock: Callable[[], datetime] = utc_now,
+        clock: Clock = utc_now,
     ) -> None:
         self._executions = executions
         self._decisions = decisions

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from datetime import UTC, datetime
-
+from sigma_grpc.clock import Clock, utc_now
 from sigma_grpc.domain.errors import NotFound
 from sigma_grpc.domain.models import Decision, PageCursor
 from sigma_grpc.domain.outcomes import should_write_outcome
@@ -23,12 +21,8 @@ from sigma_grpc.domain.validation import (
 from sigma_grpc.storage.decisions import DecisionStore
 
 
-def utc_now() -> datetime:
-    return datetime.now(UTC)
-
-
 class DecisionLog:
-    def __init__(self, store: DecisionStore, clock: Callable[[], datetime] = utc_now) -> None:
+    def __init__(self, store: DecisionStore, clock: Clock = utc_now) -> None:
         self._store = store
         self._clock = clock
 
