@@ -9,11 +9,17 @@ Conventions used by every message in this package:
 - Money and prices are exact decimals carried as plain decimal strings
   ("97123.50000000"); they are stored as DECIMAL(20,8) and read back with
   8 decimals.
-- Ratios and scores are doubles; fractions are in [0, 1] (0.7 = 70 %).
-- Errors are google.rpc.Status values. INVALID_ARGUMENT carries a
-  google.rpc.BadRequest whose field violations name each offending field by
-  its proto path (`agreement_pct`, `gates[3].name`); every error carries a
-  google.rpc.ErrorInfo with a reason code and the domain "sigma.v1".
+- Ratios and scores are doubles. Fields named `_pct` or `_rate` are
+  fractions, not percentages: 0.7 means 70 %.
+- Ids are UUIDs in the canonical 8-4-4-4-12 hex form
+  ("0b7f2c1e-6a4d-4e5b-9a8f-3c2d1e0f9a8b"); other spellings (braces,
+  `urn:uuid:`, no hyphens) are INVALID_ARGUMENT.
+- An enum number this server does not know is INVALID_ARGUMENT naming the
+  field and the number, in requests and in filters alike.
+- Errors are google.rpc.Status values with a google.rpc.ErrorInfo whose
+  reason is an ErrorReason (errors.proto); each RPC lists its codes and
+  reasons. Any RPC may also fail with UNAVAILABLE (DATABASE_UNAVAILABLE),
+  which is safe to retry.
 """
 
 from collections import abc as _abc
@@ -136,15 +142,20 @@ class Gate(_message.Message):
     VALUE_FIELD_NUMBER: _builtins.int
     THRESHOLD_FIELD_NUMBER: _builtins.int
     name: _builtins.str
-    """Gate name: 1-64 characters of letters, digits and `_.:-`."""
+    """Gate name: 1-64 characters of letters, digits and `_.:-`, unique within
+    one decision's gates.
+    """
     passed: _builtins.bool
     """Whether the gate passed."""
     value: _builtins.float
-    """The measured value, when the gate has one (a fraction for supermajority,
+    """The measured value, when the gate has one: a finite number of magnitude
+    at most 1e15, in the gate's own unit (a fraction for supermajority,
     seconds for freshness, R for price_band and ev_gate).
     """
     threshold: _builtins.float
-    """The threshold the value was compared with, when the gate has one."""
+    """The threshold the value was compared with, when the gate has one; same
+    unit and range as `value`.
+    """
     def __init__(
         self,
         *,
@@ -179,13 +190,19 @@ class RiskCheck(_message.Message):
     VALUE_FIELD_NUMBER: _builtins.int
     LIMIT_FIELD_NUMBER: _builtins.int
     name: _builtins.str
-    """Check name: 1-64 characters of letters, digits and `_.:-`."""
+    """Check name: 1-64 characters of letters, digits and `_.:-`, unique within
+    one decision's risk checks.
+    """
     passed: _builtins.bool
     """Whether the check passed."""
     value: _builtins.float
-    """The measured value, when the check has one."""
+    """The measured value, when the check has one: a finite number of
+    magnitude at most 1e15, in the check's own unit.
+    """
     limit: _builtins.float
-    """The limit the value was compared with, when the check has one."""
+    """The limit the value was compared with, when the check has one; same unit
+    and range as `value`.
+    """
     def __init__(
         self,
         *,
@@ -235,7 +252,7 @@ class Decision(_message.Message):
     OUTCOME_CLOSED_AT_FIELD_NUMBER: _builtins.int
     REQUEST_ID_FIELD_NUMBER: _builtins.int
     id: _builtins.str
-    """Server-assigned id, a UUID in its canonical lowercase form."""
+    """Server-assigned id, a canonical lowercase UUID."""
     symbol: _builtins.str
     """The coin, as Hyperliquid names it (`BTC`, `kPEPE`)."""
     direction: Global___Direction.ValueType
@@ -243,24 +260,29 @@ class Decision(_message.Message):
     decision_type: Global___DecisionType.ValueType
     """What the engine decided."""
     trader_count: _builtins.int
-    """How many Alpha Pool traders took part in the consensus."""
+    """How many Alpha Pool traders took part in the consensus (a count, >= 0;
+    >= 1 for SIGNAL and RISK_REJECT).
+    """
     agreement_pct: _builtins.float
-    """Fraction of traders that agree, in [0, 1], stored with 4 decimals."""
-    effective_k: _builtins.float
-    """Effective number of independent traders, in [0, 999.999], stored with 3
+    """Fraction of traders that agree, in [0, 1] (0.8 = 80 %), stored with 4
     decimals.
     """
+    effective_k: _builtins.float
+    """Effective number of independent traders (a count), in [0, 999.999],
+    stored with 3 decimals.
+    """
     avg_confidence: _builtins.float
-    """Average confidence of the agreeing traders in [0, 1], 4 decimals; unset
-    when the engine did not compute it.
+    """Average confidence of the agreeing traders, a fraction in [0, 1] with 4
+    decimals; unset when the engine did not compute it.
     """
     ev_estimate: _builtins.float
-    """Expected value of the trade in R, within +/-9999.9999, 4 decimals; unset
-    when the engine did not compute it.
+    """Expected value of the trade in R (multiples of the risked amount), in
+    [-9999.9999, 9999.9999] with 4 decimals; unset when the engine did not
+    compute it.
     """
     price_at_decision: _builtins.str
-    """Mid price when the decision was made, a decimal string with 8 decimals;
-    unset when unknown.
+    """Mid price in USD when the decision was made, a decimal string with 8
+    decimals; unset when unknown.
     """
     reasoning: _builtins.str
     """Two to four sentences explaining the decision, written by the server."""
@@ -269,8 +291,9 @@ class Decision(_message.Message):
     decimals; unset until the outcome is recorded.
     """
     outcome_r_multiple: _builtins.float
-    """Realised R-multiple of the position, 4 decimals; unset until the outcome
-    is recorded.
+    """Realised R-multiple of the position (P&L / risked amount), in
+    [-9999.9999, 9999.9999] with 4 decimals; unset until the outcome is
+    recorded.
     """
     request_id: _builtins.str
     """The idempotency key the decision was logged with; unset when none was
@@ -354,7 +377,16 @@ Global___Decision: _TypeAlias = Decision  # noqa: Y015
 
 @_typing.final
 class LogDecisionRequest(_message.Message):
-    """LogDecisionRequest carries one consensus evaluation."""
+    """LogDecisionRequest carries one consensus evaluation.
+
+    Besides each field's own rules, a decision must be consistent with its
+    type:
+    - SIGNAL: a LONG or SHORT direction, at least one gate, every gate and
+      every risk check passed, `trader_count` >= 1.
+    - SKIP: at least one failed gate.
+    - RISK_REJECT: at least one gate, every gate passed (consensus held), at
+      least one failed risk check, `trader_count` >= 1.
+    """
 
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -372,7 +404,9 @@ class LogDecisionRequest(_message.Message):
     REQUEST_ID_FIELD_NUMBER: _builtins.int
     DECIDED_AT_FIELD_NUMBER: _builtins.int
     symbol: _builtins.str
-    """The coin: 1-16 letters or digits, as Hyperliquid names it (`kPEPE`)."""
+    """The coin: 1-16 ASCII letters or digits, as Hyperliquid names it
+    (`kPEPE`). Required.
+    """
     direction: Global___Direction.ValueType
     """The consensus direction. Required; DIRECTION_NONE is not allowed for a
     SIGNAL.
@@ -380,38 +414,46 @@ class LogDecisionRequest(_message.Message):
     decision_type: Global___DecisionType.ValueType
     """What the engine decided. Required."""
     trader_count: _builtins.int
-    """How many traders took part; 0 or more."""
+    """How many traders took part: a count in [0, 2^31); at least 1 for SIGNAL
+    and RISK_REJECT.
+    """
     agreement_pct: _builtins.float
-    """Fraction of traders that agree, in [0, 1]."""
+    """Fraction of traders that agree, in [0, 1] (0.8 = 80 %); stored with 4
+    decimals.
+    """
     effective_k: _builtins.float
-    """Effective number of independent traders, in [0, 999.999]."""
+    """Effective number of independent traders, in [0, 999.999]; stored with 3
+    decimals.
+    """
     avg_confidence: _builtins.float
-    """Average confidence in [0, 1], when computed."""
+    """Average confidence, a fraction in [0, 1], when computed; 4 decimals."""
     ev_estimate: _builtins.float
-    """Expected value in R within +/-9999.9999, when computed."""
+    """Expected value in R, in [-9999.9999, 9999.9999], when computed; 4
+    decimals.
+    """
     price_at_decision: _builtins.str
-    """Mid price at decision time: a positive plain decimal string with at most
-    12 integer digits and 8 decimals (no sign, exponent or spaces).
+    """Mid price in USD at decision time: a positive plain decimal string with
+    at most 12 integer digits and 8 decimals (no sign, exponent or spaces).
     """
     request_id: _builtins.str
-    """Idempotency key, at most 128 printable ASCII characters. A request with a
-    key that was already used returns the first decision and writes nothing.
+    """Idempotency key, 1-128 printable ASCII characters. Reusing a key with the
+    same content returns the first decision (`replayed`); reusing it with
+    other content is ALREADY_EXISTS (REQUEST_ID_REUSED). Strongly
+    recommended: without it a retried call may store the decision twice.
     """
     @_builtins.property
     def gates(self) -> _containers.RepeatedCompositeFieldContainer[Global___Gate]:
-        """Gate results, at most 64. A SIGNAL needs all of them passed, a SKIP at
-        least one failed.
-        """
+        """Gate results, at most 64, names unique."""
 
     @_builtins.property
     def risk_checks(self) -> _containers.RepeatedCompositeFieldContainer[Global___RiskCheck]:
-        """Risk check results, at most 64. A RISK_REJECT needs at least one failed."""
+        """Risk check results, at most 64, names unique."""
 
     @_builtins.property
     def decided_at(self) -> _timestamp_pb2.Timestamp:
         """When hl-decide evaluated the consensus; defaults to the server's time.
-        Lets a client replay buffered decisions with their real time. At most one
-        minute in the future (clock skew).
+        Lets a client replay buffered decisions with their real time. At most 60
+        seconds in the future (clock skew).
         """
 
     def __init__(
@@ -461,6 +503,12 @@ class LogDecisionResponse(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     DECISION_FIELD_NUMBER: _builtins.int
+    REPLAYED_FIELD_NUMBER: _builtins.int
+    replayed: _builtins.bool
+    """True when the request repeated an earlier one (same `request_id`, same
+    content): `decision` is the one stored the first time and nothing was
+    written now.
+    """
     @_builtins.property
     def decision(self) -> Global___Decision:
         """The decision as stored, with its id and reasoning."""
@@ -469,10 +517,11 @@ class LogDecisionResponse(_message.Message):
         self,
         *,
         decision: Global___Decision | None = ...,
+        replayed: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["decision", b"decision"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["decision", b"decision"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["decision", b"decision", "replayed", b"replayed"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -486,7 +535,7 @@ class GetDecisionRequest(_message.Message):
 
     ID_FIELD_NUMBER: _builtins.int
     id: _builtins.str
-    """The decision's id, a UUID."""
+    """The decision's id, a canonical UUID."""
     def __init__(
         self,
         *,
@@ -554,7 +603,7 @@ class ListDecisionsRequest(_message.Message):
     """
     page_token: _builtins.str
     """A `next_page_token` from a previous call with the same filters; empty for
-    the first page.
+    the first page. Tokens stay valid across server upgrades.
     """
     @_builtins.property
     def start_time(self) -> _timestamp_pb2.Timestamp:
@@ -648,14 +697,13 @@ class GetStatsRequest(_message.Message):
 Global___GetStatsRequest: _TypeAlias = GetStatsRequest  # noqa: Y015
 
 @_typing.final
-class SymbolStats(_message.Message):
-    """SymbolStats are the counts and rates of one coin's decisions in the window;
-    the fields mean what the fields of the same name in GetStatsResponse mean.
+class DecisionStats(_message.Message):
+    """DecisionStats are the statistics of a set of decisions: all decisions of
+    the window, or one coin's.
     """
 
     DESCRIPTOR: _descriptor.Descriptor
 
-    SYMBOL_FIELD_NUMBER: _builtins.int
     TOTAL_DECISIONS_FIELD_NUMBER: _builtins.int
     SIGNAL_COUNT_FIELD_NUMBER: _builtins.int
     SKIP_COUNT_FIELD_NUMBER: _builtins.int
@@ -668,10 +716,8 @@ class SymbolStats(_message.Message):
     WIN_RATE_FIELD_NUMBER: _builtins.int
     AVG_R_MULTIPLE_FIELD_NUMBER: _builtins.int
     TOTAL_PNL_FIELD_NUMBER: _builtins.int
-    symbol: _builtins.str
-    """The coin."""
     total_decisions: _builtins.int
-    """All decisions on this coin."""
+    """All decisions (a count)."""
     signal_count: _builtins.int
     """SIGNAL decisions."""
     skip_count: _builtins.int
@@ -679,25 +725,32 @@ class SymbolStats(_message.Message):
     risk_reject_count: _builtins.int
     """RISK_REJECT decisions."""
     skip_rate: _builtins.float
-    """skip_count / total_decisions."""
+    """skip_count / total_decisions: a fraction in [0, 1]; 0 when there are no
+    decisions.
+    """
     closed_count: _builtins.int
     """Signals with a recorded outcome."""
     win_count: _builtins.int
     """Closed signals with outcome_pnl > 0."""
     loss_count: _builtins.int
-    """Closed signals with outcome_pnl < 0."""
+    """Closed signals with outcome_pnl < 0 (a breakeven 0 counts as closed but
+    neither a win nor a loss).
+    """
     pending_count: _builtins.int
     """Signals without an outcome yet."""
     win_rate: _builtins.float
-    """win_count / closed_count; 0 when nothing closed."""
+    """win_count / closed_count: a fraction in [0, 1]; 0 when nothing closed."""
     avg_r_multiple: _builtins.float
-    """Mean outcome_r_multiple over closed signals; 0 when nothing closed."""
+    """Mean outcome_r_multiple over closed signals, in R (the expectancy per
+    trade); 0 when nothing closed.
+    """
     total_pnl: _builtins.str
-    """Sum of outcome_pnl over closed signals, a decimal string with 8 decimals."""
+    """Sum of outcome_pnl over closed signals in USD, a signed decimal string
+    with 8 decimals.
+    """
     def __init__(
         self,
         *,
-        symbol: _builtins.str = ...,
         total_decisions: _builtins.int = ...,
         signal_count: _builtins.int = ...,
         skip_count: _builtins.int = ...,
@@ -713,7 +766,35 @@ class SymbolStats(_message.Message):
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["avg_r_multiple", b"avg_r_multiple", "closed_count", b"closed_count", "loss_count", b"loss_count", "pending_count", b"pending_count", "risk_reject_count", b"risk_reject_count", "signal_count", b"signal_count", "skip_count", b"skip_count", "skip_rate", b"skip_rate", "symbol", b"symbol", "total_decisions", b"total_decisions", "total_pnl", b"total_pnl", "win_count", b"win_count", "win_rate", b"win_rate"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["avg_r_multiple", b"avg_r_multiple", "closed_count", b"closed_count", "loss_count", b"loss_count", "pending_count", b"pending_count", "risk_reject_count", b"risk_reject_count", "signal_count", b"signal_count", "skip_count", b"skip_count", "skip_rate", b"skip_rate", "total_decisions", b"total_decisions", "total_pnl", b"total_pnl", "win_count", b"win_count", "win_rate", b"win_rate"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DecisionStats: _TypeAlias = DecisionStats  # noqa: Y015
+
+@_typing.final
+class SymbolStats(_message.Message):
+    """SymbolStats are the statistics of one coin's decisions in the window."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SYMBOL_FIELD_NUMBER: _builtins.int
+    STATS_FIELD_NUMBER: _builtins.int
+    symbol: _builtins.str
+    """The coin."""
+    @_builtins.property
+    def stats(self) -> Global___DecisionStats:
+        """Its statistics."""
+
+    def __init__(
+        self,
+        *,
+        symbol: _builtins.str = ...,
+        stats: Global___DecisionStats | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["stats", b"stats"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["stats", b"stats", "symbol", b"symbol"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -730,7 +811,7 @@ class GateFailure(_message.Message):
     name: _builtins.str
     """The gate's name."""
     count: _builtins.int
-    """How many decisions in the window had this gate failed."""
+    """How many decisions in the window had this gate failed (a count)."""
     def __init__(
         self,
         *,
@@ -751,53 +832,24 @@ class GetStatsResponse(_message.Message):
 
     DESCRIPTOR: _descriptor.Descriptor
 
-    TOTAL_DECISIONS_FIELD_NUMBER: _builtins.int
-    SIGNAL_COUNT_FIELD_NUMBER: _builtins.int
-    SKIP_COUNT_FIELD_NUMBER: _builtins.int
-    RISK_REJECT_COUNT_FIELD_NUMBER: _builtins.int
-    SKIP_RATE_FIELD_NUMBER: _builtins.int
-    CLOSED_COUNT_FIELD_NUMBER: _builtins.int
-    WIN_COUNT_FIELD_NUMBER: _builtins.int
-    LOSS_COUNT_FIELD_NUMBER: _builtins.int
-    PENDING_COUNT_FIELD_NUMBER: _builtins.int
-    WIN_RATE_FIELD_NUMBER: _builtins.int
-    AVG_R_MULTIPLE_FIELD_NUMBER: _builtins.int
-    TOTAL_PNL_FIELD_NUMBER: _builtins.int
+    TOTALS_FIELD_NUMBER: _builtins.int
     BY_SYMBOL_FIELD_NUMBER: _builtins.int
     GATE_FAILURES_FIELD_NUMBER: _builtins.int
     DAYS_FIELD_NUMBER: _builtins.int
     WINDOW_START_FIELD_NUMBER: _builtins.int
-    total_decisions: _builtins.int
-    """All decisions."""
-    signal_count: _builtins.int
-    """SIGNAL decisions."""
-    skip_count: _builtins.int
-    """SKIP decisions."""
-    risk_reject_count: _builtins.int
-    """RISK_REJECT decisions."""
-    skip_rate: _builtins.float
-    """skip_count / total_decisions; 0 when there are no decisions."""
-    closed_count: _builtins.int
-    """Signals with a recorded outcome."""
-    win_count: _builtins.int
-    """Closed signals with outcome_pnl > 0."""
-    loss_count: _builtins.int
-    """Closed signals with outcome_pnl < 0 (a breakeven 0 counts as closed but
-    neither a win nor a loss).
-    """
-    pending_count: _builtins.int
-    """Signals without an outcome yet."""
-    win_rate: _builtins.float
-    """win_count / closed_count; 0 when nothing closed."""
-    avg_r_multiple: _builtins.float
-    """Mean outcome_r_multiple over closed signals; 0 when nothing closed."""
-    total_pnl: _builtins.str
-    """Sum of outcome_pnl over closed signals, a decimal string with 8 decimals."""
     days: _builtins.int
     """The window length actually used, in days."""
     @_builtins.property
+    def totals(self) -> Global___DecisionStats:
+        """The statistics of every decision in the window (of the one coin, when
+        the request named one).
+        """
+
+    @_builtins.property
     def by_symbol(self) -> _containers.RepeatedCompositeFieldContainer[Global___SymbolStats]:
-        """One entry per coin with decisions in the window, ordered by symbol."""
+        """The same statistics per coin with decisions in the window, ordered by
+        symbol.
+        """
 
     @_builtins.property
     def gate_failures(self) -> _containers.RepeatedCompositeFieldContainer[Global___GateFailure]:
@@ -812,26 +864,15 @@ class GetStatsResponse(_message.Message):
     def __init__(
         self,
         *,
-        total_decisions: _builtins.int = ...,
-        signal_count: _builtins.int = ...,
-        skip_count: _builtins.int = ...,
-        risk_reject_count: _builtins.int = ...,
-        skip_rate: _builtins.float = ...,
-        closed_count: _builtins.int = ...,
-        win_count: _builtins.int = ...,
-        loss_count: _builtins.int = ...,
-        pending_count: _builtins.int = ...,
-        win_rate: _builtins.float = ...,
-        avg_r_multiple: _builtins.float = ...,
-        total_pnl: _builtins.str = ...,
+        totals: Global___DecisionStats | None = ...,
         by_symbol: _abc.Iterable[Global___SymbolStats] | None = ...,
         gate_failures: _abc.Iterable[Global___GateFailure] | None = ...,
         days: _builtins.int = ...,
         window_start: _timestamp_pb2.Timestamp | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["window_start", b"window_start"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["totals", b"totals", "window_start", b"window_start"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["avg_r_multiple", b"avg_r_multiple", "by_symbol", b"by_symbol", "closed_count", b"closed_count", "days", b"days", "gate_failures", b"gate_failures", "loss_count", b"loss_count", "pending_count", b"pending_count", "risk_reject_count", b"risk_reject_count", "signal_count", b"signal_count", "skip_count", b"skip_count", "skip_rate", b"skip_rate", "total_decisions", b"total_decisions", "total_pnl", b"total_pnl", "win_count", b"win_count", "win_rate", b"win_rate", "window_start", b"window_start"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["by_symbol", b"by_symbol", "days", b"days", "gate_failures", b"gate_failures", "totals", b"totals", "window_start", b"window_start"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -848,17 +889,19 @@ class RecordOutcomeRequest(_message.Message):
     OUTCOME_R_MULTIPLE_FIELD_NUMBER: _builtins.int
     OUTCOME_CLOSED_AT_FIELD_NUMBER: _builtins.int
     decision_id: _builtins.str
-    """The SIGNAL decision's id, a UUID."""
+    """The SIGNAL decision's id, a canonical UUID."""
     outcome_pnl: _builtins.str
     """Realised P&L in USD: a signed plain decimal string with at most 12
     integer digits and 8 decimals (`-12.5`, `0.00012345`). Required.
     """
     outcome_r_multiple: _builtins.float
-    """Realised R-multiple within +/-9999.9999, stored with 4 decimals."""
+    """Realised R-multiple (P&L / risked amount), in [-9999.9999, 9999.9999],
+    stored with 4 decimals. Required (0 is a breakeven, not "unknown").
+    """
     @_builtins.property
     def outcome_closed_at(self) -> _timestamp_pb2.Timestamp:
         """When the position closed; defaults to now. Not before the decision's
-        `decided_at`, not in the future.
+        `decided_at`, and at most 5 seconds in the future (clock skew).
         """
 
     def __init__(
@@ -866,14 +909,16 @@ class RecordOutcomeRequest(_message.Message):
         *,
         decision_id: _builtins.str = ...,
         outcome_pnl: _builtins.str = ...,
-        outcome_r_multiple: _builtins.float = ...,
+        outcome_r_multiple: _builtins.float | None = ...,
         outcome_closed_at: _timestamp_pb2.Timestamp | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["outcome_closed_at", b"outcome_closed_at"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_outcome_r_multiple", b"_outcome_r_multiple", "outcome_closed_at", b"outcome_closed_at", "outcome_r_multiple", b"outcome_r_multiple"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["decision_id", b"decision_id", "outcome_closed_at", b"outcome_closed_at", "outcome_pnl", b"outcome_pnl", "outcome_r_multiple", b"outcome_r_multiple"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_outcome_r_multiple", b"_outcome_r_multiple", "decision_id", b"decision_id", "outcome_closed_at", b"outcome_closed_at", "outcome_pnl", b"outcome_pnl", "outcome_r_multiple", b"outcome_r_multiple"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
+    _WhichOneofReturnType__outcome_r_multiple: _TypeAlias = _typing.Literal["outcome_r_multiple"]  # noqa: Y015
+    _WhichOneofArgType__outcome_r_multiple: _TypeAlias = _typing.Literal["_outcome_r_multiple", b"_outcome_r_multiple"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__outcome_r_multiple) -> _WhichOneofReturnType__outcome_r_multiple | None: ...
 
 Global___RecordOutcomeRequest: _TypeAlias = RecordOutcomeRequest  # noqa: Y015
 

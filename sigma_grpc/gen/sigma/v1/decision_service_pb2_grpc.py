@@ -71,15 +71,19 @@ class DecisionServiceServicer:
         """LogDecision records one consensus evaluation and returns it with the
         reasoning the server wrote for it.
 
-        Idempotent by `request_id`: a request whose `request_id` was already used
-        returns the first decision and writes nothing, also under concurrent
-        retries.
+        Idempotent by `request_id`: repeating a request with the same
+        `request_id` and the same content returns the first decision with
+        `replayed` set and writes nothing, also under concurrent retries. The
+        content is compared after normalisation (numbers rounded to their stored
+        scale), and an unset `decided_at` matches only an unset `decided_at`.
 
         Errors:
-        - INVALID_ARGUMENT: a field is malformed or out of range, or the decision
-        is inconsistent (a SIGNAL without a direction or with a failed gate, a
-        SKIP without a failed gate, a RISK_REJECT without a failed risk check).
-        Every violation is listed, nothing is written.
+        - INVALID_ARGUMENT (VALIDATION_FAILED): a field is malformed or out of
+        range, or the decision is inconsistent with its type (see
+        LogDecisionRequest). Every violation is listed; nothing is written.
+        - ALREADY_EXISTS (REQUEST_ID_REUSED): `request_id` was already used for a
+        decision with other content. Nothing is written.
+        - UNAVAILABLE (DATABASE_UNAVAILABLE): retry with the same `request_id`.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -89,8 +93,9 @@ class DecisionServiceServicer:
         """GetDecision returns one decision by id.
 
         Errors:
-        - INVALID_ARGUMENT: `id` is not a UUID.
-        - NOT_FOUND: no decision has that id.
+        - INVALID_ARGUMENT (VALIDATION_FAILED): `id` is not a canonical UUID.
+        - NOT_FOUND (DECISION_NOT_FOUND): no decision has that id.
+        - UNAVAILABLE (DATABASE_UNAVAILABLE).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -103,9 +108,12 @@ class DecisionServiceServicer:
         duplicates or gaps among the rows that existed when paging started).
 
         Errors:
-        - INVALID_ARGUMENT: a malformed filter, a negative `page_size`, or a
-        `page_token` that this service did not issue or issued for other
-        filters.
+        - INVALID_ARGUMENT (VALIDATION_FAILED): a malformed filter, an unknown
+        enum value in a filter, `end_time` not after `start_time`, or a
+        negative `page_size`.
+        - INVALID_ARGUMENT (INVALID_PAGE_TOKEN): a `page_token` this service did
+        not issue, or issued for other filters.
+        - UNAVAILABLE (DATABASE_UNAVAILABLE).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -114,10 +122,12 @@ class DecisionServiceServicer:
     def GetStats(self, request, context):
         """GetStats aggregates the decisions made in the last `days` days (by
         `decided_at`): counts, skip rate, win rate, average R-multiple, total P&L,
-        a per-symbol breakdown and how often each gate failed.
+        the same statistics per symbol, and how often each gate failed.
 
         Errors:
-        - INVALID_ARGUMENT: `days` outside 1-365, or a malformed `symbol`.
+        - INVALID_ARGUMENT (VALIDATION_FAILED): `days` outside 1-365, or a
+        malformed `symbol`.
+        - UNAVAILABLE (DATABASE_UNAVAILABLE).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -130,12 +140,14 @@ class DecisionServiceServicer:
         decision unchanged (an omitted `outcome_closed_at` is not a difference).
 
         Errors:
-        - INVALID_ARGUMENT: a malformed `decision_id`, `outcome_pnl` or
-        `outcome_r_multiple`, or an `outcome_closed_at` in the future or before
-        the decision was made.
-        - NOT_FOUND: no decision has that id.
-        - FAILED_PRECONDITION: the decision is not a SIGNAL, or it already has a
-        different outcome.
+        - INVALID_ARGUMENT (VALIDATION_FAILED): a malformed `decision_id`, a
+        missing or malformed `outcome_pnl` or `outcome_r_multiple`, or an
+        `outcome_closed_at` in the future or before the decision was made.
+        - NOT_FOUND (DECISION_NOT_FOUND): no decision has that id.
+        - FAILED_PRECONDITION (NOT_A_SIGNAL): the decision is not a SIGNAL.
+        - FAILED_PRECONDITION (OUTCOME_ALREADY_RECORDED): the decision already has
+        a different outcome.
+        - UNAVAILABLE (DATABASE_UNAVAILABLE): retrying the same outcome is safe.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -9,11 +9,17 @@ Conventions used by every message in this package:
 - Money and prices are exact decimals carried as plain decimal strings
   ("97123.50000000"); they are stored as DECIMAL(20,8) and read back with
   8 decimals.
-- Ratios and scores are doubles; fractions are in [0, 1] (0.7 = 70 %).
-- Errors are google.rpc.Status values. INVALID_ARGUMENT carries a
-  google.rpc.BadRequest whose field violations name each offending field by
-  its proto path (`agreement_pct`, `gates[3].name`); every error carries a
-  google.rpc.ErrorInfo with a reason code and the domain "sigma.v1".
+- Ratios and scores are doubles. Fields named `_pct` or `_rate` are
+  fractions, not percentages: 0.7 means 70 %.
+- Ids are UUIDs in the canonical 8-4-4-4-12 hex form
+  ("0b7f2c1e-6a4d-4e5b-9a8f-3c2d1e0f9a8b"); other spellings (braces,
+  `urn:uuid:`, no hyphens) are INVALID_ARGUMENT.
+- An enum number this server does not know is INVALID_ARGUMENT naming the
+  field and the number, in requests and in filters alike.
+- Errors are google.rpc.Status values with a google.rpc.ErrorInfo whose
+  reason is an ErrorReason (errors.proto); each RPC lists its codes and
+  reasons. Any RPC may also fail with UNAVAILABLE (DATABASE_UNAVAILABLE),
+  which is safe to retry.
 """
 
 from collections import abc as _abc
@@ -50,22 +56,27 @@ class DecisionServiceStub:
     """LogDecision records one consensus evaluation and returns it with the
     reasoning the server wrote for it.
 
-    Idempotent by `request_id`: a request whose `request_id` was already used
-    returns the first decision and writes nothing, also under concurrent
-    retries.
+    Idempotent by `request_id`: repeating a request with the same
+    `request_id` and the same content returns the first decision with
+    `replayed` set and writes nothing, also under concurrent retries. The
+    content is compared after normalisation (numbers rounded to their stored
+    scale), and an unset `decided_at` matches only an unset `decided_at`.
 
     Errors:
-    - INVALID_ARGUMENT: a field is malformed or out of range, or the decision
-      is inconsistent (a SIGNAL without a direction or with a failed gate, a
-      SKIP without a failed gate, a RISK_REJECT without a failed risk check).
-      Every violation is listed, nothing is written.
+    - INVALID_ARGUMENT (VALIDATION_FAILED): a field is malformed or out of
+      range, or the decision is inconsistent with its type (see
+      LogDecisionRequest). Every violation is listed; nothing is written.
+    - ALREADY_EXISTS (REQUEST_ID_REUSED): `request_id` was already used for a
+      decision with other content. Nothing is written.
+    - UNAVAILABLE (DATABASE_UNAVAILABLE): retry with the same `request_id`.
     """
     GetDecision: _grpc.UnaryUnaryMultiCallable[_decision_service_pb2.GetDecisionRequest, _decision_service_pb2.GetDecisionResponse]
     """GetDecision returns one decision by id.
 
     Errors:
-    - INVALID_ARGUMENT: `id` is not a UUID.
-    - NOT_FOUND: no decision has that id.
+    - INVALID_ARGUMENT (VALIDATION_FAILED): `id` is not a canonical UUID.
+    - NOT_FOUND (DECISION_NOT_FOUND): no decision has that id.
+    - UNAVAILABLE (DATABASE_UNAVAILABLE).
     """
     ListDecisions: _grpc.UnaryUnaryMultiCallable[_decision_service_pb2.ListDecisionsRequest, _decision_service_pb2.ListDecisionsResponse]
     """ListDecisions returns decisions newest first, by (`decided_at`, `id`),
@@ -74,17 +85,22 @@ class DecisionServiceStub:
     duplicates or gaps among the rows that existed when paging started).
 
     Errors:
-    - INVALID_ARGUMENT: a malformed filter, a negative `page_size`, or a
-      `page_token` that this service did not issue or issued for other
-      filters.
+    - INVALID_ARGUMENT (VALIDATION_FAILED): a malformed filter, an unknown
+      enum value in a filter, `end_time` not after `start_time`, or a
+      negative `page_size`.
+    - INVALID_ARGUMENT (INVALID_PAGE_TOKEN): a `page_token` this service did
+      not issue, or issued for other filters.
+    - UNAVAILABLE (DATABASE_UNAVAILABLE).
     """
     GetStats: _grpc.UnaryUnaryMultiCallable[_decision_service_pb2.GetStatsRequest, _decision_service_pb2.GetStatsResponse]
     """GetStats aggregates the decisions made in the last `days` days (by
     `decided_at`): counts, skip rate, win rate, average R-multiple, total P&L,
-    a per-symbol breakdown and how often each gate failed.
+    the same statistics per symbol, and how often each gate failed.
 
     Errors:
-    - INVALID_ARGUMENT: `days` outside 1-365, or a malformed `symbol`.
+    - INVALID_ARGUMENT (VALIDATION_FAILED): `days` outside 1-365, or a
+      malformed `symbol`.
+    - UNAVAILABLE (DATABASE_UNAVAILABLE).
     """
     RecordOutcome: _grpc.UnaryUnaryMultiCallable[_decision_service_pb2.RecordOutcomeRequest, _decision_service_pb2.RecordOutcomeResponse]
     """RecordOutcome attaches the closed position's result to a SIGNAL decision.
@@ -93,12 +109,14 @@ class DecisionServiceStub:
     decision unchanged (an omitted `outcome_closed_at` is not a difference).
 
     Errors:
-    - INVALID_ARGUMENT: a malformed `decision_id`, `outcome_pnl` or
-      `outcome_r_multiple`, or an `outcome_closed_at` in the future or before
-      the decision was made.
-    - NOT_FOUND: no decision has that id.
-    - FAILED_PRECONDITION: the decision is not a SIGNAL, or it already has a
-      different outcome.
+    - INVALID_ARGUMENT (VALIDATION_FAILED): a malformed `decision_id`, a
+      missing or malformed `outcome_pnl` or `outcome_r_multiple`, or an
+      `outcome_closed_at` in the future or before the decision was made.
+    - NOT_FOUND (DECISION_NOT_FOUND): no decision has that id.
+    - FAILED_PRECONDITION (NOT_A_SIGNAL): the decision is not a SIGNAL.
+    - FAILED_PRECONDITION (OUTCOME_ALREADY_RECORDED): the decision already has
+      a different outcome.
+    - UNAVAILABLE (DATABASE_UNAVAILABLE): retrying the same outcome is safe.
     """
 
 @_typing.type_check_only
@@ -110,22 +128,27 @@ class DecisionServiceAsyncStub(DecisionServiceStub):
     """LogDecision records one consensus evaluation and returns it with the
     reasoning the server wrote for it.
 
-    Idempotent by `request_id`: a request whose `request_id` was already used
-    returns the first decision and writes nothing, also under concurrent
-    retries.
+    Idempotent by `request_id`: repeating a request with the same
+    `request_id` and the same content returns the first decision with
+    `replayed` set and writes nothing, also under concurrent retries. The
+    content is compared after normalisation (numbers rounded to their stored
+    scale), and an unset `decided_at` matches only an unset `decided_at`.
 
     Errors:
-    - INVALID_ARGUMENT: a field is malformed or out of range, or the decision
-      is inconsistent (a SIGNAL without a direction or with a failed gate, a
-      SKIP without a failed gate, a RISK_REJECT without a failed risk check).
-      Every violation is listed, nothing is written.
+    - INVALID_ARGUMENT (VALIDATION_FAILED): a field is malformed or out of
+      range, or the decision is inconsistent with its type (see
+      LogDecisionRequest). Every violation is listed; nothing is written.
+    - ALREADY_EXISTS (REQUEST_ID_REUSED): `request_id` was already used for a
+      decision with other content. Nothing is written.
+    - UNAVAILABLE (DATABASE_UNAVAILABLE): retry with the same `request_id`.
     """
     GetDecision: _aio.UnaryUnaryMultiCallable[_decision_service_pb2.GetDecisionRequest, _decision_service_pb2.GetDecisionResponse]  # type: ignore[assignment]
     """GetDecision returns one decision by id.
 
     Errors:
-    - INVALID_ARGUMENT: `id` is not a UUID.
-    - NOT_FOUND: no decision has that id.
+    - INVALID_ARGUMENT (VALIDATION_FAILED): `id` is not a canonical UUID.
+    - NOT_FOUND (DECISION_NOT_FOUND): no decision has that id.
+    - UNAVAILABLE (DATABASE_UNAVAILABLE).
     """
     ListDecisions: _aio.UnaryUnaryMultiCallable[_decision_service_pb2.ListDecisionsRequest, _decision_service_pb2.ListDecisionsResponse]  # type: ignore[assignment]
     """ListDecisions returns decisions newest first, by (`decided_at`, `id`),
@@ -134,17 +157,22 @@ class DecisionServiceAsyncStub(DecisionServiceStub):
     duplicates or gaps among the rows that existed when paging started).
 
     Errors:
-    - INVALID_ARGUMENT: a malformed filter, a negative `page_size`, or a
-      `page_token` that this service did not issue or issued for other
-      filters.
+    - INVALID_ARGUMENT (VALIDATION_FAILED): a malformed filter, an unknown
+      enum value in a filter, `end_time` not after `start_time`, or a
+      negative `page_size`.
+    - INVALID_ARGUMENT (INVALID_PAGE_TOKEN): a `page_token` this service did
+      not issue, or issued for other filters.
+    - UNAVAILABLE (DATABASE_UNAVAILABLE).
     """
     GetStats: _aio.UnaryUnaryMultiCallable[_decision_service_pb2.GetStatsRequest, _decision_service_pb2.GetStatsResponse]  # type: ignore[assignment]
     """GetStats aggregates the decisions made in the last `days` days (by
     `decided_at`): counts, skip rate, win rate, average R-multiple, total P&L,
-    a per-symbol breakdown and how often each gate failed.
+    the same statistics per symbol, and how often each gate failed.
 
     Errors:
-    - INVALID_ARGUMENT: `days` outside 1-365, or a malformed `symbol`.
+    - INVALID_ARGUMENT (VALIDATION_FAILED): `days` outside 1-365, or a
+      malformed `symbol`.
+    - UNAVAILABLE (DATABASE_UNAVAILABLE).
     """
     RecordOutcome: _aio.UnaryUnaryMultiCallable[_decision_service_pb2.RecordOutcomeRequest, _decision_service_pb2.RecordOutcomeResponse]  # type: ignore[assignment]
     """RecordOutcome attaches the closed position's result to a SIGNAL decision.
@@ -153,12 +181,14 @@ class DecisionServiceAsyncStub(DecisionServiceStub):
     decision unchanged (an omitted `outcome_closed_at` is not a difference).
 
     Errors:
-    - INVALID_ARGUMENT: a malformed `decision_id`, `outcome_pnl` or
-      `outcome_r_multiple`, or an `outcome_closed_at` in the future or before
-      the decision was made.
-    - NOT_FOUND: no decision has that id.
-    - FAILED_PRECONDITION: the decision is not a SIGNAL, or it already has a
-      different outcome.
+    - INVALID_ARGUMENT (VALIDATION_FAILED): a malformed `decision_id`, a
+      missing or malformed `outcome_pnl` or `outcome_r_multiple`, or an
+      `outcome_closed_at` in the future or before the decision was made.
+    - NOT_FOUND (DECISION_NOT_FOUND): no decision has that id.
+    - FAILED_PRECONDITION (NOT_A_SIGNAL): the decision is not a SIGNAL.
+    - FAILED_PRECONDITION (OUTCOME_ALREADY_RECORDED): the decision already has
+      a different outcome.
+    - UNAVAILABLE (DATABASE_UNAVAILABLE): retrying the same outcome is safe.
     """
 
 class DecisionServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -173,15 +203,19 @@ class DecisionServiceServicer(metaclass=_abc_1.ABCMeta):
         """LogDecision records one consensus evaluation and returns it with the
         reasoning the server wrote for it.
 
-        Idempotent by `request_id`: a request whose `request_id` was already used
-        returns the first decision and writes nothing, also under concurrent
-        retries.
+        Idempotent by `request_id`: repeating a request with the same
+        `request_id` and the same content returns the first decision with
+        `replayed` set and writes nothing, also under concurrent retries. The
+        content is compared after normalisation (numbers rounded to their stored
+        scale), and an unset `decided_at` matches only an unset `decided_at`.
 
         Errors:
-        - INVALID_ARGUMENT: a field is malformed or out of range, or the decision
-          is inconsistent (a SIGNAL without a direction or with a failed gate, a
-          SKIP without a failed gate, a RISK_REJECT without a failed risk check).
-          Every violation is listed, nothing is written.
+        - INVALID_ARGUMENT (VALIDATION_FAILED): a field is malformed or out of
+          range, or the decision is inconsistent with its type (see
+          LogDecisionRequest). Every violation is listed; nothing is written.
+        - ALREADY_EXISTS (REQUEST_ID_REUSED): `request_id` was already used for a
+          decision with other content. Nothing is written.
+        - UNAVAILABLE (DATABASE_UNAVAILABLE): retry with the same `request_id`.
         """
 
     @_abc_1.abstractmethod
@@ -193,8 +227,9 @@ class DecisionServiceServicer(metaclass=_abc_1.ABCMeta):
         """GetDecision returns one decision by id.
 
         Errors:
-        - INVALID_ARGUMENT: `id` is not a UUID.
-        - NOT_FOUND: no decision has that id.
+        - INVALID_ARGUMENT (VALIDATION_FAILED): `id` is not a canonical UUID.
+        - NOT_FOUND (DECISION_NOT_FOUND): no decision has that id.
+        - UNAVAILABLE (DATABASE_UNAVAILABLE).
         """
 
     @_abc_1.abstractmethod
@@ -209,9 +244,12 @@ class DecisionServiceServicer(metaclass=_abc_1.ABCMeta):
         duplicates or gaps among the rows that existed when paging started).
 
         Errors:
-        - INVALID_ARGUMENT: a malformed filter, a negative `page_size`, or a
-          `page_token` that this service did not issue or issued for other
-          filters.
+        - INVALID_ARGUMENT (VALIDATION_FAILED): a malformed filter, an unknown
+          enum value in a filter, `end_time` not after `start_time`, or a
+          negative `page_size`.
+        - INVALID_ARGUMENT (INVALID_PAGE_TOKEN): a `page_token` this service did
+          not issue, or issued for other filters.
+        - UNAVAILABLE (DATABASE_UNAVAILABLE).
         """
 
     @_abc_1.abstractmethod
@@ -222,10 +260,12 @@ class DecisionServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_decision_service_pb2.GetStatsResponse, _abc.Awaitable[_decision_service_pb2.GetStatsResponse]]:
         """GetStats aggregates the decisions made in the last `days` days (by
         `decided_at`): counts, skip rate, win rate, average R-multiple, total P&L,
-        a per-symbol breakdown and how often each gate failed.
+        the same statistics per symbol, and how often each gate failed.
 
         Errors:
-        - INVALID_ARGUMENT: `days` outside 1-365, or a malformed `symbol`.
+        - INVALID_ARGUMENT (VALIDATION_FAILED): `days` outside 1-365, or a
+          malformed `symbol`.
+        - UNAVAILABLE (DATABASE_UNAVAILABLE).
         """
 
     @_abc_1.abstractmethod
@@ -240,12 +280,14 @@ class DecisionServiceServicer(metaclass=_abc_1.ABCMeta):
         decision unchanged (an omitted `outcome_closed_at` is not a difference).
 
         Errors:
-        - INVALID_ARGUMENT: a malformed `decision_id`, `outcome_pnl` or
-          `outcome_r_multiple`, or an `outcome_closed_at` in the future or before
-          the decision was made.
-        - NOT_FOUND: no decision has that id.
-        - FAILED_PRECONDITION: the decision is not a SIGNAL, or it already has a
-          different outcome.
+        - INVALID_ARGUMENT (VALIDATION_FAILED): a malformed `decision_id`, a
+          missing or malformed `outcome_pnl` or `outcome_r_multiple`, or an
+          `outcome_closed_at` in the future or before the decision was made.
+        - NOT_FOUND (DECISION_NOT_FOUND): no decision has that id.
+        - FAILED_PRECONDITION (NOT_A_SIGNAL): the decision is not a SIGNAL.
+        - FAILED_PRECONDITION (OUTCOME_ALREADY_RECORDED): the decision already has
+          a different outcome.
+        - UNAVAILABLE (DATABASE_UNAVAILABLE): retrying the same outcome is safe.
         """
 
 def add_DecisionServiceServicer_to_server(servicer: DecisionServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -4,6 +4,10 @@ isort:skip_file
 Execution of SIGNAL decisions on Hyperliquid, under conservative risk limits.
 Execution is off on a new database (`enabled` and `hl_enabled` false,
 `dry_run` true); every attempt is logged, rejected ones included.
+
+The conventions of decision_service.proto apply here too: decimal strings
+for money and prices, fractions for `_pct` fields, canonical UUIDs, unknown
+enum numbers refused, and an ErrorReason (errors.proto) on every error.
 """
 
 from collections import abc as _abc
@@ -220,7 +224,7 @@ class Execution(_message.Message):
     status: Global___ExecutionStatus.ValueType
     """Where the execution stands."""
     fill_price: _builtins.str
-    """Average fill price, a decimal string; unset without a fill."""
+    """Average fill price in USD, a decimal string; unset without a fill."""
     fill_size: _builtins.str
     """Filled size in coins, a decimal string; unset without a fill."""
     error_message: _builtins.str
@@ -228,11 +232,17 @@ class Execution(_message.Message):
     reason: Global___ExecutionReason.ValueType
     """Why the execution ended as it did."""
     position_pct: _builtins.float
-    """Order notional / account value; unset when not computed."""
+    """Order notional / account value, a fraction (0.02 = 2 %); unset when not
+    computed.
+    """
     exposure_before: _builtins.float
-    """Exposure (sum of position notionals / account value) before the trade."""
+    """Exposure before the trade: sum of position notionals (unsettled orders
+    included) / account value, a fraction; unset when not computed.
+    """
     exposure_after: _builtins.float
-    """Exposure after the trade."""
+    """Exposure after the trade, a fraction like `exposure_before`; unset when
+    not computed.
+    """
     cloid: _builtins.str
     """The order's client id: "0x" + the decision id's 32 hex digits."""
     exchange_order_id: _builtins.int
@@ -244,9 +254,11 @@ class Execution(_message.Message):
     dry_run: _builtins.bool
     """True when simulated (nothing signed)."""
     mid_price: _builtins.str
-    """Mid price used for sizing, a decimal string; unset when not read."""
+    """Mid price in USD used for sizing, a decimal string; unset when not read."""
     limit_price: _builtins.str
-    """Limit price of the order, a decimal string; unset when no order was made."""
+    """Limit price of the order in USD, a decimal string; unset when no order
+    was made.
+    """
     @_builtins.property
     def created_at(self) -> _timestamp_pb2.Timestamp:
         """When the execution was claimed."""
@@ -324,7 +336,7 @@ Global___Execution: _TypeAlias = Execution  # noqa: Y015
 @_typing.final
 class ExecutionConfig(_message.Message):
     """ExecutionConfig holds the execution settings (a single row).
-    Percentages are fractions: 0.02 = 2 %.
+    The `_pct` settings are fractions: 0.02 = 2 %.
     """
 
     DESCRIPTOR: _descriptor.Descriptor
@@ -348,22 +360,29 @@ class ExecutionConfig(_message.Message):
     database.
     """
     hl_max_leverage: _builtins.int
-    """Maximum leverage, 1-50 (capped by each asset's own maximum). Default 3."""
+    """Maximum leverage (a multiple of margin), 1-50, capped by each asset's
+    own maximum. Default 3.
+    """
     hl_max_position_pct: _builtins.float
-    """Order notional as a fraction of account value, in (0, 1]. Default 0.02."""
+    """Order notional as a fraction of account value, in (0, 1] (0.02 = 2 %).
+    Default 0.02.
+    """
     hl_max_exposure_pct: _builtins.float
-    """Maximum total exposure after the trade as a fraction of account value,
-    in (0, 10]. Default 0.10.
+    """Maximum total exposure after the trade (sum of position notionals) as a
+    fraction of account value, in (0, 10] (above 1 means leveraged).
+    Default 0.10.
     """
     hl_slippage_pct: _builtins.float
-    """Limit price distance from the mid, in (0, 0.1]. Default 0.01."""
+    """Limit price distance from the mid as a fraction of the mid, in (0, 0.1].
+    Default 0.01.
+    """
     max_signal_age_s: _builtins.int
-    """Signals older than this many seconds (by `decided_at`) are rejected,
-    1-86400. Default 120.
+    """Signals older than this many seconds (by `decided_at`) are rejected, in
+    [1, 86400]. Default 120.
     """
     max_price_drift_pct: _builtins.float
-    """Maximum drift of the mid from `price_at_decision`, in (0, 1]. Default
-    0.01.
+    """Maximum drift of the mid from `price_at_decision` as a fraction of
+    `price_at_decision`, in (0, 1]. Default 0.01.
     """
     @_builtins.property
     def updated_at(self) -> _timestamp_pb2.Timestamp:
@@ -399,7 +418,7 @@ class ExecuteSignalRequest(_message.Message):
 
     DECISION_ID_FIELD_NUMBER: _builtins.int
     decision_id: _builtins.str
-    """The SIGNAL decision's id, a UUID."""
+    """The SIGNAL decision's id, a canonical UUID."""
     def __init__(
         self,
         *,
@@ -445,7 +464,7 @@ class GetExecutionRequest(_message.Message):
 
     ID_FIELD_NUMBER: _builtins.int
     id: _builtins.str
-    """The execution's id, a UUID."""
+    """The execution's id, a canonical UUID."""
     def __init__(
         self,
         *,
@@ -494,11 +513,13 @@ class ListExecutionsRequest(_message.Message):
     PAGE_SIZE_FIELD_NUMBER: _builtins.int
     PAGE_TOKEN_FIELD_NUMBER: _builtins.int
     decision_id: _builtins.str
-    """Only the execution of this decision; empty for all."""
+    """Only the execution of this decision (a canonical UUID); empty for all."""
     status: Global___ExecutionStatus.ValueType
     """Only executions in this status; UNSPECIFIED for all."""
     page_size: _builtins.int
-    """Page size: 0 means 50, values above 500 are clamped to 500."""
+    """Page size: 0 means 50, values above 500 are clamped to 500, negative
+    values are INVALID_ARGUMENT.
+    """
     page_token: _builtins.str
     """A `next_page_token` from a previous call with the same filters."""
     def __init__(

@@ -79,16 +79,22 @@ class ExecutionServiceServicer:
         otherwise gets it as PENDING. A rejected decision stays rejected.
 
         Errors:
-        - INVALID_ARGUMENT: `decision_id` is not a UUID.
-        - NOT_FOUND: no decision has that id.
-        - FAILED_PRECONDITION: the decision is not a SIGNAL with a long or short
-        direction (reason NOT_EXECUTABLE); execution is disabled (reason
-        EXECUTION_DISABLED: `enabled` and `hl_enabled` must both be true); live
-        execution without a configured key (reason NO_SIGNER); an API (agent)
-        wallet's key without SIGMA_HL_ACCOUNT_ADDRESS (reason
-        AGENT_WITHOUT_ACCOUNT). Nothing is written and no order is sent.
-        - UNAVAILABLE: the exchange could not be reached before the decision was
-        claimed; nothing was written, retrying is safe.
+        - INVALID_ARGUMENT (VALIDATION_FAILED): `decision_id` is not a canonical
+        UUID.
+        - NOT_FOUND (DECISION_NOT_FOUND): no decision has that id.
+        - FAILED_PRECONDITION (NOT_EXECUTABLE): the decision is not a SIGNAL with
+        a LONG or SHORT direction.
+        - FAILED_PRECONDITION (EXECUTION_DISABLED): `enabled` and `hl_enabled`
+        are not both true.
+        - FAILED_PRECONDITION (NO_SIGNER): live execution (`dry_run` false) but
+        the server has no signing key.
+        - FAILED_PRECONDITION (AGENT_WITHOUT_ACCOUNT): the key is an API (agent)
+        wallet's and SIGMA_HL_ACCOUNT_ADDRESS is not set.
+        - UNAVAILABLE (EXCHANGE_UNAVAILABLE): the exchange could not be reached
+        before the decision was claimed.
+        - UNAVAILABLE (DATABASE_UNAVAILABLE).
+        For every error nothing is written and no order is sent; retrying an
+        UNAVAILABLE call is safe.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -100,8 +106,9 @@ class ExecutionServiceServicer:
         exchange by its cloid.
 
         Errors:
-        - INVALID_ARGUMENT: `id` is not a UUID.
-        - NOT_FOUND: no execution has that id.
+        - INVALID_ARGUMENT (VALIDATION_FAILED): `id` is not a canonical UUID.
+        - NOT_FOUND (EXECUTION_NOT_FOUND): no execution has that id.
+        - UNAVAILABLE (DATABASE_UNAVAILABLE).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -112,8 +119,11 @@ class ExecutionServiceServicer:
         with keyset pagination.
 
         Errors:
-        - INVALID_ARGUMENT: a malformed `decision_id`, a negative `page_size`, or
-        a `page_token` this service did not issue or issued for other filters.
+        - INVALID_ARGUMENT (VALIDATION_FAILED): a malformed `decision_id`, an
+        unknown `status` value, or a negative `page_size`.
+        - INVALID_ARGUMENT (INVALID_PAGE_TOKEN): a `page_token` this service did
+        not issue, or issued for other filters.
+        - UNAVAILABLE (DATABASE_UNAVAILABLE).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -122,7 +132,8 @@ class ExecutionServiceServicer:
     def GetExecutionConfig(self, request, context):
         """GetExecutionConfig returns the execution settings.
 
-        Errors: none besides transport errors.
+        Errors:
+        - UNAVAILABLE (DATABASE_UNAVAILABLE).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -134,8 +145,11 @@ class ExecutionServiceServicer:
         who: the `x-sigma-actor` request metadata when given, else the peer).
 
         Errors:
-        - INVALID_ARGUMENT: an empty mask, an unknown or output-only path
-        (`updated_at`), or a value out of range, naming the field.
+        - INVALID_ARGUMENT (VALIDATION_FAILED): an empty mask, an unknown or
+        output-only path (`updated_at`), or a value out of range (NaN,
+        infinities and huge numbers included), naming the field. Nothing
+        changes.
+        - UNAVAILABLE (DATABASE_UNAVAILABLE).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -4,6 +4,10 @@ isort:skip_file
 Execution of SIGNAL decisions on Hyperliquid, under conservative risk limits.
 Execution is off on a new database (`enabled` and `hl_enabled` false,
 `dry_run` true); every attempt is logged, rejected ones included.
+
+The conventions of decision_service.proto apply here too: decimal strings
+for money and prices, fractions for `_pct` fields, canonical UUIDs, unknown
+enum numbers refused, and an ErrorReason (errors.proto) on every error.
 """
 
 from collections import abc as _abc
@@ -48,16 +52,22 @@ class ExecutionServiceStub:
     otherwise gets it as PENDING. A rejected decision stays rejected.
 
     Errors:
-    - INVALID_ARGUMENT: `decision_id` is not a UUID.
-    - NOT_FOUND: no decision has that id.
-    - FAILED_PRECONDITION: the decision is not a SIGNAL with a long or short
-      direction (reason NOT_EXECUTABLE); execution is disabled (reason
-      EXECUTION_DISABLED: `enabled` and `hl_enabled` must both be true); live
-      execution without a configured key (reason NO_SIGNER); an API (agent)
-      wallet's key without SIGMA_HL_ACCOUNT_ADDRESS (reason
-      AGENT_WITHOUT_ACCOUNT). Nothing is written and no order is sent.
-    - UNAVAILABLE: the exchange could not be reached before the decision was
-      claimed; nothing was written, retrying is safe.
+    - INVALID_ARGUMENT (VALIDATION_FAILED): `decision_id` is not a canonical
+      UUID.
+    - NOT_FOUND (DECISION_NOT_FOUND): no decision has that id.
+    - FAILED_PRECONDITION (NOT_EXECUTABLE): the decision is not a SIGNAL with
+      a LONG or SHORT direction.
+    - FAILED_PRECONDITION (EXECUTION_DISABLED): `enabled` and `hl_enabled`
+      are not both true.
+    - FAILED_PRECONDITION (NO_SIGNER): live execution (`dry_run` false) but
+      the server has no signing key.
+    - FAILED_PRECONDITION (AGENT_WITHOUT_ACCOUNT): the key is an API (agent)
+      wallet's and SIGMA_HL_ACCOUNT_ADDRESS is not set.
+    - UNAVAILABLE (EXCHANGE_UNAVAILABLE): the exchange could not be reached
+      before the decision was claimed.
+    - UNAVAILABLE (DATABASE_UNAVAILABLE).
+    For every error nothing is written and no order is sent; retrying an
+    UNAVAILABLE call is safe.
     """
     GetExecution: _grpc.UnaryUnaryMultiCallable[_execution_service_pb2.GetExecutionRequest, _execution_service_pb2.GetExecutionResponse]
     """GetExecution returns one execution by id. An UNKNOWN execution (or a
@@ -65,21 +75,26 @@ class ExecutionServiceStub:
     exchange by its cloid.
 
     Errors:
-    - INVALID_ARGUMENT: `id` is not a UUID.
-    - NOT_FOUND: no execution has that id.
+    - INVALID_ARGUMENT (VALIDATION_FAILED): `id` is not a canonical UUID.
+    - NOT_FOUND (EXECUTION_NOT_FOUND): no execution has that id.
+    - UNAVAILABLE (DATABASE_UNAVAILABLE).
     """
     ListExecutions: _grpc.UnaryUnaryMultiCallable[_execution_service_pb2.ListExecutionsRequest, _execution_service_pb2.ListExecutionsResponse]
     """ListExecutions returns executions newest first by (`created_at`, `id`),
     with keyset pagination.
 
     Errors:
-    - INVALID_ARGUMENT: a malformed `decision_id`, a negative `page_size`, or
-      a `page_token` this service did not issue or issued for other filters.
+    - INVALID_ARGUMENT (VALIDATION_FAILED): a malformed `decision_id`, an
+      unknown `status` value, or a negative `page_size`.
+    - INVALID_ARGUMENT (INVALID_PAGE_TOKEN): a `page_token` this service did
+      not issue, or issued for other filters.
+    - UNAVAILABLE (DATABASE_UNAVAILABLE).
     """
     GetExecutionConfig: _grpc.UnaryUnaryMultiCallable[_execution_service_pb2.GetExecutionConfigRequest, _execution_service_pb2.GetExecutionConfigResponse]
     """GetExecutionConfig returns the execution settings.
 
-    Errors: none besides transport errors.
+    Errors:
+    - UNAVAILABLE (DATABASE_UNAVAILABLE).
     """
     UpdateExecutionConfig: _grpc.UnaryUnaryMultiCallable[_execution_service_pb2.UpdateExecutionConfigRequest, _execution_service_pb2.UpdateExecutionConfigResponse]
     """UpdateExecutionConfig changes the fields named in `update_mask` and
@@ -87,8 +102,11 @@ class ExecutionServiceStub:
     who: the `x-sigma-actor` request metadata when given, else the peer).
 
     Errors:
-    - INVALID_ARGUMENT: an empty mask, an unknown or output-only path
-      (`updated_at`), or a value out of range, naming the field.
+    - INVALID_ARGUMENT (VALIDATION_FAILED): an empty mask, an unknown or
+      output-only path (`updated_at`), or a value out of range (NaN,
+      infinities and huge numbers included), naming the field. Nothing
+      changes.
+    - UNAVAILABLE (DATABASE_UNAVAILABLE).
     """
 
 @_typing.type_check_only
@@ -108,16 +126,22 @@ class ExecutionServiceAsyncStub(ExecutionServiceStub):
     otherwise gets it as PENDING. A rejected decision stays rejected.
 
     Errors:
-    - INVALID_ARGUMENT: `decision_id` is not a UUID.
-    - NOT_FOUND: no decision has that id.
-    - FAILED_PRECONDITION: the decision is not a SIGNAL with a long or short
-      direction (reason NOT_EXECUTABLE); execution is disabled (reason
-      EXECUTION_DISABLED: `enabled` and `hl_enabled` must both be true); live
-      execution without a configured key (reason NO_SIGNER); an API (agent)
-      wallet's key without SIGMA_HL_ACCOUNT_ADDRESS (reason
-      AGENT_WITHOUT_ACCOUNT). Nothing is written and no order is sent.
-    - UNAVAILABLE: the exchange could not be reached before the decision was
-      claimed; nothing was written, retrying is safe.
+    - INVALID_ARGUMENT (VALIDATION_FAILED): `decision_id` is not a canonical
+      UUID.
+    - NOT_FOUND (DECISION_NOT_FOUND): no decision has that id.
+    - FAILED_PRECONDITION (NOT_EXECUTABLE): the decision is not a SIGNAL with
+      a LONG or SHORT direction.
+    - FAILED_PRECONDITION (EXECUTION_DISABLED): `enabled` and `hl_enabled`
+      are not both true.
+    - FAILED_PRECONDITION (NO_SIGNER): live execution (`dry_run` false) but
+      the server has no signing key.
+    - FAILED_PRECONDITION (AGENT_WITHOUT_ACCOUNT): the key is an API (agent)
+      wallet's and SIGMA_HL_ACCOUNT_ADDRESS is not set.
+    - UNAVAILABLE (EXCHANGE_UNAVAILABLE): the exchange could not be reached
+      before the decision was claimed.
+    - UNAVAILABLE (DATABASE_UNAVAILABLE).
+    For every error nothing is written and no order is sent; retrying an
+    UNAVAILABLE call is safe.
     """
     GetExecution: _aio.UnaryUnaryMultiCallable[_execution_service_pb2.GetExecutionRequest, _execution_service_pb2.GetExecutionResponse]  # type: ignore[assignment]
     """GetExecution returns one execution by id. An UNKNOWN execution (or a
@@ -125,21 +149,26 @@ class ExecutionServiceAsyncStub(ExecutionServiceStub):
     exchange by its cloid.
 
     Errors:
-    - INVALID_ARGUMENT: `id` is not a UUID.
-    - NOT_FOUND: no execution has that id.
+    - INVALID_ARGUMENT (VALIDATION_FAILED): `id` is not a canonical UUID.
+    - NOT_FOUND (EXECUTION_NOT_FOUND): no execution has that id.
+    - UNAVAILABLE (DATABASE_UNAVAILABLE).
     """
     ListExecutions: _aio.UnaryUnaryMultiCallable[_execution_service_pb2.ListExecutionsRequest, _execution_service_pb2.ListExecutionsResponse]  # type: ignore[assignment]
     """ListExecutions returns executions newest first by (`created_at`, `id`),
     with keyset pagination.
 
     Errors:
-    - INVALID_ARGUMENT: a malformed `decision_id`, a negative `page_size`, or
-      a `page_token` this service did not issue or issued for other filters.
+    - INVALID_ARGUMENT (VALIDATION_FAILED): a malformed `decision_id`, an
+      unknown `status` value, or a negative `page_size`.
+    - INVALID_ARGUMENT (INVALID_PAGE_TOKEN): a `page_token` this service did
+      not issue, or issued for other filters.
+    - UNAVAILABLE (DATABASE_UNAVAILABLE).
     """
     GetExecutionConfig: _aio.UnaryUnaryMultiCallable[_execution_service_pb2.GetExecutionConfigRequest, _execution_service_pb2.GetExecutionConfigResponse]  # type: ignore[assignment]
     """GetExecutionConfig returns the execution settings.
 
-    Errors: none besides transport errors.
+    Errors:
+    - UNAVAILABLE (DATABASE_UNAVAILABLE).
     """
     UpdateExecutionConfig: _aio.UnaryUnaryMultiCallable[_execution_service_pb2.UpdateExecutionConfigRequest, _execution_service_pb2.UpdateExecutionConfigResponse]  # type: ignore[assignment]
     """UpdateExecutionConfig changes the fields named in `update_mask` and
@@ -147,8 +176,11 @@ class ExecutionServiceAsyncStub(ExecutionServiceStub):
     who: the `x-sigma-actor` request metadata when given, else the peer).
 
     Errors:
-    - INVALID_ARGUMENT: an empty mask, an unknown or output-only path
-      (`updated_at`), or a value out of range, naming the field.
+    - INVALID_ARGUMENT (VALIDATION_FAILED): an empty mask, an unknown or
+      output-only path (`updated_at`), or a value out of range (NaN,
+      infinities and huge numbers included), naming the field. Nothing
+      changes.
+    - UNAVAILABLE (DATABASE_UNAVAILABLE).
     """
 
 class ExecutionServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -171,16 +203,22 @@ class ExecutionServiceServicer(metaclass=_abc_1.ABCMeta):
         otherwise gets it as PENDING. A rejected decision stays rejected.
 
         Errors:
-        - INVALID_ARGUMENT: `decision_id` is not a UUID.
-        - NOT_FOUND: no decision has that id.
-        - FAILED_PRECONDITION: the decision is not a SIGNAL with a long or short
-          direction (reason NOT_EXECUTABLE); execution is disabled (reason
-          EXECUTION_DISABLED: `enabled` and `hl_enabled` must both be true); live
-          execution without a configured key (reason NO_SIGNER); an API (agent)
-          wallet's key without SIGMA_HL_ACCOUNT_ADDRESS (reason
-          AGENT_WITHOUT_ACCOUNT). Nothing is written and no order is sent.
-        - UNAVAILABLE: the exchange could not be reached before the decision was
-          claimed; nothing was written, retrying is safe.
+        - INVALID_ARGUMENT (VALIDATION_FAILED): `decision_id` is not a canonical
+          UUID.
+        - NOT_FOUND (DECISION_NOT_FOUND): no decision has that id.
+        - FAILED_PRECONDITION (NOT_EXECUTABLE): the decision is not a SIGNAL with
+          a LONG or SHORT direction.
+        - FAILED_PRECONDITION (EXECUTION_DISABLED): `enabled` and `hl_enabled`
+          are not both true.
+        - FAILED_PRECONDITION (NO_SIGNER): live execution (`dry_run` false) but
+          the server has no signing key.
+        - FAILED_PRECONDITION (AGENT_WITHOUT_ACCOUNT): the key is an API (agent)
+          wallet's and SIGMA_HL_ACCOUNT_ADDRESS is not set.
+        - UNAVAILABLE (EXCHANGE_UNAVAILABLE): the exchange could not be reached
+          before the decision was claimed.
+        - UNAVAILABLE (DATABASE_UNAVAILABLE).
+        For every error nothing is written and no order is sent; retrying an
+        UNAVAILABLE call is safe.
         """
 
     @_abc_1.abstractmethod
@@ -194,8 +232,9 @@ class ExecutionServiceServicer(metaclass=_abc_1.ABCMeta):
         exchange by its cloid.
 
         Errors:
-        - INVALID_ARGUMENT: `id` is not a UUID.
-        - NOT_FOUND: no execution has that id.
+        - INVALID_ARGUMENT (VALIDATION_FAILED): `id` is not a canonical UUID.
+        - NOT_FOUND (EXECUTION_NOT_FOUND): no execution has that id.
+        - UNAVAILABLE (DATABASE_UNAVAILABLE).
         """
 
     @_abc_1.abstractmethod
@@ -208,8 +247,11 @@ class ExecutionServiceServicer(metaclass=_abc_1.ABCMeta):
         with keyset pagination.
 
         Errors:
-        - INVALID_ARGUMENT: a malformed `decision_id`, a negative `page_size`, or
-          a `page_token` this service did not issue or issued for other filters.
+        - INVALID_ARGUMENT (VALIDATION_FAILED): a malformed `decision_id`, an
+          unknown `status` value, or a negative `page_size`.
+        - INVALID_ARGUMENT (INVALID_PAGE_TOKEN): a `page_token` this service did
+          not issue, or issued for other filters.
+        - UNAVAILABLE (DATABASE_UNAVAILABLE).
         """
 
     @_abc_1.abstractmethod
@@ -220,7 +262,8 @@ class ExecutionServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_execution_service_pb2.GetExecutionConfigResponse, _abc.Awaitable[_execution_service_pb2.GetExecutionConfigResponse]]:
         """GetExecutionConfig returns the execution settings.
 
-        Errors: none besides transport errors.
+        Errors:
+        - UNAVAILABLE (DATABASE_UNAVAILABLE).
         """
 
     @_abc_1.abstractmethod
@@ -234,8 +277,11 @@ class ExecutionServiceServicer(metaclass=_abc_1.ABCMeta):
         who: the `x-sigma-actor` request metadata when given, else the peer).
 
         Errors:
-        - INVALID_ARGUMENT: an empty mask, an unknown or output-only path
-          (`updated_at`), or a value out of range, naming the field.
+        - INVALID_ARGUMENT (VALIDATION_FAILED): an empty mask, an unknown or
+          output-only path (`updated_at`), or a value out of range (NaN,
+          infinities and huge numbers included), naming the field. Nothing
+          changes.
+        - UNAVAILABLE (DATABASE_UNAVAILABLE).
         """
 
 def add_ExecutionServiceServicer_to_server(servicer: ExecutionServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
