@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import logging
 import signal
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 
 import asyncpg
@@ -32,7 +32,7 @@ from sigma_grpc.storage.decisions import DecisionStore
 from sigma_grpc.storage.embedded import EmbeddedPostgres, start_embedded
 from sigma_grpc.storage.executions import ExecutionStore
 from sigma_grpc.storage.migrate import apply_migrations
-from sigma_grpc.storage.pool import create_pool
+from sigma_grpc.storage.pool import Database, create_pool
 
 log = logging.getLogger(__name__)
 
@@ -76,12 +76,17 @@ async def start_server(
     addr: str,
     settings: Settings | None = None,
     clock: Clock = utc_now,
+    interceptors: Sequence[grpc.aio.ServerInterceptor] = (),
 ) -> RunningServer:
-    """Serve sigma.v1, health and reflection on `addr` (port 0 picks a free port)."""
+    """Serve sigma.v1, health and reflection on `addr` (port 0 picks a free port).
+
+    `interceptors` run inside the service's own (tests use them to inject faults).
+    """
     settings = settings or Settings()
-    decisions = DecisionStore(pool)
+    db = Database(pool)
+    decisions = DecisionStore(db)
     executor = Executor(
-        executions=ExecutionStore(pool),
+        executions=ExecutionStore(db),
         decisions=decisions,
         exchange=build_exchange(settings),
         paper_equity=settings.paper_equity,
@@ -89,7 +94,7 @@ async def start_server(
         clock=clock,
     )
     in_flight = InFlightCalls()
-    server = grpc.aio.server(interceptors=[in_flight])
+    server = grpc.aio.server(interceptors=[in_flight, *interceptors])
     decision_service_pb2_grpc.add_DecisionServiceServicer_to_server(
         DecisionServicer(DecisionLog(decisions)), server
     )

@@ -157,8 +157,8 @@ async def expect_error(call: Awaitable[T], code: grpc.StatusCode) -> grpc.aio.Ai
     return caught.value
 
 
-async def invalid_fields(call: Awaitable[T]) -> dict[str, str]:
-    """Await a call expected to fail with INVALID_ARGUMENT; return its field violations."""
+async def invalid_fields(call: Awaitable[T], reason: str = "VALIDATION_FAILED") -> dict[str, str]:
+    """Await a call expected to fail with INVALID_ARGUMENT for `reason`; return its field violations."""
     error = await expect_error(call, grpc.StatusCode.INVALID_ARGUMENT)
-    assert error_reason(error) == "INVALID_ARGUMENT"
+    assert error_reason(error) == reason
     return field_violations(error)

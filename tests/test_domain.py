@@ -14,7 +14,8 @@ from typing import Any
 
 import pytest
 
-from sigma_grpc.domain.errors import FailedPrecondition, FieldViolation, InvalidArgument
+from sigma_grpc.domain import models
+from sigma_grpc.domain.errors import DomainError, FieldViolation, InvalidArgument
 from sigma_grpc.domain.models import (
     Counts,
     Decision,
@@ -30,7 +31,12 @@ from sigma_grpc.domain.models import (
 )
 from sigma_grpc.domain.outcomes import should_write_outcome
 from sigma_grpc.domain.pagination import decode_page_token, encode_page_token
-from sigma_grpc.domain.reasoning import describe_failed_gate, describe_failed_risk_check, generate_reasoning
+from sigma_grpc.domain.reasoning import (
+    describe_failed_gate,
+    describe_failed_risk_check,
+    generate_reasoning,
+    reasoning_for,
+)
 from sigma_grpc.domain.stats import Summary, build_stats
 from sigma_grpc.domain.validation import (
     DecisionInput,
@@ -98,7 +104,7 @@ def test_validate_decision_rounds_to_column_scales_and_writes_reasoning() -> Non
     assert new.risk_checks == (RiskCheck("max_exposure", True, 0.05, 0.1),)
     assert new.request_id == "rid-1"
     # The reasoning quotes the rounded values that are stored.
-    assert new.reasoning == (
+    assert reasoning_for(new) == (
         "7 Alpha Pool traders opened SHORT kPEPE. 12% agreement with effK=3.1. All consensus gates passed."
     )
 
@@ -132,7 +138,7 @@ def test_validate_decision_leaves_unset_fields_unset() -> None:
         # decided_at may lead the server's clock by at most 60 s: 1 µs more is refused.
         (
             {"decided_at": raw_time(NOW + timedelta(seconds=60, microseconds=1))},
-            [("decided_at", "must not be in the future")],
+            [("decided_at", "must not be more than 60 seconds in the future")],
         ),
         (
             {"decided_at": RawTimestamp(seconds=-62135596801, nanos=0)},
@@ -186,7 +192,7 @@ def test_validate_decision_lists_violations_in_order(
     with pytest.raises(InvalidArgument) as error:
         validate_decision(decision_input(**overrides), now=NOW)
     assert violations(error) == expected
-    assert error.value.reason == "INVALID_ARGUMENT"
+    assert error.value.reason == "VALIDATION_FAILED"
 
 
 def test_validate_decision_accepts_the_edges() -> None:
@@ -194,7 +200,7 @@ def test_validate_decision_accepts_the_edges() -> None:
         decision_input(
             decision_type=DecisionType.RISK_REJECT,
             direction=Direction.NONE,
-            trader_count=0,
+            trader_count=1,
             agreement_pct=1.0,
             effective_k=999.999,
             ev_estimate=-9999.9999,
@@ -213,7 +219,7 @@ def test_validate_decision_accepts_the_edges() -> None:
     )
     assert new.price_at_decision == Decimal("999999999999.99999999")
     assert new.decided_at == NOW + timedelta(seconds=60)
-    assert new.reasoning.endswith("Failed risk checks: " + ", ".join(f"r{i}" for i in range(64)) + ".")
+    assert reasoning_for(new).endswith("Failed risk checks: " + ", ".join(f"r{i}" for i in range(64)) + ".")
 
 
 def test_range_violations_state_the_real_bounds() -> None:
@@ -244,7 +250,12 @@ def test_validate_outcome_parses_and_rounds() -> None:
     [
         (
             OutcomeInput("nope", "1", 1.0),
-            [("decision_id", "must be a UUID such as 0b7f2c1e-6a4d-4e5b-9a8f-3c2d1e0f9a8b")],
+            [
+                (
+                    "decision_id",
+                    "must be a UUID in its canonical form, such as 0b7f2c1e-6a4d-4e5b-9a8f-3c2d1e0f9a8b",
+                )
+            ],
         ),
         (OutcomeInput(str(ID), "", 1.0), [("outcome_pnl", "is required: a signed decimal such as -12.5")]),
         (
@@ -262,12 +273,15 @@ def test_validate_outcome_parses_and_rounds() -> None:
         ),
         (
             OutcomeInput(str(ID), "1", 1.0, raw_time(NOW + timedelta(minutes=2))),
-            [("outcome_closed_at", "must not be in the future")],
+            [("outcome_closed_at", "must not be in the future (at most 5 seconds of clock skew)")],
         ),
         (
             OutcomeInput("", "", math.inf),
             [
-                ("decision_id", "must be a UUID such as 0b7f2c1e-6a4d-4e5b-9a8f-3c2d1e0f9a8b"),
+                (
+                    "decision_id",
+                    "must be a UUID in its canonical form, such as 0b7f2c1e-6a4d-4e5b-9a8f-3c2d1e0f9a8b",
+                ),
                 ("outcome_pnl", "is required: a signed decimal such as -12.5"),
                 ("outcome_r_multiple", FINITE),
             ],
@@ -369,6 +383,34 @@ def test_page_token_for_other_filters_is_refused() -> None:
     ]
 
 
+def test_a_token_made_before_a_filter_field_was_added_still_works() -> None:
+    """Simulates the next release adding a filter: a token from today's server must page on."""
+
+    @dataclasses.dataclass(frozen=True)
+    class DecisionFilter:  # the same list's filters, one field longer
+        symbol: str | None = None
+        decision_type: DecisionType | None = None
+        direction: Direction | None = None
+        outcome: OutcomeFilter | None = None
+        start_time: datetime | None = None
+        end_time: datetime | None = None
+        min_trader_count: int | None = None
+
+    today = models.DecisionFilter(symbol="BTC", outcome=OutcomeFilter.WIN)
+    token = encode_page_token(PageCursor(NOW, ID), today)
+    assert decode_page_token(token, DecisionFilter(symbol="BTC", outcome=OutcomeFilter.WIN)) == PageCursor(
+        NOW, ID
+    )
+    # Setting the new filter (or changing an old one) makes it a different list.
+    for other in (
+        DecisionFilter(symbol="BTC", outcome=OutcomeFilter.WIN, min_trader_count=3),
+        DecisionFilter(symbol="BTC"),
+    ):
+        with pytest.raises(InvalidArgument) as error:
+            decode_page_token(token, other)
+        assert error.value.reason == "INVALID_PAGE_TOKEN"
+
+
 def _tampered() -> str:
     token = encode_page_token(PageCursor(NOW, ID), DecisionFilter())
     packed = json.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
@@ -385,7 +427,7 @@ def _tampered() -> str:
         pytest.param(base64.urlsafe_b64encode(b"[1, 2]").decode(), id="json-list"),
         pytest.param(base64.urlsafe_b64encode(b"\xff\xfe").decode(), id="not-utf8"),
         pytest.param(_tampered(), id="tampered-cursor"),
-        pytest.param(forged({"v": 2, "f": "x", "t": NOW.isoformat(), "i": str(ID)}), id="other-version"),
+        pytest.param(forged({"v": 3, "f": "x", "t": NOW.isoformat(), "i": str(ID)}), id="unknown-version"),
         pytest.param(forged({"v": 1, "f": "x", "t": "2025-01-01T00:00:00", "i": str(ID)}), id="naive-time"),
         # Checksummed but malformed bodies must be refused too, not crash the call.
         pytest.param(forged({"v": 1, "t": NOW.isoformat(), "i": str(ID)}), id="no-fingerprint"),
@@ -396,6 +438,7 @@ def test_page_token_not_issued_here_is_refused(token: str) -> None:
     with pytest.raises(InvalidArgument) as error:
         decode_page_token(token, DecisionFilter())
     assert violations(error) == NOT_OURS
+    assert error.value.reason == "INVALID_PAGE_TOKEN"
 
 
 # --- stats --------------------------------------------------------------------------------------
@@ -496,7 +539,7 @@ def outcome(pnl: str = "10.5", r: str = "1.5", closed_at: datetime | None = None
 
 @pytest.mark.parametrize("decision_type", [DecisionType.SKIP, DecisionType.RISK_REJECT])
 def test_only_signals_take_outcomes(decision_type: DecisionType) -> None:
-    with pytest.raises(FailedPrecondition) as error:
+    with pytest.raises(DomainError) as error:
         should_write_outcome(stored(decision_type), outcome(), CLOSED)
     assert error.value.reason == "NOT_A_SIGNAL"
 
@@ -528,7 +571,7 @@ def test_the_same_outcome_again_is_not_rewritten(closed_at: datetime | None) -> 
     ids=["pnl", "r_multiple", "closed_at"],
 )
 def test_a_different_second_outcome_is_refused(second: Outcome) -> None:
-    with pytest.raises(FailedPrecondition) as error:
+    with pytest.raises(DomainError) as error:
         should_write_outcome(stored(**RECORDED), second, CLOSED)
     assert error.value.reason == "OUTCOME_ALREADY_RECORDED"
 

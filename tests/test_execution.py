@@ -537,6 +537,7 @@ async def test_an_unreachable_exchange_before_the_claim_is_unavailable_and_write
     env = await start()
     await env.enable()
     error = await expect_error(env.execute(await env.signal()), grpc.StatusCode.UNAVAILABLE)
+    assert error_reason(error) == "EXCHANGE_UNAVAILABLE"
     assert "retrying is safe" in (error.details() or "")
     assert await env.db.fetchval("SELECT count(*) FROM execution_logs") == 0
     fake.clear_faults()
@@ -608,7 +609,7 @@ async def test_only_long_or_short_signals_execute(env: Env) -> None:
     assert error_reason(error) == "NOT_EXECUTABLE"
     await expect_error(env.execute(str(uuid.uuid4())), grpc.StatusCode.NOT_FOUND)
     assert await invalid_fields(env.execute("not-a-uuid")) == {
-        "decision_id": "must be a UUID such as 0b7f2c1e-6a4d-4e5b-9a8f-3c2d1e0f9a8b"
+        "decision_id": "must be a UUID in its canonical form, such as 0b7f2c1e-6a4d-4e5b-9a8f-3c2d1e0f9a8b"
     }
     assert await env.db.fetchval("SELECT count(*) FROM execution_logs") == 0
     assert env.fake.requests == []
@@ -735,7 +736,8 @@ async def test_list_executions_filters_and_pages(env: Env) -> None:
     assert await invalid_fields(
         env.executions.ListExecutions(
             pb.ListExecutionsRequest(status=pb.EXECUTION_STATUS_FILLED, page_token=page.next_page_token)
-        )
+        ),
+        "INVALID_PAGE_TOKEN",
     ) == {"page_token": "was issued for other filters: repeat the request's filters exactly"}
     await expect_error(
         env.executions.GetExecution(pb.GetExecutionRequest(id=str(uuid.uuid4()))), grpc.StatusCode.NOT_FOUND
@@ -985,7 +987,7 @@ def test_reconciliation_never_calls_a_fill_a_rejection() -> None:
 
 async def test_an_unknown_status_filter_is_invalid(env: Env) -> None:
     assert await invalid_fields(env.executions.ListExecutions(pb.ListExecutionsRequest(status=99))) == {  # type: ignore[arg-type]
-        "status": "unknown status 99"
+        "status": "unknown value 99"
     }
 
 

@@ -251,7 +251,8 @@ async def bulk_insert(db: asyncpg.Pool, count: int, base: datetime, per_instant:
         """
         INSERT INTO decision_logs (symbol, direction, decision_type, trader_count, agreement_pct,
                                    effective_k, gates, reasoning, decided_at)
-        SELECT 'BTC', 'long', 'signal', 5, 0.8, 3.0, '[]'::jsonb, 'bulk row',
+        SELECT 'BTC', 'long', 'signal', 5, 0.8, 3.0, '[{"name": "supermajority", "passed": true}]'::jsonb,
+               'bulk row',
                $1::timestamptz + make_interval(secs => g / $3)
         FROM generate_series(0, $2 - 1) AS g
         RETURNING id, decided_at
@@ -386,7 +387,9 @@ async def test_garbage_page_tokens_are_invalid(api: Stub) -> None:
         "x" * 5000,
     ]
     for token in garbage:
-        fields = await invalid_fields(api.ListDecisions(pb.ListDecisionsRequest(page_token=token)))
+        fields = await invalid_fields(
+            api.ListDecisions(pb.ListDecisionsRequest(page_token=token)), "INVALID_PAGE_TOKEN"
+        )
         assert list(fields) == ["page_token"], token
 
 
@@ -411,11 +414,29 @@ async def test_tampered_page_tokens_are_invalid(api: Stub) -> None:
         token[:10] + ("A" if token[10] != "A" else "B") + token[11:],
     ]
     for bad in tampered:
-        fields = await invalid_fields(api.ListDecisions(pb.ListDecisionsRequest(page_size=2, page_token=bad)))
+        fields = await invalid_fields(
+            api.ListDecisions(pb.ListDecisionsRequest(page_size=2, page_token=bad)), "INVALID_PAGE_TOKEN"
+        )
         assert list(fields) == ["page_token"], bad
     # The untouched token still works.
     page = await list_page(api, page_size=2, page_token=token)
     assert [d.id for d in page.decisions] == tie(s.d7, s.d8, s.d9)[1:]
+
+
+def legacy_v1_token(last: pb.Decision, symbol: str) -> str:
+    """A token as version 1 made them: its fingerprint covered every filter field, set or not."""
+    filters = {
+        "kind": "DecisionFilter",
+        "symbol": symbol,
+        "decision_type": None,
+        "direction": None,
+        "outcome": None,
+        "start_time": None,
+        "end_time": None,
+    }
+    fingerprint = hashlib.sha256(json.dumps(filters, sort_keys=True).encode()).hexdigest()[:16]
+    moment = last.decided_at.ToDatetime(tzinfo=UTC).isoformat()
+    return forge({"v": 1, "f": fingerprint, "t": moment, "i": last.id})
 
 
 def forge(body: object) -> str:
@@ -445,7 +466,8 @@ def forge(body: object) -> str:
     ],
 )
 async def test_made_up_page_tokens_are_invalid(api: Stub, body: object) -> None:
-    fields = await invalid_fields(api.ListDecisions(pb.ListDecisionsRequest(page_token=forge(body))))
+    request = pb.ListDecisionsRequest(page_token=forge(body))
+    fields = await invalid_fields(api.ListDecisions(request), "INVALID_PAGE_TOKEN")
     assert list(fields) == ["page_token"]
 
 
@@ -456,7 +478,7 @@ async def test_made_up_cursor_outside_the_timestamp_range_is_invalid(api: Stub) 
     for moment in ("0001-01-01T00:00:00+05:00", "9999-12-31T23:59:59-05:00"):
         token = forge(dict(real, t=moment, i=s.d1.id))
         fields = await invalid_fields(
-            api.ListDecisions(pb.ListDecisionsRequest(page_size=1, page_token=token))
+            api.ListDecisions(pb.ListDecisionsRequest(page_size=1, page_token=token)), "INVALID_PAGE_TOKEN"
         )
         assert list(fields) == ["page_token"], moment
 
@@ -482,7 +504,7 @@ async def test_page_token_for_other_filters_is_invalid(api: Stub) -> None:
     ]
     for token, filters in mismatches:
         request = pb.ListDecisionsRequest(page_size=1, page_token=token, **filters)
-        fields = await invalid_fields(api.ListDecisions(request))
+        fields = await invalid_fields(api.ListDecisions(request), "INVALID_PAGE_TOKEN")
         assert list(fields) == ["page_token"], filters
 
 
@@ -529,3 +551,37 @@ async def test_risk_checks_and_gates_survive_the_list(api: Stub) -> None:
     logged = await log(api, request)
     page = await list_page(api, symbol="AVAX")
     assert list(page.decisions) == [logged]
+
+
+@pytest.mark.parametrize(
+    ("field", "number"),
+    [("decision_type", 7), ("direction", 9), ("outcome", 5), ("decision_type", -1), ("outcome", 2**31 - 1)],
+)
+async def test_an_unknown_enum_value_in_a_filter_is_invalid_not_ignored(
+    api: Stub, field: str, number: int
+) -> None:
+    """An unknown filter value once counted as unset, so the call listed every decision."""
+    await seed(api)
+    request = pb.ListDecisionsRequest(**{field: number})  # type: ignore[arg-type]
+    fields = await invalid_fields(api.ListDecisions(request))
+    assert fields == {field: f"unknown value {number}"}
+
+
+async def test_a_page_token_of_the_previous_version_still_pages(api: Stub) -> None:
+    """Tokens in flight during a rolling upgrade keep working: version 1 tokens are still read."""
+    s = await seed(api)
+    first = await list_page(api, symbol="BTC", page_size=2)
+    assert first.next_page_token
+    rest = await list_page(
+        api, symbol="BTC", page_size=10, page_token=legacy_v1_token(first.decisions[-1], "BTC")
+    )
+    same = await list_page(api, symbol="BTC", page_size=10, page_token=first.next_page_token)
+    assert list(rest.decisions) == list(same.decisions)
+    # BTC: d8, d6 on the first page, then d2, d1.
+    assert [d.id for d in [*first.decisions, *rest.decisions]] == [s.d8.id, s.d6.id, s.d2.id, s.d1.id]
+    # A version 1 token made for other filters is still refused.
+    other = legacy_v1_token(first.decisions[-1], "ETH")
+    fields = await invalid_fields(
+        api.ListDecisions(pb.ListDecisionsRequest(symbol="BTC", page_token=other)), "INVALID_PAGE_TOKEN"
+    )
+    assert list(fields) == ["page_token"]

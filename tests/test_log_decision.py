@@ -61,11 +61,11 @@ INVALID_REQUESTS = [
     pytest.param(signal(symbol="BT\x00C"), "symbol", CONTROL, id="symbol-nul"),
     # enums
     pytest.param(signal(direction=pb.DIRECTION_UNSPECIFIED), "direction", None, id="direction-unspecified"),
-    pytest.param(signal(direction=7), "direction", None, id="direction-unknown-number"),
+    pytest.param(signal(direction=7), "direction", "unknown value 7", id="direction-unknown-number"),
     pytest.param(
         signal(decision_type=pb.DECISION_TYPE_UNSPECIFIED), "decision_type", None, id="type-unspecified"
     ),
-    pytest.param(signal(decision_type=9), "decision_type", None, id="type-unknown-number"),
+    pytest.param(signal(decision_type=9), "decision_type", "unknown value 9", id="type-unknown-number"),
     # numbers
     pytest.param(signal(trader_count=-1), "trader_count", "must be 0 or more", id="trader-count-negative"),
     pytest.param(signal(agreement_pct=-0.0001), "agreement_pct", "must be between 0 and 1", id="agree-low"),
@@ -197,6 +197,45 @@ INVALID_REQUESTS = [
         "a RISK_REJECT needs at least one failed risk check",
         id="risk-reject-no-checks",
     ),
+    pytest.param(
+        risk_reject(gates=[gate("supermajority", True), gate("effective_k", False)]),
+        "gates[1].passed",
+        "a RISK_REJECT needs every gate passed",
+        id="risk-reject-failed-gate",
+    ),
+    pytest.param(
+        risk_reject(gates=[]), "gates", "a RISK_REJECT needs at least one gate (all passed)", id="rr-no-gates"
+    ),
+    pytest.param(
+        signal(gates=[]), "gates", "a SIGNAL needs at least one gate (all passed)", id="signal-no-gates"
+    ),
+    pytest.param(
+        signal(trader_count=0), "trader_count", "a SIGNAL needs at least 1 trader", id="signal-no-traders"
+    ),
+    pytest.param(
+        risk_reject(trader_count=0),
+        "trader_count",
+        "a RISK_REJECT needs at least 1 trader",
+        id="risk-reject-no-traders",
+    ),
+    pytest.param(
+        signal(risk_checks=[risk("max_exposure", True), risk("daily_loss", False)]),
+        "risk_checks[1].passed",
+        "a SIGNAL needs every risk check passed",
+        id="signal-failed-risk-check",
+    ),
+    pytest.param(
+        skip(gates=[gate("freshness", False), gate("ev_gate", True), gate("freshness", True)]),
+        "gates[2].name",
+        "duplicates the name 'freshness' of an earlier entry",
+        id="duplicate-gate-name",
+    ),
+    pytest.param(
+        risk_reject(risk_checks=[risk("daily_loss", False), risk("daily_loss", False)]),
+        "risk_checks[1].name",
+        "duplicates the name 'daily_loss' of an earlier entry",
+        id="duplicate-risk-check-name",
+    ),
     # decided_at
     pytest.param(
         signal(decided_at=timestamp_pb2.Timestamp(seconds=YEAR_1 - 1)),
@@ -252,7 +291,7 @@ async def test_decided_at_more_than_a_minute_in_the_future_is_refused(
 ) -> None:
     future = datetime.now(UTC) + timedelta(minutes=5)
     violations = await invalid_fields(api.LogDecision(signal(decided_at=ts(future))))
-    assert violations == {"decided_at": "must not be in the future"}
+    assert violations == {"decided_at": "must not be more than 60 seconds in the future"}
     assert await count_rows(clean_db) == 0
 
 
@@ -319,25 +358,25 @@ async def test_boundary_values_are_accepted(api: Stub, clean_db: asyncpg.Pool) -
     low = (
         await api.LogDecision(
             signal(
-                trader_count=0,
+                trader_count=1,
                 agreement_pct=0.0,
                 effective_k=0.0,
                 avg_confidence=0.0,
                 ev_estimate=-9999.9999,
                 price_at_decision="0.00000001",
-                gates=[gate(name, True, -1e300, 5e-324)] + [gate(f"g{i}", True) for i in range(63)],
+                gates=[gate(name, True, -1e15, 5e-324)] + [gate(f"g{i}", True) for i in range(63)],
                 risk_checks=[risk(name, True, 0.0, -0.5)] + [risk(f"r{i}", True) for i in range(63)],
                 request_id=" " + "~" * 127,
                 decided_at=timestamp_pb2.Timestamp(seconds=YEAR_1),
             )
         )
     ).decision
-    assert (low.trader_count, low.agreement_pct, low.effective_k) == (0, 0.0, 0.0)
+    assert (low.trader_count, low.agreement_pct, low.effective_k) == (1, 0.0, 0.0)
     assert low.HasField("avg_confidence") and low.avg_confidence == 0.0
     assert low.ev_estimate == -9999.9999
     assert low.price_at_decision == "0.00000001"
     assert len(low.gates) == 64 and len(low.risk_checks) == 64
-    assert low.gates[0] == pb.Gate(name=name, passed=True, value=-1e300, threshold=5e-324)
+    assert low.gates[0] == pb.Gate(name=name, passed=True, value=-1e15, threshold=5e-324)
     assert low.risk_checks[0] == pb.RiskCheck(name=name, passed=True, value=0.0, limit=-0.5)
     assert low.request_id == " " + "~" * 127
     assert low.decided_at == timestamp_pb2.Timestamp(seconds=YEAR_1)
@@ -363,11 +402,44 @@ async def test_boundary_values_are_accepted(api: Stub, clean_db: asyncpg.Pool) -
     assert await count_rows(clean_db) == 2
 
 
+async def test_a_skip_may_have_no_traders_and_names_may_repeat_across_gates_and_checks(api: Stub) -> None:
+    decision = (
+        await api.LogDecision(
+            skip(
+                trader_count=0,
+                gates=[gate("freshness", False)],
+                risk_checks=[risk("freshness", True)],
+            )
+        )
+    ).decision
+    assert decision.trader_count == 0
+
+
 async def test_get_decision_with_a_malformed_id_is_invalid(api: Stub) -> None:
-    for bad in ["", "not-a-uuid", "1234", str(uuid.uuid4()) + "0", "\x00" + str(uuid.uuid4())]:
+    logged = (await api.LogDecision(signal())).decision
+    hex_digits = uuid.UUID(logged.id).hex
+    other_spellings = [
+        f"urn:uuid:{logged.id}",
+        "{" + logged.id + "}",
+        hex_digits,
+        hex_digits.upper(),
+        f" {logged.id}",
+        f"{logged.id}\n",
+    ]
+    for bad in [
+        "",
+        "not-a-uuid",
+        "1234",
+        str(uuid.uuid4()) + "0",
+        "\x00" + str(uuid.uuid4()),
+        *other_spellings,
+    ]:
         violations = await invalid_fields(api.GetDecision(pb.GetDecisionRequest(id=bad)))
         assert list(violations) == ["id"], bad
-        assert violations["id"] == "must be a UUID such as 0b7f2c1e-6a4d-4e5b-9a8f-3c2d1e0f9a8b"
+        assert (
+            violations["id"]
+            == "must be a UUID in its canonical form, such as 0b7f2c1e-6a4d-4e5b-9a8f-3c2d1e0f9a8b"
+        )
 
 
 async def test_get_decision_accepts_an_uppercase_uuid(api: Stub) -> None:
@@ -512,18 +584,83 @@ async def test_concurrent_retries_with_one_request_id_write_one_row(
     assert len(responses) == 20
     assert {r.decision.id for r in responses} == {responses[0].decision.id}
     assert all(r.decision == responses[0].decision for r in responses)
+    assert sorted(r.replayed for r in responses) == [False] + [True] * 19
     assert await count_rows(clean_db) == 1
     assert await clean_db.fetchval("SELECT request_id FROM decision_logs") == "retry-me"
 
 
-async def test_a_reused_request_id_returns_the_first_decision_unchanged(
+async def test_a_retry_says_it_was_replayed(api: Stub, clean_db: asyncpg.Pool) -> None:
+    first = await api.LogDecision(signal(request_id="counted"))
+    again = await api.LogDecision(signal(request_id="counted"))
+    assert (first.replayed, again.replayed) == (False, True)
+    assert again.decision == first.decision
+    unkeyed = await api.LogDecision(signal())
+    assert not unkeyed.replayed
+    assert await count_rows(clean_db) == 2
+
+
+async def test_a_retry_is_recognised_after_normalisation(api: Stub, clean_db: asyncpg.Pool) -> None:
+    """Spellings that store the same value are the same request: 0.8 and 0.80001 (4 decimals), 97123.5."""
+    first = await api.LogDecision(signal(request_id="norm", agreement_pct=0.8, price_at_decision="97123.5"))
+    again = await api.LogDecision(
+        signal(request_id="norm", agreement_pct=0.80001, price_at_decision="97123.50000000")
+    )
+    assert again.replayed and again.decision == first.decision
+    assert await count_rows(clean_db) == 1
+
+
+async def test_concurrent_different_requests_with_one_id_store_one_and_refuse_the_others(
     api: Stub, clean_db: asyncpg.Pool
 ) -> None:
-    first = (await api.LogDecision(signal(request_id="key-1"))).decision
-    again = (await api.LogDecision(skip(request_id="key-1", symbol="DOGE"))).decision
-    assert again == first
-    assert again.decision_type == pb.DECISION_TYPE_SIGNAL and again.symbol == "BTC"
+    """20 concurrent calls with one request_id: 10 copies of A, 10 variants of it that differ."""
+    a = signal(request_id="contested")
+    variants = [signal(request_id="contested", trader_count=10 + i) for i in range(10)]
+    requests = [r for pair in zip([a] * 10, variants, strict=True) for r in pair]
+    outcomes = await asyncio.gather(*(api.LogDecision(r) for r in requests), return_exceptions=True)
     assert await count_rows(clean_db) == 1
+    stored = (await api.ListDecisions(pb.ListDecisionsRequest())).decisions[0]
+    for request_, outcome in zip(requests, outcomes, strict=True):
+        if request_.trader_count == stored.trader_count:
+            # The winning content (stored once) or a copy of it: the stored decision.
+            assert isinstance(outcome, pb.LogDecisionResponse), outcome
+            assert outcome.decision == stored
+        else:
+            assert isinstance(outcome, grpc.aio.AioRpcError), outcome
+            assert outcome.code() == grpc.StatusCode.ALREADY_EXISTS
+            assert error_reason(outcome) == "REQUEST_ID_REUSED"
+    successes = [o for o in outcomes if isinstance(o, pb.LogDecisionResponse)]
+    assert sorted(o.replayed for o in successes) == [False] + [True] * (len(successes) - 1)
+
+
+async def test_a_request_id_stored_before_hashes_were_kept_is_answered_as_a_replay(
+    api: Stub, clean_db: asyncpg.Pool
+) -> None:
+    """Rows from before migration 062 have no hash: their ids behave as they did then."""
+    first = (await api.LogDecision(signal(request_id="legacy"))).decision
+    await clean_db.execute("UPDATE decision_logs SET request_hash = NULL")
+    again = await api.LogDecision(signal(request_id="legacy", trader_count=99))
+    assert again.replayed and again.decision == first
+    assert await count_rows(clean_db) == 1
+
+
+async def test_a_request_id_reused_for_other_content_is_refused(api: Stub, clean_db: asyncpg.Pool) -> None:
+    first = (await api.LogDecision(signal(request_id="key-1"))).decision
+    error = await expect_error(
+        api.LogDecision(skip(request_id="key-1", symbol="DOGE")), grpc.StatusCode.ALREADY_EXISTS
+    )
+    assert error_reason(error) == "REQUEST_ID_REUSED"
+    assert first.id in (error.details() or "")
+    # One field differing is enough, and nothing is written either way.
+    for changed in (
+        signal(request_id="key-1", trader_count=8),
+        signal(request_id="key-1", price_at_decision="97123.6"),
+        signal(request_id="key-1", gates=[gate("supermajority", True, 0.8, 0.71)]),
+        signal(request_id="key-1", decided_at=ts(datetime.now(UTC))),
+    ):
+        error = await expect_error(api.LogDecision(changed), grpc.StatusCode.ALREADY_EXISTS)
+        assert error_reason(error) == "REQUEST_ID_REUSED"
+    assert await count_rows(clean_db) == 1
+    assert (await api.GetDecision(pb.GetDecisionRequest(id=first.id))).decision == first
 
 
 async def test_different_request_ids_make_different_rows(api: Stub, clean_db: asyncpg.Pool) -> None:

@@ -18,7 +18,7 @@ from sigma_grpc.storage.migrate import MigrationError, apply_migrations
 from tests.conftest import create_database, drop_database
 
 ROOT = Path(__file__).resolve().parent.parent
-ALL = ["060_decision_logs", "061_execution_config"]
+ALL = ["060_decision_logs", "061_execution_config", "062_decision_contract_v1"]
 
 
 @pytest.fixture

@@ -138,6 +138,31 @@ async def test_invalid_outcomes_change_nothing(
     assert await _stored_outcome(clean_db, decision.id) == (None, None, None)
 
 
+async def test_an_omitted_r_multiple_is_refused_not_stored_as_zero(api: Stub, clean_db: asyncpg.Pool) -> None:
+    decision = (await api.LogDecision(signal())).decision
+    request = pb.RecordOutcomeRequest(decision_id=decision.id, outcome_pnl="12.5")
+    violations = await invalid_fields(api.RecordOutcome(request))
+    assert violations == {"outcome_r_multiple": "is required: the realised R-multiple (0 for a breakeven)"}
+    assert await _stored_outcome(clean_db, decision.id) == (None, None, None)
+    # An explicit 0 is a breakeven R, and is stored.
+    breakeven = (await api.RecordOutcome(outcome(decision.id, pnl="0", r=0.0))).decision
+    assert breakeven.HasField("outcome_r_multiple") and breakeven.outcome_r_multiple == 0.0
+
+
+async def test_a_close_time_ahead_of_the_server_by_more_than_five_seconds_is_refused(
+    api: Stub, clean_db: asyncpg.Pool
+) -> None:
+    decision = (await api.LogDecision(signal())).decision
+    ahead = datetime.now(UTC) + timedelta(seconds=30)
+    violations = await invalid_fields(api.RecordOutcome(outcome(decision.id, outcome_closed_at=ts(ahead))))
+    assert violations == {"outcome_closed_at": "must not be in the future (at most 5 seconds of clock skew)"}
+    assert await _stored_outcome(clean_db, decision.id) == (None, None, None)
+    # Within the skew (the server's clock reads later than this one): accepted as given.
+    soon = datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=2)
+    closed = (await api.RecordOutcome(outcome(decision.id, outcome_closed_at=ts(soon)))).decision
+    assert closed.outcome_closed_at.ToDatetime(tzinfo=UTC) == soon
+
+
 async def test_close_before_the_decision_is_refused(api: Stub, clean_db: asyncpg.Pool) -> None:
     decided = datetime.now(UTC) - timedelta(hours=1)
     decision = (await api.LogDecision(signal(decided_at=ts(decided)))).decision

@@ -21,12 +21,12 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 from sigma_grpc.app import RunningServer, start_server
-from sigma_grpc.client import DecisionClient, Gate
+from sigma_grpc.gen.sigma.v1 import decision_service_pb2 as pb
 from sigma_grpc.gen.sigma.v1 import decision_service_pb2_grpc as pb_grpc
 from sigma_grpc.healthcheck import probe
 from sigma_grpc.storage.pool import create_pool
+from tests.helpers import Stub, start_serve_process
 from tests.helpers import signal as signal_request
-from tests.helpers import start_serve_process
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -115,17 +115,12 @@ async def test_serve_on_embedded_database_then_stop(tmp_path: Path, stop_signal:
     """The README's run command: embedded PostgreSQL, migrations, gRPC; a signal stops all of it."""
     process, port, lines = _start_serve(tmp_path)
     try:
-        async with DecisionClient(f"127.0.0.1:{port}") as client:
-            decision = await client.log_decision(
-                symbol="kPEPE",
-                direction="short",
-                decision_type="signal",
-                trader_count=4,
-                agreement_pct=0.9,
-                effective_k=2.0,
-                gates=[Gate("supermajority", True, 0.9, 0.7)],
-            )
-            assert (await client.get_decision(decision.id)).symbol == "kPEPE"
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+            client = Stub(channel)
+            request = signal_request(symbol="kPEPE", direction=pb.DIRECTION_SHORT)
+            decision = (await client.LogDecision(request, timeout=10)).decision
+            fetched = await client.GetDecision(pb.GetDecisionRequest(id=decision.id), timeout=10)
+            assert fetched.decision.symbol == "kPEPE"
         healthy = subprocess.run(
             [sys.executable, "-m", "sigma_grpc", "healthcheck"],
             env={**os.environ, "SIGMA_GRPC_ADDR": f"127.0.0.1:{port}"},
@@ -208,7 +203,8 @@ async def test_buf_curl_lists_the_rpcs_and_calls_them(server: RunningServer, cle
     } <= methods
 
     body = '{"symbol":"BTC","direction":"DIRECTION_LONG","decision_type":"DECISION_TYPE_SIGNAL",'
-    body += '"trader_count":7,"agreement_pct":0.8,"effective_k":3.2,"price_at_decision":"0.00012345"}'
+    body += '"trader_count":7,"agreement_pct":0.8,"effective_k":3.2,"price_at_decision":"0.00012345",'
+    body += '"gates":[{"name":"supermajority","passed":true,"value":0.8,"threshold":0.7}]}'
     logged = await asyncio.to_thread(_buf, "-d", body, f"{base}/sigma.v1.DecisionService/LogDecision")
     assert logged.returncode == 0, logged.stderr
     assert '"priceAtDecision": "0.00012345"' in logged.stdout

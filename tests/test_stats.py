@@ -14,7 +14,7 @@ The dataset (times relative to the start of the test; "out" = outside the 7-day 
     E2  ETH     SIGNAL       -2d     loss (-10, -0.5)
     E3  ETH     SKIP         -5h                                 supermajority, freshness
     E4  ETH     SKIP         -4d                                 whale_veto (not a gate of the plan)
-    E5  ETH     SKIP         -6h                                 freshness, ev_gate, freshness again
+    E5  ETH     SKIP         -6h                                 freshness, ev_gate
     S1  SOL     SIGNAL       -1h     pending
     S2  SOL     RISK_REJECT  -2h                                 risk daily_loss
     S3  SOL     SKIP         -5d                                 price_band, freshness
@@ -69,7 +69,8 @@ def summary(
     }
 
 
-def fields_of(message: pb.GetStatsResponse | pb.SymbolStats) -> dict[str, Any]:
+def fields_of(container: pb.GetStatsResponse | pb.SymbolStats) -> dict[str, Any]:
+    message = container.totals if isinstance(container, pb.GetStatsResponse) else container.stats
     return {
         "total_decisions": message.total_decisions,
         "signal_count": message.signal_count,
@@ -291,7 +292,7 @@ async def seed(api: Stub) -> None:
     await log(skip(symbol="SOL", direction=pb.DIRECTION_NONE, gates=sol_gates, decided_at=ago(days=5)))
     await log(signal(symbol="SOL", decided_at=ago(days=8)))
 
-    # E1, E2, E3, E4, E5 (freshness listed twice: still one decision), O3
+    # E1, E2, E3, E4, E5, O3
     e1 = await log(signal(symbol="ETH", direction=pb.DIRECTION_SHORT, decided_at=ago(minutes=30)))
     await close(e1, "75.12345678", 1.5)
     await close(await log(signal(symbol="ETH", decided_at=ago(days=2))), "-10", -0.5)
@@ -299,11 +300,7 @@ async def seed(api: Stub) -> None:
     await log(skip(symbol="ETH", gates=e3_gates, decided_at=ago(hours=5)))
     e4_gates = [gate("supermajority", True), gate("whale_veto", False)]
     await log(skip(symbol="ETH", gates=e4_gates, decided_at=ago(days=4)))
-    e5_gates = [
-        gate("freshness", False, 400, 300),
-        gate("ev_gate", False, -0.1, 0.2),
-        gate("freshness", False),
-    ]
+    e5_gates = [gate("freshness", False, 400, 300), gate("ev_gate", False, -0.1, 0.2)]
     await log(skip(symbol="ETH", gates=e5_gates, decided_at=ago(hours=6)))
     await log(skip(symbol="ETH", gates=[gate("freshness", False)], decided_at=ago(days=30)))
 
@@ -403,7 +400,7 @@ async def test_symbol_filter(api: Stub) -> None:
     assert eth.days == 7
     assert fields_of(eth) == ETH_7
     assert by_symbol(eth) == [("ETH", ETH_7)]
-    # E3 failed supermajority and freshness, E4 whale_veto, E5 freshness (twice) and ev_gate.
+    # E3 failed supermajority and freshness, E4 whale_veto, E5 freshness and ev_gate.
     assert gate_failures(eth) == [("freshness", 2), ("ev_gate", 1), ("supermajority", 1), ("whale_veto", 1)]
 
     btc_day = await api.GetStats(pb.GetStatsRequest(symbol="BTC", days=1))
@@ -424,7 +421,7 @@ async def test_empty_database(api: Stub, clean_db: asyncpg.Pool) -> None:
     response = await api.GetStats(pb.GetStatsRequest())
     after = await db_now(clean_db)
     assert fields_of(response) == ZERO
-    assert response.total_pnl == "0.00000000"
+    assert response.totals.total_pnl == "0.00000000"
     assert list(response.by_symbol) == []
     assert list(response.gate_failures) == []
     assert response.days == 7

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sigma_grpc.api.wire import decimal_text, optional_float, raw_time, timestamp
+from sigma_grpc.api.wire import decimal_text, enum_value, optional_float, raw_time, timestamp
 from sigma_grpc.domain.models import Decision, DecisionType, Direction, Gate, OutcomeFilter, RiskCheck
 from sigma_grpc.domain.stats import Stats, Summary
 from sigma_grpc.domain.validation import DecisionInput, ListInput, OutcomeInput
@@ -30,11 +30,10 @@ OUTCOME_TO_PB = {v: k for k, v in OUTCOMES.items()}
 
 
 def decision_input(req: pb.LogDecisionRequest) -> DecisionInput:
-    # Unknown enum numbers (from a newer client) count as unset: INVALID_ARGUMENT.
     return DecisionInput(
         symbol=req.symbol,
-        direction=DIRECTIONS.get(req.direction),
-        decision_type=DECISION_TYPES.get(req.decision_type),
+        direction=enum_value(req.direction, DIRECTIONS),
+        decision_type=enum_value(req.decision_type, DECISION_TYPES),
         trader_count=req.trader_count,
         agreement_pct=req.agreement_pct,
         effective_k=req.effective_k,
@@ -67,9 +66,9 @@ def decision_input(req: pb.LogDecisionRequest) -> DecisionInput:
 def list_input(req: pb.ListDecisionsRequest) -> ListInput:
     return ListInput(
         symbol=req.symbol,
-        decision_type=DECISION_TYPES.get(req.decision_type),
-        direction=DIRECTIONS.get(req.direction),
-        outcome=OUTCOMES.get(req.outcome),
+        decision_type=enum_value(req.decision_type, DECISION_TYPES),
+        direction=enum_value(req.direction, DIRECTIONS),
+        outcome=enum_value(req.outcome, OUTCOMES),
         start_time=raw_time(req.start_time) if req.HasField("start_time") else None,
         end_time=raw_time(req.end_time) if req.HasField("end_time") else None,
         page_size=req.page_size,
@@ -81,7 +80,7 @@ def outcome_input(req: pb.RecordOutcomeRequest) -> OutcomeInput:
     return OutcomeInput(
         decision_id=req.decision_id,
         outcome_pnl=req.outcome_pnl,
-        outcome_r_multiple=req.outcome_r_multiple,
+        outcome_r_multiple=req.outcome_r_multiple if req.HasField("outcome_r_multiple") else None,
         outcome_closed_at=raw_time(req.outcome_closed_at) if req.HasField("outcome_closed_at") else None,
     )
 
@@ -113,28 +112,28 @@ def decision_message(d: Decision) -> pb.Decision:
     )
 
 
-def _summary_fields(s: Summary) -> dict[str, int | float | str]:
-    return {
-        "total_decisions": s.total_decisions,
-        "signal_count": s.signal_count,
-        "skip_count": s.skip_count,
-        "risk_reject_count": s.risk_reject_count,
-        "skip_rate": s.skip_rate,
-        "closed_count": s.closed_count,
-        "win_count": s.win_count,
-        "loss_count": s.loss_count,
-        "pending_count": s.pending_count,
-        "win_rate": s.win_rate,
-        "avg_r_multiple": s.avg_r_multiple,
-        "total_pnl": s.total_pnl,
-    }
+def _stats_message(s: Summary) -> pb.DecisionStats:
+    return pb.DecisionStats(
+        total_decisions=s.total_decisions,
+        signal_count=s.signal_count,
+        skip_count=s.skip_count,
+        risk_reject_count=s.risk_reject_count,
+        skip_rate=s.skip_rate,
+        closed_count=s.closed_count,
+        win_count=s.win_count,
+        loss_count=s.loss_count,
+        pending_count=s.pending_count,
+        win_rate=s.win_rate,
+        avg_r_multiple=s.avg_r_multiple,
+        total_pnl=s.total_pnl,
+    )
 
 
 def stats_message(stats: Stats) -> pb.GetStatsResponse:
     return pb.GetStatsResponse(
-        **_summary_fields(stats.overall),  # type: ignore[arg-type]
+        totals=_stats_message(stats.overall),
         by_symbol=[
-            pb.SymbolStats(symbol=symbol, **_summary_fields(summary))  # type: ignore[arg-type]
+            pb.SymbolStats(symbol=symbol, stats=_stats_message(summary))
             for symbol, summary in stats.by_symbol
         ],
         gate_failures=[pb.GateFailure(name=name, count=count) for name, count in stats.gate_failures],

@@ -21,8 +21,8 @@ class DecisionServicer(pb_grpc.DecisionServiceServicer):
     async def LogDecision(
         self, request: pb.LogDecisionRequest, context: Context[pb.LogDecisionRequest, pb.LogDecisionResponse]
     ) -> pb.LogDecisionResponse:
-        decision = await self._decisions.log(convert.decision_input(request))
-        return pb.LogDecisionResponse(decision=convert.decision_message(decision))
+        decision, replayed = await self._decisions.log(convert.decision_input(request))
+        return pb.LogDecisionResponse(decision=convert.decision_message(decision), replayed=replayed)
 
     @rpc
     async def GetDecision(

@@ -1,9 +1,11 @@
 """The one place where errors become gRPC statuses.
 
-Domain errors carry what the client did wrong; they become their status with a
-google.rpc.ErrorInfo (reason code, domain "sigma.v1") and, for INVALID_ARGUMENT,
-a google.rpc.BadRequest listing every field violation. Anything else is a bug of
-ours: logged with its traceback, answered as INTERNAL without details.
+Every domain error carries a Reason; each Reason has exactly one gRPC code
+(REASON_CODES, checked complete at import, so a new Reason without a code fails
+every test). The status carries a google.rpc.ErrorInfo (the reason, domain
+"sigma.v1") and, for INVALID_ARGUMENT, a google.rpc.BadRequest listing every
+field violation. Anything else is a bug of ours: logged with its traceback,
+answered as INTERNAL without details.
 """
 
 from __future__ import annotations
@@ -15,27 +17,34 @@ from typing import TypeVar
 
 import grpc
 from google.protobuf import any_pb2
-from google.rpc import code_pb2, error_details_pb2, status_pb2
+from google.rpc import error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
-from sigma_grpc.domain.errors import (
-    DomainError,
-    FailedPrecondition,
-    InvalidArgument,
-    NotFound,
-    Unavailable,
-)
+from sigma_grpc import deadline
+from sigma_grpc.domain.errors import DomainError, InvalidArgument, Reason
 
 log = logging.getLogger(__name__)
 
 ERROR_DOMAIN = "sigma.v1"
 
-_CODES: dict[type[DomainError], int] = {
-    InvalidArgument: code_pb2.INVALID_ARGUMENT,
-    NotFound: code_pb2.NOT_FOUND,
-    FailedPrecondition: code_pb2.FAILED_PRECONDITION,
-    Unavailable: code_pb2.UNAVAILABLE,
+REASON_CODES: dict[Reason, grpc.StatusCode] = {
+    Reason.VALIDATION_FAILED: grpc.StatusCode.INVALID_ARGUMENT,
+    Reason.INVALID_PAGE_TOKEN: grpc.StatusCode.INVALID_ARGUMENT,
+    Reason.REQUEST_ID_REUSED: grpc.StatusCode.ALREADY_EXISTS,
+    Reason.DECISION_NOT_FOUND: grpc.StatusCode.NOT_FOUND,
+    Reason.EXECUTION_NOT_FOUND: grpc.StatusCode.NOT_FOUND,
+    Reason.NOT_A_SIGNAL: grpc.StatusCode.FAILED_PRECONDITION,
+    Reason.OUTCOME_ALREADY_RECORDED: grpc.StatusCode.FAILED_PRECONDITION,
+    Reason.NOT_EXECUTABLE: grpc.StatusCode.FAILED_PRECONDITION,
+    Reason.EXECUTION_DISABLED: grpc.StatusCode.FAILED_PRECONDITION,
+    Reason.NO_SIGNER: grpc.StatusCode.FAILED_PRECONDITION,
+    Reason.AGENT_WITHOUT_ACCOUNT: grpc.StatusCode.FAILED_PRECONDITION,
+    Reason.EXCHANGE_UNAVAILABLE: grpc.StatusCode.UNAVAILABLE,
+    Reason.DATABASE_UNAVAILABLE: grpc.StatusCode.UNAVAILABLE,
 }
+_unmapped = set(Reason) - REASON_CODES.keys()
+if _unmapped:
+    raise RuntimeError(f"reasons without a gRPC code: {sorted(_unmapped)}")
 
 
 def _pack(message: object) -> any_pb2.Any:
@@ -45,8 +54,8 @@ def _pack(message: object) -> any_pb2.Any:
 
 
 def to_status(error: DomainError) -> grpc.Status:
-    code = next((c for kind, c in _CODES.items() if isinstance(error, kind)), code_pb2.FAILED_PRECONDITION)
-    details = [_pack(error_details_pb2.ErrorInfo(reason=error.reason, domain=ERROR_DOMAIN))]
+    code = REASON_CODES[error.reason]
+    details = [_pack(error_details_pb2.ErrorInfo(reason=error.reason.value, domain=ERROR_DOMAIN))]
     if isinstance(error, InvalidArgument):
         details.append(
             _pack(
@@ -59,7 +68,7 @@ def to_status(error: DomainError) -> grpc.Status:
             )
         )
     status: grpc.Status = rpc_status.to_status(
-        status_pb2.Status(code=code, message=error.message, details=details)
+        status_pb2.Status(code=code.value[0], message=error.message, details=details)
     )
     return status
 
@@ -71,14 +80,15 @@ Method = Callable[[Servicer, Request, grpc.aio.ServicerContext[Request, Response
 
 
 def rpc(method: Method[Servicer, Request, Response]) -> Method[Servicer, Request, Response]:
-    """Wrap a servicer method so every error leaves as the right status."""
+    """Wrap a servicer method: its storage waits end before the call's deadline, errors leave as statuses."""
 
     @functools.wraps(method)
     async def wrapper(
         self: Servicer, request: Request, context: grpc.aio.ServicerContext[Request, Response]
     ) -> Response:
         try:
-            return await method(self, request, context)
+            with deadline.bounded_by(context.time_remaining()):
+                return await method(self, request, context)
         except DomainError as error:
             status = to_status(error)
             await context.abort(status.code, status.details, status.trailing_metadata)

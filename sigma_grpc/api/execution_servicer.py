@@ -8,7 +8,7 @@ import grpc
 
 from sigma_grpc.api.errors import rpc
 from sigma_grpc.api.execution_convert import STATUS_FROM_PB, config_message, execution_message
-from sigma_grpc.domain.errors import FieldViolation, InvalidArgument
+from sigma_grpc.api.wire import enum_value
 from sigma_grpc.domain.execution import UPDATABLE_FIELDS
 from sigma_grpc.gen.sigma.v1 import execution_service_pb2 as pb
 from sigma_grpc.gen.sigma.v1 import execution_service_pb2_grpc as pb_grpc
@@ -50,11 +50,11 @@ class ExecutionServicer(pb_grpc.ExecutionServiceServicer):
         request: pb.ListExecutionsRequest,
         context: Context[pb.ListExecutionsRequest, pb.ListExecutionsResponse],
     ) -> pb.ListExecutionsResponse:
-        status = STATUS_FROM_PB.get(request.status)
-        if status is None and request.status != pb.EXECUTION_STATUS_UNSPECIFIED:
-            raise InvalidArgument([FieldViolation("status", f"unknown status {request.status}")])
         executions, token = await self._executor.list(
-            request.decision_id, status, request.page_size, request.page_token
+            request.decision_id,
+            enum_value(request.status, STATUS_FROM_PB),
+            request.page_size,
+            request.page_token,
         )
         return pb.ListExecutionsResponse(
             executions=[execution_message(e) for e in executions], next_page_token=token

@@ -1,13 +1,29 @@
-"""Wire forms shared by every service: Timestamps, decimal strings, optional numbers."""
+"""Wire forms shared by every service: enum numbers, Timestamps, decimal strings, optional numbers."""
 
 from __future__ import annotations
 
+import enum
+from collections.abc import Mapping
 from datetime import datetime
 from decimal import Decimal
+from typing import Any, TypeVar
 
 from google.protobuf import timestamp_pb2
 
-from sigma_grpc.domain.validation import RawTimestamp
+from sigma_grpc.domain.validation import RawTimestamp, UnknownEnum
+
+E = TypeVar("E", bound=enum.Enum)
+
+
+def enum_value(number: int, known: Mapping[Any, E]) -> E | UnknownEnum | None:
+    """The domain value of an enum number: None for 0 (unset), UnknownEnum for a number we do not know.
+
+    Validation then refuses an unknown number naming the field, instead of
+    treating it as unset (which would make a filter match everything).
+    """
+    if number == 0:
+        return None
+    return known.get(number, UnknownEnum(number))
 
 
 def raw_time(ts: timestamp_pb2.Timestamp) -> RawTimestamp:

@@ -1,8 +1,31 @@
-"""Domain errors. The API layer maps each to one gRPC status, in one place."""
+"""Domain errors. The API layer maps each reason to one gRPC status, in one place."""
 
 from __future__ import annotations
 
+import enum
 from dataclasses import dataclass
+
+
+class Reason(enum.StrEnum):
+    """Why a request failed: sigma.v1.ErrorReason without its prefix (errors.proto documents each).
+
+    Clients switch on these names, so they never change; tests check that this
+    list and the contract's enum are the same.
+    """
+
+    VALIDATION_FAILED = "VALIDATION_FAILED"
+    INVALID_PAGE_TOKEN = "INVALID_PAGE_TOKEN"  # noqa: S105 (a reason code, not a secret)
+    REQUEST_ID_REUSED = "REQUEST_ID_REUSED"
+    DECISION_NOT_FOUND = "DECISION_NOT_FOUND"
+    EXECUTION_NOT_FOUND = "EXECUTION_NOT_FOUND"
+    NOT_A_SIGNAL = "NOT_A_SIGNAL"
+    OUTCOME_ALREADY_RECORDED = "OUTCOME_ALREADY_RECORDED"
+    NOT_EXECUTABLE = "NOT_EXECUTABLE"
+    EXECUTION_DISABLED = "EXECUTION_DISABLED"
+    NO_SIGNER = "NO_SIGNER"
+    AGENT_WITHOUT_ACCOUNT = "AGENT_WITHOUT_ACCOUNT"
+    EXCHANGE_UNAVAILABLE = "EXCHANGE_UNAVAILABLE"
+    DATABASE_UNAVAILABLE = "DATABASE_UNAVAILABLE"
 
 
 @dataclass(frozen=True, slots=True)
@@ -14,46 +37,20 @@ class FieldViolation:
 
 
 class DomainError(Exception):
-    """Base of the errors a client's request can cause.
+    """An error a request can cause (or, for the *_UNAVAILABLE reasons, meet): a reason and a message."""
 
-    `reason` is a stable UPPER_SNAKE code clients can switch on.
-    """
-
-    reason = "DOMAIN_ERROR"
-
-    def __init__(self, message: str, *, reason: str | None = None) -> None:
+    def __init__(self, reason: Reason, message: str) -> None:
         super().__init__(message)
+        self.reason = reason
         self.message = message
-        if reason is not None:
-            self.reason = reason
 
 
 class InvalidArgument(DomainError):
     """The request itself is wrong; `violations` lists every problem found."""
 
-    reason = "INVALID_ARGUMENT"
-
-    def __init__(self, violations: list[FieldViolation]) -> None:
+    def __init__(self, violations: list[FieldViolation], reason: Reason = Reason.VALIDATION_FAILED) -> None:
         if not violations:
             raise ValueError("InvalidArgument needs at least one violation")
         self.violations = tuple(violations)
         summary = "; ".join(f"{v.field}: {v.description}" for v in violations)
-        super().__init__(f"invalid request: {summary}")
-
-
-class NotFound(DomainError):
-    """The named resource does not exist."""
-
-    reason = "NOT_FOUND"
-
-
-class FailedPrecondition(DomainError):
-    """The request is well-formed but the system's state does not allow it."""
-
-    reason = "FAILED_PRECONDITION"
-
-
-class Unavailable(DomainError):
-    """A dependency (the exchange) could not be reached; nothing was written, retrying is safe."""
-
-    reason = "UNAVAILABLE"
+        super().__init__(reason, f"invalid request: {summary}")

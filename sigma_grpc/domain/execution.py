@@ -86,6 +86,13 @@ _RANGES: dict[str, tuple[Decimal, Decimal, bool]] = {
     "max_signal_age_s": (Decimal(1), Decimal(86400), True),
     "max_price_drift_pct": (Decimal(0), Decimal(1), False),
 }
+
+
+def _in_range(path: str, number: Decimal) -> bool:
+    low, high, low_inclusive = _RANGES[path]
+    return (low <= number if low_inclusive else low < number) and number <= high
+
+
 UPDATABLE_FIELDS = frozenset(f.name for f in fields(ExecutionConfig)) - {"updated_at"}
 
 
@@ -108,10 +115,11 @@ def apply_config_update(
                 violations.append(FieldViolation(f"config.{path}", "must be a finite number"))
                 continue
             number = Decimal(repr(value)) if isinstance(value, float) else Decimal(value)
-            if isinstance(value, float):
+            # Range first: quantizing a huge number (1e300) to 8 decimals would overflow.
+            if _in_range(path, number) and isinstance(value, float):
                 number = number.quantize(_PCT_SCALE, rounding=ROUND_HALF_EVEN)
-            low, high, low_inclusive = _RANGES[path]
-            if not ((low <= number) if low_inclusive else (low < number)) or number > high:
+            if not _in_range(path, number):
+                low, high, low_inclusive = _RANGES[path]
                 bracket = "[" if low_inclusive else "("
                 violations.append(FieldViolation(f"config.{path}", f"must be in {bracket}{low}, {high}]"))
                 continue

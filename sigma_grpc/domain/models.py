@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import enum
+import hashlib
+import json
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -73,9 +75,36 @@ class NewDecision:
     price_at_decision: Decimal | None
     gates: tuple[Gate, ...]
     risk_checks: tuple[RiskCheck, ...]
-    reasoning: str
     request_id: str | None
     decided_at: datetime | None
+
+    def content_hash(self) -> bytes:
+        """SHA-256 of everything the request says, request_id aside: equal for a retry, not for a reuse.
+
+        Taken after validation, so spellings of one value that store the same
+        (0.8 and 0.80001 at 4 decimals, "97123.5" and "97123.50") hash the same.
+        An unset `decided_at` is part of the content (the server's time is not).
+        """
+        content = {
+            "symbol": self.symbol,
+            "direction": self.direction.value,
+            "decision_type": self.decision_type.value,
+            "trader_count": self.trader_count,
+            "agreement_pct": str(self.agreement_pct),
+            "effective_k": str(self.effective_k),
+            "avg_confidence": _text(self.avg_confidence),
+            "ev_estimate": _text(self.ev_estimate),
+            "price_at_decision": _text(self.price_at_decision),
+            "gates": [[g.name, g.passed, g.value, g.threshold] for g in self.gates],
+            "risk_checks": [[c.name, c.passed, c.value, c.limit] for c in self.risk_checks],
+            "decided_at": _text(self.decided_at.isoformat() if self.decided_at else None),
+        }
+        canonical = json.dumps(content, sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(canonical.encode()).digest()
+
+
+def _text(value: object) -> str | None:
+    return None if value is None else str(value)
 
 
 @dataclass(frozen=True, slots=True)

@@ -4,21 +4,22 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sigma_grpc.domain.errors import FailedPrecondition, FieldViolation, InvalidArgument
+from sigma_grpc.domain.errors import DomainError, FieldViolation, InvalidArgument, Reason
 from sigma_grpc.domain.models import Decision, DecisionType, Outcome
 
 
 def should_write_outcome(decision: Decision, outcome: Outcome, closed_at: datetime) -> bool:
     """True to store the outcome, False when it repeats the one already stored.
 
-    Raises FailedPrecondition for a non-signal or a different second outcome, and
-    InvalidArgument for a close before the decision.
+    Raises DomainError for a non-signal (NOT_A_SIGNAL) or a different second
+    outcome (OUTCOME_ALREADY_RECORDED), and InvalidArgument for a close before
+    the decision.
     """
     if decision.decision_type is not DecisionType.SIGNAL:
-        raise FailedPrecondition(
+        raise DomainError(
+            Reason.NOT_A_SIGNAL,
             f"only SIGNAL decisions have outcomes; decision {decision.id} is a "
             f"{decision.decision_type.value.upper()}",
-            reason="NOT_A_SIGNAL",
         )
     if decision.has_outcome:
         same = (
@@ -28,10 +29,10 @@ def should_write_outcome(decision: Decision, outcome: Outcome, closed_at: dateti
         )
         if same:
             return False
-        raise FailedPrecondition(
+        raise DomainError(
+            Reason.OUTCOME_ALREADY_RECORDED,
             f"decision {decision.id} already has an outcome (pnl {decision.outcome_pnl}, "
             f"R {decision.outcome_r_multiple}, closed {decision.outcome_closed_at}); outcomes are final",
-            reason="OUTCOME_ALREADY_RECORDED",
         )
     if closed_at < decision.decided_at:
         raise InvalidArgument(

@@ -1,10 +1,15 @@
 """Opaque page tokens for keyset pagination.
 
-A token carries the (decided_at, id) of the last row of a page, a fingerprint of
-the filters it was made for, and a checksum. It is not secret (it only says where
-a list stopped), but a token that was damaged, made up, or made for other
-filters is refused with INVALID_ARGUMENT instead of silently paging through
-something else.
+A token carries a version, the (sort time, id) of the last row of a page, a
+fingerprint of the filters it was made for, and a checksum. It is not secret (it
+only says where a list stopped), but a token that was damaged, made up, or made
+for other filters is refused with INVALID_ARGUMENT (reason INVALID_PAGE_TOKEN)
+instead of silently paging through something else.
+
+The fingerprint covers only the filters that are set, so adding a filter field
+later leaves the tokens in flight valid (a new field is unset in every old
+request). Version 1 tokens fingerprinted every field, set or not; they are still
+read, so a rolling upgrade does not break the lists people are paging through.
 """
 
 from __future__ import annotations
@@ -18,13 +23,13 @@ from dataclasses import asdict
 from datetime import UTC, datetime
 from typing import Any
 
-from sigma_grpc.domain.errors import FieldViolation, InvalidArgument
+from sigma_grpc.domain.errors import FieldViolation, InvalidArgument, Reason
 from sigma_grpc.domain.models import PageCursor
 
-# Any frozen dataclass of the filters a list was asked for.
+# Any frozen dataclass of the filters a list was asked for (None = not set).
 Filters = Any
 
-_VERSION = 1
+_VERSION = 2
 _FIELD = "page_token"
 
 
@@ -32,12 +37,23 @@ def _json_value(value: object) -> str:
     return value.isoformat() if isinstance(value, datetime) else str(value)
 
 
-def _fingerprint(filters: Filters) -> str:
-    """A digest of the filters a token was made for (any dataclass of plain values)."""
-    canonical = json.dumps(
-        {"kind": type(filters).__name__, **asdict(filters)}, sort_keys=True, default=_json_value
-    )
+def _digest(content: dict[str, Any]) -> str:
+    canonical = json.dumps(content, sort_keys=True, default=_json_value)
     return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+
+def _fingerprint(filters: Filters) -> str:
+    """A digest of the filters that are set, and of which list they are for."""
+    present = {name: value for name, value in asdict(filters).items() if value is not None}
+    return _digest({"kind": type(filters).__name__, **present})
+
+
+def _fingerprint_v1(filters: Filters) -> str:
+    """Version 1's digest: every field, set or not."""
+    return _digest({"kind": type(filters).__name__, **asdict(filters)})
+
+
+_FINGERPRINTS = {1: _fingerprint_v1, 2: _fingerprint}
 
 
 def _checksum(body: str) -> str:
@@ -68,7 +84,7 @@ def decode_page_token(token: str, filters: Filters) -> PageCursor:
             raise ValueError("checksum")
         fields = json.loads(body)
         version, fingerprint, moment, row_id = fields["v"], fields["f"], fields["t"], fields["i"]
-        if version != _VERSION or not all(isinstance(x, str) for x in (fingerprint, moment, row_id)):
+        if version not in _FINGERPRINTS or not all(isinstance(x, str) for x in (fingerprint, moment, row_id)):
             raise ValueError("shape")
         decided_at = datetime.fromisoformat(moment)
         if decided_at.tzinfo is None:
@@ -80,9 +96,12 @@ def decode_page_token(token: str, filters: Filters) -> PageCursor:
     except (ValueError, KeyError, TypeError, OverflowError, binascii.Error) as exc:
         # The checksum is not a secret: a hand-made token gets here too, and must
         # be refused as a client error, never crash the call.
-        raise InvalidArgument([FieldViolation(_FIELD, "is not a page token issued by this service")]) from exc
-    if fingerprint != _fingerprint(filters):
         raise InvalidArgument(
-            [FieldViolation(_FIELD, "was issued for other filters: repeat the request's filters exactly")]
+            [FieldViolation(_FIELD, "is not a page token issued by this service")], Reason.INVALID_PAGE_TOKEN
+        ) from exc
+    if fingerprint != _FINGERPRINTS[version](filters):
+        raise InvalidArgument(
+            [FieldViolation(_FIELD, "was issued for other filters: repeat the request's filters exactly")],
+            Reason.INVALID_PAGE_TOKEN,
         )
     return cursor

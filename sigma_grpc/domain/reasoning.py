@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 
-from sigma_grpc.domain.models import DecisionType, Direction, Gate, RiskCheck
+from sigma_grpc.domain.models import DecisionType, Direction, Gate, NewDecision, RiskCheck
 
 
 def _number(value: float) -> str:
@@ -106,4 +106,18 @@ def generate_reasoning(
         f"Consensus detected but rejected by risk limits. "
         f"{trader_count} traders, {agreement_pct:.0%} agreement. "
         f"Failed risk checks: {', '.join(failed)}."
+    )
+
+
+def reasoning_for(decision: NewDecision) -> str:
+    """The reasoning of a validated decision, quoting the rounded values that are stored."""
+    return generate_reasoning(
+        decision_type=decision.decision_type,
+        symbol=decision.symbol,
+        direction=decision.direction,
+        trader_count=decision.trader_count,
+        agreement_pct=float(decision.agreement_pct),
+        effective_k=float(decision.effective_k),
+        gates=decision.gates,
+        risk_checks=decision.risk_checks,
     )

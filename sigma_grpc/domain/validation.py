@@ -3,19 +3,23 @@
 Each `validate_*` collects every violation (named by its proto path) and raises
 one `InvalidArgument`, or returns the validated domain value. Numbers are
 rounded here to the scale of their database columns, so storage never sees a
-value it would have to reject or round.
+value it would have to reject or round. Writing the reasoning is not
+validation: the service does it (domain/reasoning.py) once a decision is valid.
 """
 
 from __future__ import annotations
 
+import enum
 import math
 import re
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import ROUND_HALF_EVEN, Decimal
+from typing import TypeVar
 
 from sigma_grpc.domain.errors import FieldViolation, InvalidArgument
+from sigma_grpc.domain.execution import ExecutionStatus
 from sigma_grpc.domain.models import (
     DecisionFilter,
     DecisionType,
@@ -29,7 +33,6 @@ from sigma_grpc.domain.models import (
     StatsQuery,
 )
 from sigma_grpc.domain.pagination import decode_page_token
-from sigma_grpc.domain.reasoning import generate_reasoning
 
 MAX_GATES = 64
 MAX_RISK_CHECKS = 64
@@ -42,14 +45,22 @@ MAX_R_MULTIPLE = Decimal("9999.9999")
 MAX_EFFECTIVE_K = Decimal("999.999")
 # DECIMAL(20,8): 12 integer digits.
 MAX_MONEY = Decimal(10) ** 12
-# Clocks of hl-decide and this service may disagree a little.
+# Clocks of hl-decide and this service may disagree a little. A decision's time
+# may be a minute ahead (hl-decide replays buffers with its own clock); a close
+# time only a few seconds (it is reported after the fact).
 CLOCK_SKEW = timedelta(seconds=60)
+OUTCOME_CLOCK_SKEW = timedelta(seconds=5)
+# Gate and risk-check values and thresholds: any unit, but not absurd magnitudes.
+MAX_CHECK_MAGNITUDE = 1e15
 
 _SYMBOL = re.compile(r"[A-Za-z0-9]{1,16}")
 _CHECK_NAME = re.compile(r"[A-Za-z0-9_.:\-]{1,64}")
 _UNSIGNED_DECIMAL = re.compile(r"[0-9]+(\.[0-9]{1,8})?")
 _SIGNED_DECIMAL = re.compile(r"-?[0-9]+(\.[0-9]{1,8})?")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+_CANONICAL_UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
+
+E = TypeVar("E", bound=enum.Enum)
 
 _ZERO = Decimal(0)
 _ONE = Decimal(1)
@@ -67,12 +78,19 @@ class RawTimestamp:
 
 
 @dataclass(frozen=True, slots=True)
+class UnknownEnum:
+    """An enum number this server does not know (from a newer or broken client)."""
+
+    number: int
+
+
+@dataclass(frozen=True, slots=True)
 class DecisionInput:
     """A LogDecision request as plain values; None means the field was unset."""
 
     symbol: str
-    direction: Direction | None
-    decision_type: DecisionType | None
+    direction: Direction | UnknownEnum | None
+    decision_type: DecisionType | UnknownEnum | None
     trader_count: int
     agreement_pct: float
     effective_k: float
@@ -90,9 +108,9 @@ class ListInput:
     """A ListDecisions request as plain values; None means the field was unset."""
 
     symbol: str = ""
-    decision_type: DecisionType | None = None
-    direction: Direction | None = None
-    outcome: OutcomeFilter | None = None
+    decision_type: DecisionType | UnknownEnum | None = None
+    direction: Direction | UnknownEnum | None = None
+    outcome: OutcomeFilter | UnknownEnum | None = None
     start_time: RawTimestamp | None = None
     end_time: RawTimestamp | None = None
     page_size: int = 0
@@ -105,7 +123,7 @@ class OutcomeInput:
 
     decision_id: str
     outcome_pnl: str
-    outcome_r_multiple: float
+    outcome_r_multiple: float | None
     outcome_closed_at: RawTimestamp | None = None
 
 
@@ -148,9 +166,30 @@ def _check_double(v: _Violations, path: str, value: float, low: Decimal, high: D
     return True
 
 
-def _check_finite(v: _Violations, path: str, value: float | None) -> None:
-    if value is not None and not math.isfinite(value):
+def _check_measure(v: _Violations, path: str, value: float | None) -> None:
+    """A gate's or risk check's value or bound: finite, and not absurdly large."""
+    if value is None:
+        return
+    if not math.isfinite(value):
         v.add(path, "must be a finite number (not NaN or Infinity)")
+    elif abs(value) > MAX_CHECK_MAGNITUDE:
+        v.add(path, "must have a magnitude of at most 1e15")
+
+
+def known_enum(v: _Violations, path: str, value: E | UnknownEnum | None) -> E | None:
+    """The enum value, or None when unset; an unknown number is recorded as a violation."""
+    if isinstance(value, UnknownEnum):
+        v.add(path, f"unknown value {value.number}")
+        return None
+    return value
+
+
+def _check_unique_names(v: _Violations, path: str, names: list[str]) -> None:
+    seen: set[str] = set()
+    for i, name in enumerate(names):
+        if name in seen:
+            v.add(f"{path}[{i}].name", f"duplicates the name {name!r} of an earlier entry")
+        seen.add(name)
 
 
 def _check_name(v: _Violations, path: str, name: str) -> None:
@@ -198,13 +237,11 @@ def parse_timestamp(v: _Violations, path: str, raw: RawTimestamp) -> datetime | 
 
 
 def parse_uuid(v: _Violations, path: str, text: str) -> uuid.UUID | None:
-    try:
-        if _has_control(text) or len(text) > 45:
-            raise ValueError(text)
-        return uuid.UUID(text)
-    except ValueError:
-        v.add(path, "must be a UUID such as 0b7f2c1e-6a4d-4e5b-9a8f-3c2d1e0f9a8b")
+    """A UUID written the canonical way (8-4-4-4-12 hex digits); other spellings are refused."""
+    if not _CANONICAL_UUID.fullmatch(text):
+        v.add(path, "must be a UUID in its canonical form, such as 0b7f2c1e-6a4d-4e5b-9a8f-3c2d1e0f9a8b")
         return None
+    return uuid.UUID(text)
 
 
 def validate_uuid(path: str, text: str) -> uuid.UUID:
@@ -216,9 +253,11 @@ def validate_uuid(path: str, text: str) -> uuid.UUID:
 
 
 def validate_decision(raw: DecisionInput, *, now: datetime) -> NewDecision:
-    """Check a LogDecision request and build the decision to store, reasoning included."""
+    """Check a LogDecision request and build the decision to store (its reasoning is written later)."""
     v = _Violations()
     _check_symbol(v, "symbol", raw.symbol)
+    direction = known_enum(v, "direction", raw.direction)
+    decision_type = known_enum(v, "decision_type", raw.decision_type)
     if raw.direction is None:
         v.add("direction", "must be set (DIRECTION_LONG, DIRECTION_SHORT or DIRECTION_NONE)")
     if raw.decision_type is None:
@@ -239,14 +278,16 @@ def validate_decision(raw: DecisionInput, *, now: datetime) -> NewDecision:
         v.add("gates", f"must have at most {MAX_GATES} entries")
     for i, gate in enumerate(raw.gates):
         _check_name(v, f"gates[{i}].name", gate.name)
-        _check_finite(v, f"gates[{i}].value", gate.value)
-        _check_finite(v, f"gates[{i}].threshold", gate.threshold)
+        _check_measure(v, f"gates[{i}].value", gate.value)
+        _check_measure(v, f"gates[{i}].threshold", gate.threshold)
+    _check_unique_names(v, "gates", [g.name for g in raw.gates])
     if len(raw.risk_checks) > MAX_RISK_CHECKS:
         v.add("risk_checks", f"must have at most {MAX_RISK_CHECKS} entries")
     for i, check in enumerate(raw.risk_checks):
         _check_name(v, f"risk_checks[{i}].name", check.name)
-        _check_finite(v, f"risk_checks[{i}].value", check.value)
-        _check_finite(v, f"risk_checks[{i}].limit", check.limit)
+        _check_measure(v, f"risk_checks[{i}].value", check.value)
+        _check_measure(v, f"risk_checks[{i}].limit", check.limit)
+    _check_unique_names(v, "risk_checks", [c.name for c in raw.risk_checks])
 
     if raw.request_id is not None:
         rid = raw.request_id
@@ -257,50 +298,56 @@ def validate_decision(raw: DecisionInput, *, now: datetime) -> NewDecision:
     if raw.decided_at is not None:
         decided_at = parse_timestamp(v, "decided_at", raw.decided_at)
         if decided_at is not None and decided_at > now + CLOCK_SKEW:
-            v.add("decided_at", "must not be in the future")
+            v.add("decided_at", f"must not be more than {CLOCK_SKEW.seconds} seconds in the future")
 
-    if raw.decision_type is DecisionType.SIGNAL:
-        if raw.direction is Direction.NONE:
-            v.add("direction", "a SIGNAL needs DIRECTION_LONG or DIRECTION_SHORT")
-        for i, gate in enumerate(raw.gates):
-            if not gate.passed:
-                v.add(f"gates[{i}].passed", "a SIGNAL needs every gate passed")
-    elif raw.decision_type is DecisionType.SKIP:
-        if not any(not g.passed for g in raw.gates):
-            v.add("gates", "a SKIP needs at least one failed gate")
-    elif raw.decision_type is DecisionType.RISK_REJECT and not any(not c.passed for c in raw.risk_checks):
-        v.add("risk_checks", "a RISK_REJECT needs at least one failed risk check")
+    if decision_type is not None:
+        _check_type_rules(v, raw, decision_type, direction)
 
     v.raise_if_any()
-    assert raw.direction is not None and raw.decision_type is not None
+    assert direction is not None and decision_type is not None
     assert agreement_ok and effective_k_ok
-    agreement = _quantize(raw.agreement_pct, _SCALE_4)
-    effective_k = _quantize(raw.effective_k, _SCALE_3)
     return NewDecision(
         symbol=raw.symbol,
-        direction=raw.direction,
-        decision_type=raw.decision_type,
+        direction=direction,
+        decision_type=decision_type,
         trader_count=raw.trader_count,
-        agreement_pct=agreement,
-        effective_k=effective_k,
+        agreement_pct=_quantize(raw.agreement_pct, _SCALE_4),
+        effective_k=_quantize(raw.effective_k, _SCALE_3),
         avg_confidence=None if raw.avg_confidence is None else _quantize(raw.avg_confidence, _SCALE_4),
         ev_estimate=None if raw.ev_estimate is None else _quantize(raw.ev_estimate, _SCALE_4),
         price_at_decision=price,
         gates=raw.gates,
         risk_checks=raw.risk_checks,
-        reasoning=generate_reasoning(
-            decision_type=raw.decision_type,
-            symbol=raw.symbol,
-            direction=raw.direction,
-            trader_count=raw.trader_count,
-            agreement_pct=float(agreement),
-            effective_k=float(effective_k),
-            gates=raw.gates,
-            risk_checks=raw.risk_checks,
-        ),
         request_id=raw.request_id,
         decided_at=decided_at,
     )
+
+
+def _check_type_rules(
+    v: _Violations, raw: DecisionInput, decision_type: DecisionType, direction: Direction | None
+) -> None:
+    """What SIGNAL, SKIP and RISK_REJECT each mean for the gates, risk checks and traders."""
+    name = decision_type.name
+    failed_gates = [i for i, g in enumerate(raw.gates) if not g.passed]
+    failed_checks = [i for i, c in enumerate(raw.risk_checks) if not c.passed]
+    if decision_type is DecisionType.SKIP:
+        if not failed_gates:
+            v.add("gates", "a SKIP needs at least one failed gate")
+        return
+    # SIGNAL and RISK_REJECT: the consensus held.
+    if decision_type is DecisionType.SIGNAL and direction is Direction.NONE:
+        v.add("direction", "a SIGNAL needs DIRECTION_LONG or DIRECTION_SHORT")
+    if not raw.gates:
+        v.add("gates", f"a {name} needs at least one gate (all passed)")
+    for i in failed_gates:
+        v.add(f"gates[{i}].passed", f"a {name} needs every gate passed")
+    if raw.trader_count == 0:  # a negative count is already refused
+        v.add("trader_count", f"a {name} needs at least 1 trader")
+    if decision_type is DecisionType.SIGNAL:
+        for i in failed_checks:
+            v.add(f"risk_checks[{i}].passed", "a SIGNAL needs every risk check passed")
+    elif not failed_checks:
+        v.add("risk_checks", "a RISK_REJECT needs at least one failed risk check")
 
 
 def validate_list(raw: ListInput) -> ListQuery:
@@ -310,6 +357,9 @@ def validate_list(raw: ListInput) -> ListQuery:
     if raw.symbol:
         _check_symbol(v, "symbol", raw.symbol)
         symbol = raw.symbol
+    decision_type = known_enum(v, "decision_type", raw.decision_type)
+    direction = known_enum(v, "direction", raw.direction)
+    outcome = known_enum(v, "outcome", raw.outcome)
     start = parse_timestamp(v, "start_time", raw.start_time) if raw.start_time else None
     end = parse_timestamp(v, "end_time", raw.end_time) if raw.end_time else None
     if start is not None and end is not None and end <= start:
@@ -319,15 +369,28 @@ def validate_list(raw: ListInput) -> ListQuery:
     v.raise_if_any()
     decision_filter = DecisionFilter(
         symbol=symbol,
-        decision_type=raw.decision_type,
-        direction=raw.direction,
-        outcome=raw.outcome,
+        decision_type=decision_type,
+        direction=direction,
+        outcome=outcome,
         start_time=start,
         end_time=end,
     )
     cursor = decode_page_token(raw.page_token, decision_filter) if raw.page_token else None
     page_size = min(raw.page_size or DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
     return ListQuery(filter=decision_filter, page_size=page_size, cursor=cursor)
+
+
+def validate_execution_list(
+    decision_id: str, status: ExecutionStatus | UnknownEnum | None, page_size: int
+) -> tuple[uuid.UUID | None, ExecutionStatus | None]:
+    """Check a ListExecutions request's filters: the decision id (when given) and the status."""
+    v = _Violations()
+    parsed = parse_uuid(v, "decision_id", decision_id) if decision_id else None
+    known_status = known_enum(v, "status", status)
+    if page_size < 0:
+        v.add("page_size", "must not be negative (0 means the default, 50)")
+    v.raise_if_any()
+    return parsed, known_status
 
 
 def validate_stats(days: int | None, symbol: str | None) -> StatsQuery:
@@ -350,17 +413,24 @@ def validate_outcome(raw: OutcomeInput, *, now: datetime) -> Outcome:
         v.add("outcome_pnl", "is required: a signed decimal such as -12.5")
     else:
         pnl = parse_decimal(v, "outcome_pnl", raw.outcome_pnl, signed=True)
-    r_ok = _check_double(v, "outcome_r_multiple", raw.outcome_r_multiple, -MAX_R_MULTIPLE, MAX_R_MULTIPLE)
+    r_multiple = raw.outcome_r_multiple
+    if r_multiple is None:
+        v.add("outcome_r_multiple", "is required: the realised R-multiple (0 for a breakeven)")
+    else:
+        _check_double(v, "outcome_r_multiple", r_multiple, -MAX_R_MULTIPLE, MAX_R_MULTIPLE)
     closed_at = None
     if raw.outcome_closed_at is not None:
         closed_at = parse_timestamp(v, "outcome_closed_at", raw.outcome_closed_at)
-        if closed_at is not None and closed_at > now + CLOCK_SKEW:
-            v.add("outcome_closed_at", "must not be in the future")
+        if closed_at is not None and closed_at > now + OUTCOME_CLOCK_SKEW:
+            v.add(
+                "outcome_closed_at",
+                f"must not be in the future (at most {OUTCOME_CLOCK_SKEW.seconds} seconds of clock skew)",
+            )
     v.raise_if_any()
-    assert decision_id is not None and pnl is not None and r_ok
+    assert decision_id is not None and pnl is not None and r_multiple is not None
     return Outcome(
         decision_id=decision_id,
         pnl=pnl,
-        r_multiple=_quantize(raw.outcome_r_multiple, _SCALE_4),
+        r_multiple=_quantize(r_multiple, _SCALE_4),
         closed_at=closed_at,
     )

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from sigma_grpc.clock import Clock, utc_now
-from sigma_grpc.domain.errors import NotFound
+from sigma_grpc.domain.errors import DomainError, Reason
 from sigma_grpc.domain.models import Decision, PageCursor
 from sigma_grpc.domain.outcomes import should_write_outcome
 from sigma_grpc.domain.pagination import encode_page_token
+from sigma_grpc.domain.reasoning import reasoning_for
 from sigma_grpc.domain.stats import Stats, build_stats
 from sigma_grpc.domain.validation import (
     DecisionInput,
@@ -26,14 +27,26 @@ class DecisionLog:
         self._store = store
         self._clock = clock
 
-    async def log(self, raw: DecisionInput) -> Decision:
-        return await self._store.insert(validate_decision(raw, now=self._clock()))
+    async def log(self, raw: DecisionInput) -> tuple[Decision, bool]:
+        """Store a decision; returns it and whether the request replayed an earlier one."""
+        new = validate_decision(raw, now=self._clock())
+        reasoning = reasoning_for(new)
+        request_hash = new.content_hash() if new.request_id is not None else None
+        inserted = await self._store.insert(new, reasoning=reasoning, request_hash=request_hash)
+        # Rows stored before hashes were kept (None) are taken as replays, as they were then.
+        if inserted.replayed and inserted.request_hash not in (None, request_hash):
+            raise DomainError(
+                Reason.REQUEST_ID_REUSED,
+                f"request_id {new.request_id!r} was already used for decision {inserted.decision.id} "
+                "with other content: use a new request_id for a new decision",
+            )
+        return inserted.decision, inserted.replayed
 
     async def get(self, decision_id: str) -> Decision:
         parsed = validate_uuid("id", decision_id)
         decision = await self._store.get(parsed)
         if decision is None:
-            raise NotFound(f"decision {parsed} not found", reason="DECISION_NOT_FOUND")
+            raise DomainError(Reason.DECISION_NOT_FOUND, f"decision {parsed} not found")
         return decision
 
     async def list(self, raw: ListInput) -> tuple[list[Decision], str]:
@@ -55,5 +68,5 @@ class DecisionLog:
             outcome, lambda locked, closed_at: should_write_outcome(locked, outcome, closed_at)
         )
         if decision is None:
-            raise NotFound(f"decision {outcome.decision_id} not found", reason="DECISION_NOT_FOUND")
+            raise DomainError(Reason.DECISION_NOT_FOUND, f"decision {outcome.decision_id} not found")
         return decision

@@ -18,14 +18,9 @@ from datetime import timedelta
 from decimal import Decimal
 from typing import Any
 
+from sigma_grpc import deadline
 from sigma_grpc.clock import Clock, utc_now
-from sigma_grpc.domain.errors import (
-    FailedPrecondition,
-    FieldViolation,
-    InvalidArgument,
-    NotFound,
-    Unavailable,
-)
+from sigma_grpc.domain.errors import DomainError, Reason
 from sigma_grpc.domain.execution import (
     RESTING_IOC,
     AccountState,
@@ -47,7 +42,13 @@ from sigma_grpc.domain.execution import (
 )
 from sigma_grpc.domain.models import Decision, DecisionType, Direction, PageCursor
 from sigma_grpc.domain.pagination import decode_page_token, encode_page_token
-from sigma_grpc.domain.validation import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, validate_uuid
+from sigma_grpc.domain.validation import (
+    DEFAULT_PAGE_SIZE,
+    MAX_PAGE_SIZE,
+    UnknownEnum,
+    validate_execution_list,
+    validate_uuid,
+)
 from sigma_grpc.exchange.hyperliquid import AgentWithoutAccount, ExchangeCallFailed, Hyperliquid
 from sigma_grpc.storage.decisions import DecisionStore
 from sigma_grpc.storage.executions import Busy, ExecutionStore
@@ -89,27 +90,27 @@ class Executor:
             wait_until = time.monotonic() + (self._order_expiry + _EXPIRY_MARGIN).total_seconds()
         decision = await self._decisions.get(parsed)
         if decision is None:
-            raise NotFound(f"decision {parsed} not found", reason="DECISION_NOT_FOUND")
+            raise DomainError(Reason.DECISION_NOT_FOUND, f"decision {parsed} not found")
         if decision.decision_type is not DecisionType.SIGNAL or decision.direction is Direction.NONE:
-            raise FailedPrecondition(
+            raise DomainError(
+                Reason.NOT_EXECUTABLE,
                 f"decision {parsed} is a {decision.decision_type.value.upper()} "
                 f"({decision.direction.value}); only LONG or SHORT signals can be executed",
-                reason="NOT_EXECUTABLE",
             )
         existing = await self._executions.by_decision(parsed)
         if existing is not None:
             return await self._follow(existing, wait_until)
         config = await self._executions.config()
         if not config.active:
-            raise FailedPrecondition(
+            raise DomainError(
+                Reason.EXECUTION_DISABLED,
                 "execution is disabled: set both `enabled` and `hl_enabled` with UpdateExecutionConfig",
-                reason="EXECUTION_DISABLED",
             )
         if not config.dry_run and self._exchange.signer is None:
-            raise FailedPrecondition(
+            raise DomainError(
+                Reason.NO_SIGNER,
                 "live execution needs a signer: set SIGMA_HL_PRIVATE_KEY or SIGMA_HL_PRIVATE_KEY_FILE "
                 "(or turn dry_run back on)",
-                reason="NO_SIGNER",
             )
         await self._verify_signer()
         claim = await self._executions.claim(
@@ -142,9 +143,11 @@ class Executor:
         try:
             await self._exchange.verify_signer()
         except AgentWithoutAccount as error:
-            raise FailedPrecondition(str(error), reason="AGENT_WITHOUT_ACCOUNT") from None
+            raise DomainError(Reason.AGENT_WITHOUT_ACCOUNT, str(error)) from None
         except ExchangeCallFailed as error:
-            raise Unavailable(f"{error}; nothing was executed, retrying is safe") from None
+            raise DomainError(
+                Reason.EXCHANGE_UNAVAILABLE, f"{error}; nothing was executed, retrying is safe"
+            ) from None
 
     async def _follow(self, execution: Execution, wait_until: float | None) -> Execution:
         """An existing execution: settle it if it needs it, or wait for the caller running it."""
@@ -161,6 +164,14 @@ class Executor:
             execution = current
 
     async def _attempt(self, claim: Execution, decision: Decision, config: ExecutionConfig) -> Execution:
+        # The attempt outlives the caller that started it: its database calls are not
+        # bounded by that caller's deadline, and its result is recorded whatever happens.
+        with deadline.unbounded():
+            return await self._attempt_unbounded(claim, decision, config)
+
+    async def _attempt_unbounded(
+        self, claim: Execution, decision: Decision, config: ExecutionConfig
+    ) -> Execution:
         try:
             result = await self._run(claim, decision, config)
         except ExchangeCallFailed as error:
@@ -358,29 +369,23 @@ class Executor:
         parsed = validate_uuid("id", execution_id)
         execution = await self._executions.get(parsed)
         if execution is None:
-            raise NotFound(f"execution {parsed} not found", reason="EXECUTION_NOT_FOUND")
+            raise DomainError(Reason.EXECUTION_NOT_FOUND, f"execution {parsed} not found")
         return await self._follow(execution, None)
 
     async def list(
-        self, decision_id: str, status: ExecutionStatus | None, page_size: int, page_token: str
+        self,
+        decision_id: str,
+        status: ExecutionStatus | UnknownEnum | None,
+        page_size: int,
+        page_token: str,
     ) -> tuple[list[Execution], str]:
-        violations: list[FieldViolation] = []
-        parsed = None
-        if decision_id:
-            try:
-                parsed = validate_uuid("decision_id", decision_id)
-            except InvalidArgument as error:
-                violations += error.violations
-        if page_size < 0:
-            violations.append(FieldViolation("page_size", "must not be negative (0 means the default, 50)"))
-        if violations:
-            raise InvalidArgument(violations)
-        filters = _Filters(str(parsed) if parsed else None, status.value if status else None)
+        parsed, known_status = validate_execution_list(decision_id, status, page_size)
+        filters = _Filters(str(parsed) if parsed else None, known_status.value if known_status else None)
         cursor = decode_page_token(page_token, filters) if page_token else None
         size = min(page_size or DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
         executions, more = await self._executions.list_page(
             decision_id=parsed,
-            status=status,
+            status=known_status,
             page_size=size,
             after=(cursor.sort_time, cursor.id) if cursor else None,
         )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -24,6 +25,7 @@ from sigma_grpc.domain.models import (
     StatsQuery,
     StatsRows,
 )
+from sigma_grpc.storage.pool import Database
 
 _COLUMNS = """
     id, created_at, decided_at, request_id, symbol, direction, decision_type, trader_count,
@@ -100,24 +102,37 @@ def _filter_sql(f: DecisionFilter, args: list[Any]) -> list[str]:
     return where
 
 
+@dataclass(frozen=True, slots=True)
+class Inserted:
+    """What an insert did: stored `decision`, or found the row that already had its request_id.
+
+    `replayed` is True in the second case, with `request_hash` the stored row's
+    hash (None for rows stored before hashes were kept).
+    """
+
+    decision: Decision
+    replayed: bool
+    request_hash: bytes | None
+
+
 class DecisionStore:
     """The decision_logs table."""
 
-    def __init__(self, pool: asyncpg.Pool) -> None:
-        self._pool = pool
+    def __init__(self, db: Database) -> None:
+        self._db = db
 
-    async def insert(self, new: NewDecision) -> Decision:
-        """Store a decision; with a request_id already used, return the first decision instead."""
-        async with self._pool.acquire() as conn:
+    async def insert(self, new: NewDecision, *, reasoning: str, request_hash: bytes | None) -> Inserted:
+        """Store a decision, unless its request_id was used: then report the row that has it."""
+        async with self._db.connection() as conn:
             row = await conn.fetchrow(
                 f"""
                 INSERT INTO decision_logs (
                     symbol, direction, decision_type, trader_count, agreement_pct, effective_k,
                     avg_confidence, ev_estimate, price_at_decision, gates, risk_checks, reasoning,
-                    request_id, decided_at
+                    request_id, request_hash, decided_at
                 )
-                VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13,
-                        COALESCE($14::timestamptz, NOW()))
+                VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14,
+                        COALESCE($15::timestamptz, NOW()))
                 ON CONFLICT (request_id) DO NOTHING
                 RETURNING {_COLUMNS}
                 """,
@@ -132,21 +147,23 @@ class DecisionStore:
                 new.price_at_decision,
                 [_gate_json(g) for g in new.gates],
                 [_risk_json(c) for c in new.risk_checks],
-                new.reasoning,
+                reasoning,
                 new.request_id,
+                request_hash if new.request_id is not None else None,
                 new.decided_at,
             )
-            if row is None:
-                # The conflicting insert has committed (ON CONFLICT waited for it),
-                # so this statement's fresh snapshot sees it.
-                row = await conn.fetchrow(
-                    f"SELECT {_COLUMNS} FROM decision_logs WHERE request_id = $1", new.request_id
-                )
+            if row is not None:
+                return Inserted(_decision(row), replayed=False, request_hash=request_hash)
+            # The conflicting insert has committed (ON CONFLICT waited for it),
+            # so this statement's fresh snapshot sees it.
+            row = await conn.fetchrow(
+                f"SELECT {_COLUMNS}, request_hash FROM decision_logs WHERE request_id = $1", new.request_id
+            )
             assert row is not None
-            return _decision(row)
+            return Inserted(_decision(row), replayed=True, request_hash=row["request_hash"])
 
     async def get(self, decision_id: uuid.UUID) -> Decision | None:
-        row = await self._pool.fetchrow(f"SELECT {_COLUMNS} FROM decision_logs WHERE id = $1", decision_id)
+        row = await self._db.fetchrow(f"SELECT {_COLUMNS} FROM decision_logs WHERE id = $1", decision_id)
         return None if row is None else _decision(row)
 
     async def list(self, query: ListQuery) -> tuple[list[Decision], bool]:
@@ -162,12 +179,15 @@ class DecisionStore:
             f"{'WHERE ' + ' AND '.join(where) if where else ''} "
             f"ORDER BY decided_at DESC, id DESC LIMIT ${len(args)}"
         )
-        rows = await self._pool.fetch(sql, *args)
+        rows = await self._db.fetch(sql, *args)
         return [_decision(r) for r in rows[: query.page_size]], len(rows) > query.page_size
 
     async def stats_rows(self, query: StatsQuery) -> StatsRows:
         """Counts per symbol and gate failures over one consistent snapshot of the window."""
-        async with self._pool.acquire() as conn, conn.transaction(isolation="repeatable_read", readonly=True):
+        async with (
+            self._db.connection() as conn,
+            conn.transaction(isolation="repeatable_read", readonly=True),
+        ):
             window_start: datetime = await conn.fetchval(
                 "SELECT NOW() - make_interval(days => $1::int)", query.days
             )
@@ -231,7 +251,7 @@ class DecisionStore:
         (raising to refuse) and returns whether to write; `closed_at` is the
         outcome's time or the database's now. Returns None for an unknown id.
         """
-        async with self._pool.acquire() as conn, conn.transaction():
+        async with self._db.connection() as conn, conn.transaction():
             row = await conn.fetchrow(
                 f"SELECT {_COLUMNS}, NOW() AS now FROM decision_logs WHERE id = $1 FOR UPDATE",
                 outcome.decision_id,

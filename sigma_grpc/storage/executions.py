@@ -24,6 +24,7 @@ from sigma_grpc.domain.execution import (
     Side,
     config_changes,
 )
+from sigma_grpc.storage.pool import Database
 
 _CONFIG_COLUMNS = """
     enabled, hl_enabled, dry_run, hl_max_leverage, hl_max_position_pct, hl_max_exposure_pct,
@@ -74,12 +75,12 @@ def _lock_key(name: str) -> int:
 
 
 class ExecutionStore:
-    def __init__(self, pool: asyncpg.Pool) -> None:
-        self._pool = pool
+    def __init__(self, db: Database) -> None:
+        self._db = db
         self._local_locks: dict[str, asyncio.Lock] = {}
 
     async def config(self) -> ExecutionConfig:
-        row = await self._pool.fetchrow(f"SELECT {_CONFIG_COLUMNS} FROM execution_config WHERE id = 1")
+        row = await self._db.fetchrow(f"SELECT {_CONFIG_COLUMNS} FROM execution_config WHERE id = 1")
         assert row is not None, "migration 061 inserts the config row"
         return _config(row)
 
@@ -87,7 +88,7 @@ class ExecutionStore:
         self, change: Callable[[ExecutionConfig], ExecutionConfig], actor: str | None
     ) -> ExecutionConfig:
         """Apply `change` to the config under a row lock and audit every changed field."""
-        async with self._pool.acquire() as conn, conn.transaction():
+        async with self._db.connection() as conn, conn.transaction():
             row = await conn.fetchrow(
                 f"SELECT {_CONFIG_COLUMNS} FROM execution_config WHERE id = 1 FOR UPDATE"
             )
@@ -125,7 +126,7 @@ class ExecutionStore:
         order_expires_at: datetime,
     ) -> Execution | None:
         """Insert the PENDING execution that claims the decision; None when another caller has it."""
-        row = await self._pool.fetchrow(
+        row = await self._db.fetchrow(
             f"""
             INSERT INTO execution_logs (decision_id, symbol, side, leverage, cloid, network,
                                         account_address, dry_run, order_expires_at)
@@ -151,7 +152,7 @@ class ExecutionStore:
         """Store a result on a PENDING or UNKNOWN execution; a settled one is never overwritten."""
         values = [getattr(result, name) for name in _RESULT_FIELDS]
         sets = ", ".join(f"{name} = COALESCE(${i}, {name})" for i, name in enumerate(_RESULT_FIELDS, start=5))
-        row = await self._pool.fetchrow(
+        row = await self._db.fetchrow(
             f"""
             UPDATE execution_logs
             SET status = $2, reason = $3, error_message = $4, {sets}, updated_at = NOW()
@@ -171,11 +172,11 @@ class ExecutionStore:
         return _execution(row)
 
     async def get(self, execution_id: uuid.UUID) -> Execution | None:
-        row = await self._pool.fetchrow(f"SELECT {_COLUMNS} FROM execution_logs WHERE id = $1", execution_id)
+        row = await self._db.fetchrow(f"SELECT {_COLUMNS} FROM execution_logs WHERE id = $1", execution_id)
         return None if row is None else _execution(row)
 
     async def by_decision(self, decision_id: uuid.UUID) -> Execution | None:
-        row = await self._pool.fetchrow(
+        row = await self._db.fetchrow(
             f"SELECT {_COLUMNS} FROM execution_logs WHERE decision_id = $1", decision_id
         )
         return None if row is None else _execution(row)
@@ -200,7 +201,7 @@ class ExecutionStore:
             args += list(after)
             where.append(f"(created_at, id) < (${len(args) - 1}, ${len(args)})")
         args.append(page_size + 1)
-        rows = await self._pool.fetch(
+        rows = await self._db.fetch(
             f"SELECT {_COLUMNS} FROM execution_logs "
             f"{'WHERE ' + ' AND '.join(where) if where else ''} "
             f"ORDER BY created_at DESC, id DESC LIMIT ${len(args)}",
@@ -210,7 +211,7 @@ class ExecutionStore:
 
     async def unsettled(self, limit: int = 100) -> list[Execution]:
         """UNKNOWN executions, and PENDING ones whose order has expired (their caller is gone)."""
-        rows = await self._pool.fetch(
+        rows = await self._db.fetch(
             f"""
             SELECT {_COLUMNS} FROM execution_logs
             WHERE status = 'unknown' OR (status = 'pending' AND order_expires_at < NOW())
@@ -222,7 +223,7 @@ class ExecutionStore:
 
     async def open_paper_positions(self) -> list[tuple[str, Side, Decimal]]:
         """Simulated fills on the paper account whose signal has no outcome yet: (symbol, side, size)."""
-        rows = await self._pool.fetch(
+        rows = await self._db.fetch(
             """
             SELECT e.symbol, e.side, e.fill_size
             FROM execution_logs e JOIN decision_logs d ON d.id = e.decision_id
@@ -233,7 +234,7 @@ class ExecutionStore:
 
     async def unknown_notional(self, account_address: str) -> Decimal:
         """Notional of this account's live orders whose fate is unknown (they may be open positions)."""
-        value: Decimal = await self._pool.fetchval(
+        value: Decimal = await self._db.fetchval(
             """
             SELECT COALESCE(sum(size * COALESCE(limit_price, mid_price, 0)), 0)
             FROM execution_logs
@@ -258,7 +259,7 @@ class ExecutionStore:
             raise Busy(f"{key} stayed busy") from None
         try:
             lock_id = _lock_key(key)
-            async with self._pool.acquire() as conn:
+            async with self._db.connection() as conn:
                 while not await conn.fetchval("SELECT pg_try_advisory_lock($1)", lock_id):
                     if time.monotonic() > deadline:
                         raise Busy(f"{key} stayed busy on another replica")
@@ -272,7 +273,7 @@ class ExecutionStore:
 
     async def next_nonce(self, signer: str) -> int:
         """The signer's next nonce: max(now in ms, last + 1), atomically, shared by every replica."""
-        nonce: int = await self._pool.fetchval(
+        nonce: int = await self._db.fetchval(
             """
             INSERT INTO signer_nonces (signer, last_nonce) VALUES ($1, $2)
             ON CONFLICT (signer) DO UPDATE
