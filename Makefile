@@ -10,11 +10,11 @@ NODE_STAMP := node_modules/.installed
 
 .PHONY: setup run migrate test check lint gen gen-check breaking bench clean
 
-$(PY_STAMP): pyproject.toml
+$(PY_STAMP): pyproject.toml clients/python/pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11) and "Python 3.11+ is required")'
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dev]'
+	$(PY) -m pip install --quiet -e '.[dev]' -e clients/python
 	@touch $@
 
 $(NODE_STAMP): package.json package-lock.json

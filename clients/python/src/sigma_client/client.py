@@ -1,97 +1,261 @@
-"""An async, typed client of sigma.v1.DecisionService for hl-decide.
+"""An asyncio, typed client of sigma.v1 (DecisionService and ExecutionService) for hl-decide.
 
-    async with DecisionClient("127.0.0.1:50051") as client:
-        decision = await client.log_decision(
+    async with SigmaClient("127.0.0.1:50051") as sigma:
+        logged = await sigma.log_decision(
             symbol="BTC", direction="long", decision_type="signal",
             trader_count=7, agreement_pct=0.8, effective_k=3.2,
             gates=[Gate("supermajority", True, 0.8, 0.7)],
-            price_at_decision="97123.5",
+            price_at_decision=97123.5,
         )
-        await client.record_outcome(decision.id, pnl="12.5", r_multiple=1.2)
+        await sigma.record_outcome(logged.decision.id, pnl="12.5", r_multiple=1.2)
 
-Every call has a deadline (5 s by default). Calls that fail with UNAVAILABLE
-(server restarting, connection refused) are retried by gRPC's own retry policy
-with exponential backoff. That is safe for every method: LogDecision always
-carries a request_id (one is generated when the caller gives none), so a retry
-of a call that did reach the server returns the first decision; RecordOutcome
-is idempotent by value; the others only read.
+Retries are the client's own (not gRPC's service-config retry policy, which gives up
+after a fixed number of attempts): every call has an overall deadline (`timeout`,
+10 s by default) and is retried with exponential backoff and full jitter until it
+succeeds, fails with an error that is not retryable, reaches `max_attempts`, or the
+deadline leaves no time for another attempt. No sleep runs past the deadline. What
+is retried, per method:
+
+- UNAVAILABLE, for every method. The reads have no effect; LogDecision carries a
+  request_id; RecordOutcome is idempotent by value; ExecuteSignal is idempotent by
+  decision (one execution per decision: a retry that reaches a server which already
+  executed, or is executing, the decision gets that execution, never a second order);
+  UpdateExecutionConfig sets the same values again.
+- DEADLINE_EXCEEDED of one attempt, for LogDecision and RecordOutcome only. Their
+  attempts are capped at `attempt_timeout` (3 s by default) so that one hung attempt
+  leaves time for more. LogDecision: a retry with the same request_id returns the
+  decision stored by the attempt that timed out (`replayed`), or stores it once.
+  RecordOutcome: repeating the outcome already recorded returns the decision
+  unchanged (an omitted closed_at is not a difference), so a retry after an attempt
+  that did write is a success, not an error. Every other method gives each attempt
+  the whole time left: for reads a slow answer is worth waiting for rather than
+  asking again, and ExecuteSignal waits on the server for an execution in progress
+  within the caller's deadline, so a fresh attempt could only wait less.
+
+When the deadline ends the retries, the error raised is the last attempt's: an
+`UnavailableError` when the server kept answering UNAVAILABLE, a
+`DeadlineExceededError` when the last attempt ran out of time. `error.attempts`
+says how many attempts were made.
 """
 
 from __future__ import annotations
 
-import json
+import asyncio
+import logging
+import math
+import random
 import uuid
 from collections.abc import AsyncIterator, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
-from decimal import Decimal
 from types import TracebackType
-from typing import Any
+from typing import Any, Self, TypeVar
 
 import grpc
+import grpc.aio
+from google.protobuf import field_mask_pb2
 
-from sigma_grpc.api.decision_convert import DECISION_TYPE_TO_PB, DIRECTION_TO_PB, OUTCOME_TO_PB
-from sigma_grpc.api.wire import timestamp
-from sigma_grpc.domain.models import DecisionType, Direction, Gate, OutcomeFilter, RiskCheck
-from sigma_grpc.gen.sigma.v1 import decision_service_pb2 as pb
-from sigma_grpc.gen.sigma.v1 import decision_service_pb2_grpc as pb_grpc
+from sigma_client import _convert as convert
+from sigma_client._gen.sigma.v1 import decision_service_pb2 as dpb
+from sigma_client._gen.sigma.v1 import decision_service_pb2_grpc as dpb_grpc
+from sigma_client._gen.sigma.v1 import execution_service_pb2 as epb
+from sigma_client._gen.sigma.v1 import execution_service_pb2_grpc as epb_grpc
+from sigma_client._version import __version__
+from sigma_client.errors import from_rpc_error
+from sigma_client.models import DecisionType, Direction, ExecutionStatus, Gate, Metadata, Outcome, RiskCheck
 
-DEFAULT_TIMEOUT_S = 5.0
-DEFAULT_MAX_ATTEMPTS = 5
+__all__ = [
+    "DEFAULT_ATTEMPT_TIMEOUT_S",
+    "DEFAULT_BACKOFF_MULTIPLIER",
+    "DEFAULT_INITIAL_BACKOFF_S",
+    "DEFAULT_MAX_BACKOFF_S",
+    "DEFAULT_TIMEOUT_S",
+    "USER_AGENT",
+    "LoggedDecision",
+    "SigmaClient",
+    "new_request_id",
+]
 
-__all__ = ["DecisionClient", "DecisionType", "Direction", "Gate", "OutcomeFilter", "RiskCheck"]
+log = logging.getLogger("sigma_client")
 
+DEFAULT_TIMEOUT_S = 10.0
+DEFAULT_ATTEMPT_TIMEOUT_S = 3.0
+DEFAULT_INITIAL_BACKOFF_S = 0.1
+DEFAULT_MAX_BACKOFF_S = 2.0
+DEFAULT_BACKOFF_MULTIPLIER = 2.0
+USER_AGENT = f"sigma-grpc-client/{__version__}"
+# An attempt is not started with less time than this before the deadline: it could only time out.
+_MIN_ATTEMPT_S = 0.05
 
-def _service_config(max_attempts: int) -> str:
-    return json.dumps(
-        {
-            "methodConfig": [
-                {
-                    "name": [{"service": "sigma.v1.DecisionService"}],
-                    "retryPolicy": {
-                        "maxAttempts": max_attempts,
-                        "initialBackoff": "0.1s",
-                        "maxBackoff": "2s",
-                        "backoffMultiplier": 2,
-                        "retryableStatusCodes": ["UNAVAILABLE"],
-                    },
-                }
-            ]
-        }
-    )
-
-
-def _decimal_text(value: Decimal | str) -> str:
-    return format(value, "f") if isinstance(value, Decimal) else value
+Request = TypeVar("Request")
+Response = TypeVar("Response")
 
 
-class DecisionClient:
-    """A connection to sigma-grpc; use as an async context manager or call `close()`."""
+@dataclass(frozen=True, slots=True)
+class _Policy:
+    """Which status codes a method retries, and whether its attempts are capped by attempt_timeout."""
+
+    retry_on: frozenset[grpc.StatusCode]
+    capped_attempts: bool
+
+
+# See the module docstring for why each method is in its group.
+_RETRY_UNAVAILABLE = _Policy(frozenset({grpc.StatusCode.UNAVAILABLE}), capped_attempts=False)
+_RETRY_UNAVAILABLE_AND_ATTEMPT_DEADLINE = _Policy(
+    frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED}), capped_attempts=True
+)
+
+
+@dataclass(frozen=True, slots=True)
+class LoggedDecision:
+    """What log_decision did: the stored `decision`, the `request_id` used, and whether it was `replayed`.
+
+    `replayed` is True when the server already had this request_id with the same content
+    (a retry of an attempt that did reach it, or a replay from a buffer): `decision` is the
+    one stored the first time and nothing was written now.
+    """
+
+    decision: dpb.Decision
+    request_id: str
+    replayed: bool
+    attempts: int
+
+
+def new_request_id() -> str:
+    """A fresh idempotency key for log_decision (a UUID4), e.g. to buffer a decision before sending it."""
+    return str(uuid.uuid4())
+
+
+def _positive(name: str, value: object, *, allow_none: bool = False) -> float | None:
+    if value is None and allow_none:
+        return None
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float)
+        or not math.isfinite(value)
+        or value <= 0
+    ):
+        raise ValueError(f"{name} must be a positive number of seconds, got {value!r}")
+    return float(value)
+
+
+def _seconds(name: str, value: object) -> float:
+    checked = _positive(name, value)
+    assert checked is not None
+    return checked
+
+
+def _metadata_pairs(name: str, value: Metadata | None) -> tuple[tuple[str, str | bytes], ...]:
+    if value is None:
+        return ()
+    if isinstance(value, str | bytes):
+        raise ValueError(f"{name} must be (key, value) pairs, got {type(value).__name__}")
+    pairs = tuple(value)
+    for pair in pairs:
+        if (
+            not isinstance(pair, tuple)
+            or len(pair) != 2
+            or not isinstance(pair[0], str)
+            or not isinstance(pair[1], str | bytes)
+        ):
+            raise ValueError(f"{name} must be (str, str | bytes) pairs, got {pair!r}")
+    return pairs
+
+
+class SigmaClient:
+    """A connection to sigma-grpc. Use as an async context manager, or call `close()`.
+
+    Create it inside the event loop that uses it (grpc.aio channels belong to one loop).
+
+    Arguments (all but `target` keyword-only):
+
+    - `target`: "host:port" (any gRPC target string).
+    - `credentials`: grpc.ssl_channel_credentials(...) for TLS; None for a plaintext channel.
+    - `timeout`: the default overall deadline of a call in seconds, retries included (10 s).
+    - `attempt_timeout`: the cap of one attempt of LogDecision and RecordOutcome, whose timed-out
+      attempts are retried (3 s); None lets an attempt use all the time left.
+    - `max_attempts`: at most this many attempts per call; None (default) retries until the
+      deadline; 1 makes exactly one attempt.
+    - `initial_backoff`, `max_backoff`, `backoff_multiplier`: the exponential backoff between
+      attempts (0.1 s, doubling, up to 2 s); each sleep is drawn uniformly from [0, backoff)
+      (full jitter), so that clients restarted together do not retry in lockstep.
+    - `wait_for_ready`: the default of every call (False): when True, an attempt made while the
+      server cannot be reached waits for it instead of failing at once with UNAVAILABLE.
+    - `metadata`: sent with every call, before the call's own metadata (e.g. an authorization
+      header).
+    - `channel_options`: extra grpc channel options, applied after the client's own.
+    """
 
     def __init__(
         self,
         target: str,
         *,
-        timeout: float = DEFAULT_TIMEOUT_S,
-        max_attempts: int = DEFAULT_MAX_ATTEMPTS,
         credentials: grpc.ChannelCredentials | None = None,
+        timeout: float = DEFAULT_TIMEOUT_S,
+        attempt_timeout: float | None = DEFAULT_ATTEMPT_TIMEOUT_S,
+        max_attempts: int | None = None,
+        initial_backoff: float = DEFAULT_INITIAL_BACKOFF_S,
+        max_backoff: float = DEFAULT_MAX_BACKOFF_S,
+        backoff_multiplier: float = DEFAULT_BACKOFF_MULTIPLIER,
+        wait_for_ready: bool = False,
+        metadata: Metadata | None = None,
+        channel_options: Sequence[tuple[str, Any]] = (),
     ) -> None:
+        if not isinstance(target, str) or not target.strip():
+            raise ValueError(f"target must be a non-empty 'host:port' string, got {target!r}")
+        if credentials is not None and not isinstance(credentials, grpc.ChannelCredentials):
+            raise ValueError(f"credentials must be grpc.ChannelCredentials, got {type(credentials).__name__}")
+        self._timeout = _seconds("timeout", timeout)
+        self._attempt_timeout = _positive("attempt_timeout", attempt_timeout, allow_none=True)
+        if max_attempts is not None and (
+            isinstance(max_attempts, bool) or not isinstance(max_attempts, int) or max_attempts < 1
+        ):
+            raise ValueError(
+                f"max_attempts must be an int >= 1 or None (until the deadline), got {max_attempts!r}"
+            )
+        self._max_attempts = max_attempts
+        self._initial_backoff = _seconds("initial_backoff", initial_backoff)
+        self._max_backoff = _seconds("max_backoff", max_backoff)
+        if self._max_backoff < self._initial_backoff:
+            raise ValueError(
+                f"max_backoff ({max_backoff!r}) must not be less than initial_backoff ({initial_backoff!r})"
+            )
+        if (
+            isinstance(backoff_multiplier, bool)
+            or not isinstance(backoff_multiplier, int | float)
+            or not math.isfinite(backoff_multiplier)
+            or backoff_multiplier < 1
+        ):
+            raise ValueError(f"backoff_multiplier must be a number >= 1, got {backoff_multiplier!r}")
+        self._multiplier = float(backoff_multiplier)
+        if not isinstance(wait_for_ready, bool):
+            raise ValueError(f"wait_for_ready must be a bool, got {wait_for_ready!r}")
+        self._wait_for_ready = wait_for_ready
+        self._metadata = _metadata_pairs("metadata", metadata)
+        if isinstance(channel_options, str | bytes) or not all(
+            isinstance(o, tuple) and len(o) == 2 and isinstance(o[0], str) for o in channel_options
+        ):
+            raise ValueError("channel_options must be (name, value) pairs")
         options: list[tuple[str, Any]] = [
-            ("grpc.enable_retries", 1),
-            ("grpc.service_config", _service_config(max_attempts)),
-            # Reconnect quickly after a server restart instead of backing off for seconds.
+            ("grpc.primary_user_agent", USER_AGENT),
+            # The client retries itself (see the module docstring); gRPC's transparent retries of
+            # attempts that never left the client stay on.
+            # Reconnect quickly after a server restart instead of backing off for up to 2 minutes.
             ("grpc.initial_reconnect_backoff_ms", 100),
             ("grpc.min_reconnect_backoff_ms", 100),
             ("grpc.max_reconnect_backoff_ms", 2000),
+            *channel_options,
         ]
+        self._random = random.Random()  # noqa: S311  # backoff jitter, not cryptography
         self._channel = (
             grpc.aio.secure_channel(target, credentials, options=options)
-            if credentials
+            if credentials is not None
             else grpc.aio.insecure_channel(target, options=options)
         )
-        self._stub = pb_grpc.DecisionServiceStub(self._channel)
-        self._timeout = timeout
+        self._decisions = dpb_grpc.DecisionServiceStub(self._channel)
+        self._executions = epb_grpc.ExecutionServiceStub(self._channel)
 
-    async def __aenter__(self) -> DecisionClient:
+    async def __aenter__(self) -> Self:
         return self
 
     async def __aexit__(
@@ -100,93 +264,222 @@ class DecisionClient:
         await self.close()
 
     async def close(self) -> None:
+        """Close the channel; calls still running are cancelled."""
         await self._channel.close()
+
+    # -- the retry loop -------------------------------------------------------------------------------
+
+    async def _call(
+        self,
+        rpc: grpc.aio.UnaryUnaryMultiCallable[Request, Response],
+        request: Request,
+        policy: _Policy,
+        *,
+        timeout: float | None,
+        metadata: Metadata | None,
+        wait_for_ready: bool | None,
+        request_id: str | None = None,
+    ) -> tuple[Response, int]:
+        """Call `rpc` with retries; the response and the number of attempts made."""
+        total = self._timeout if timeout is None else _seconds("timeout", timeout)
+        pairs = self._metadata + _metadata_pairs("metadata", metadata)
+        if wait_for_ready is not None and not isinstance(wait_for_ready, bool):
+            raise ValueError(f"wait_for_ready must be a bool or None, got {wait_for_ready!r}")
+        ready = self._wait_for_ready if wait_for_ready is None else wait_for_ready
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + total
+        backoff = self._initial_backoff
+        attempt = 0
+        while True:
+            attempt += 1
+            left = deadline - loop.time()
+            if policy.capped_attempts and self._attempt_timeout is not None:
+                left = min(left, self._attempt_timeout)
+            try:
+                response = await rpc(request, timeout=left, metadata=pairs, wait_for_ready=ready)
+            except grpc.aio.AioRpcError as error:
+                if error.code() not in policy.retry_on or attempt == self._max_attempts:
+                    raise from_rpc_error(error, attempts=attempt, request_id=request_id) from error
+                # Full jitter, shortened so that the next attempt still starts before the deadline;
+                # when no time is left for one, the last error stands.
+                delay = min(self._random.uniform(0, backoff), deadline - loop.time() - _MIN_ATTEMPT_S)
+                if delay < 0:
+                    raise from_rpc_error(error, attempts=attempt, request_id=request_id) from error
+                log.debug(
+                    "%s failed with %s (attempt %d); retrying in %.3f s",
+                    type(request).__name__.removesuffix("Request"),
+                    error.code().name,
+                    attempt,
+                    delay,
+                )
+                await asyncio.sleep(delay)
+                backoff = min(backoff * self._multiplier, self._max_backoff)
+            else:
+                return response, attempt
+
+    # -- DecisionService ------------------------------------------------------------------------------
 
     async def log_decision(
         self,
         *,
         symbol: str,
-        direction: Direction | str,
-        decision_type: DecisionType | str,
+        direction: Direction | str | int,
+        decision_type: DecisionType | str | int,
         trader_count: int,
         agreement_pct: float,
         effective_k: float,
-        gates: Sequence[Gate] = (),
-        risk_checks: Sequence[RiskCheck] = (),
+        gates: Sequence[Gate | Mapping[str, Any]] = (),
+        risk_checks: Sequence[RiskCheck | Mapping[str, Any]] = (),
         avg_confidence: float | None = None,
         ev_estimate: float | None = None,
-        price_at_decision: Decimal | str | None = None,
+        price_at_decision: convert.Amount | None = None,
         decided_at: datetime | None = None,
         request_id: str | None = None,
         timeout: float | None = None,
-    ) -> pb.Decision:
-        """Record a decision; `direction` is long/short/none, `decision_type` signal/skip/risk_reject."""
-        request = pb.LogDecisionRequest(
-            symbol=symbol,
-            direction=DIRECTION_TO_PB[Direction(direction)],
-            decision_type=DECISION_TYPE_TO_PB[DecisionType(decision_type)],
-            trader_count=trader_count,
-            agreement_pct=agreement_pct,
-            effective_k=effective_k,
-            avg_confidence=avg_confidence,
-            ev_estimate=ev_estimate,
-            price_at_decision=None if price_at_decision is None else _decimal_text(price_at_decision),
-            gates=[
-                pb.Gate(name=g.name, passed=g.passed, value=g.value, threshold=g.threshold) for g in gates
-            ],
-            risk_checks=[
-                pb.RiskCheck(name=c.name, passed=c.passed, value=c.value, limit=c.limit) for c in risk_checks
-            ],
-            request_id=request_id or str(uuid.uuid4()),
-            decided_at=None if decided_at is None else timestamp(decided_at),
-        )
-        response = await self._stub.LogDecision(request, timeout=timeout or self._timeout)
-        return response.decision
+        metadata: Metadata | None = None,
+        wait_for_ready: bool | None = None,
+    ) -> LoggedDecision:
+        """Record one consensus evaluation; the stored decision, the request_id used, and `replayed`.
 
-    async def get_decision(self, decision_id: str, *, timeout: float | None = None) -> pb.Decision:
-        response = await self._stub.GetDecision(
-            pb.GetDecisionRequest(id=decision_id), timeout=timeout or self._timeout
+        `request_id` is the idempotency key: give the one a buffered decision was saved with
+        so that replaying it after a crash cannot store it twice; without one a fresh UUID4 is
+        used for this call and all its retries. Errors carry it as `error.request_id`, so a
+        call that failed for good can be retried later with the same id.
+        `direction`: "long", "short" or "none"; `decision_type`: "signal", "skip" or
+        "risk_reject"; `price_at_decision`: a Decimal, str or float (at most 8 decimals);
+        `decided_at`: a timezone-aware datetime (defaults to the server's time).
+        """
+        if request_id is None:
+            request_id = new_request_id()
+        elif not isinstance(request_id, str) or not request_id:
+            raise ValueError(f"request_id must be a non-empty str, got {request_id!r}")
+        request = dpb.LogDecisionRequest(
+            symbol=convert.text(symbol, "symbol"),
+            direction=convert.direction(direction),
+            decision_type=convert.decision_type(decision_type),
+            trader_count=convert.integer(trader_count, "trader_count"),
+            agreement_pct=convert.real(agreement_pct, "agreement_pct"),
+            effective_k=convert.real(effective_k, "effective_k"),
+            avg_confidence=convert.optional_real(avg_confidence, "avg_confidence"),
+            ev_estimate=convert.optional_real(ev_estimate, "ev_estimate"),
+            price_at_decision=(
+                None if price_at_decision is None else convert.amount(price_at_decision, "price_at_decision")
+            ),
+            gates=convert.gates(gates),
+            risk_checks=convert.risk_checks(risk_checks),
+            request_id=request_id,
+            decided_at=convert.optional_timestamp(decided_at, "decided_at"),
+        )
+        response, attempts = await self._call(
+            self._decisions.LogDecision,
+            request,
+            _RETRY_UNAVAILABLE_AND_ATTEMPT_DEADLINE,
+            timeout=timeout,
+            metadata=metadata,
+            wait_for_ready=wait_for_ready,
+            request_id=request_id,
+        )
+        return LoggedDecision(
+            decision=response.decision, request_id=request_id, replayed=response.replayed, attempts=attempts
+        )
+
+    async def get_decision(
+        self,
+        decision_id: str | uuid.UUID,
+        *,
+        timeout: float | None = None,
+        metadata: Metadata | None = None,
+        wait_for_ready: bool | None = None,
+    ) -> dpb.Decision:
+        """One decision by id (NotFoundError, reason DECISION_NOT_FOUND, when there is none)."""
+        request = dpb.GetDecisionRequest(id=convert.identifier(decision_id, "decision_id"))
+        response, _ = await self._call(
+            self._decisions.GetDecision,
+            request,
+            _RETRY_UNAVAILABLE,
+            timeout=timeout,
+            metadata=metadata,
+            wait_for_ready=wait_for_ready,
         )
         return response.decision
 
     async def list_decisions(
         self,
         *,
-        symbol: str = "",
-        decision_type: DecisionType | str | None = None,
-        direction: Direction | str | None = None,
-        outcome: OutcomeFilter | str | None = None,
+        symbol: str | None = None,
+        decision_type: DecisionType | str | int | None = None,
+        direction: Direction | str | int | None = None,
+        outcome: Outcome | str | int | None = None,
         start_time: datetime | None = None,
         end_time: datetime | None = None,
         page_size: int = 0,
         page_token: str = "",
         timeout: float | None = None,
-    ) -> pb.ListDecisionsResponse:
-        """One page of decisions, newest first; pass `next_page_token` back for the next."""
-        request = pb.ListDecisionsRequest(
-            symbol=symbol,
+        metadata: Metadata | None = None,
+        wait_for_ready: bool | None = None,
+    ) -> dpb.ListDecisionsResponse:
+        """One page of decisions, newest first; pass its `next_page_token` back for the next page.
+
+        Filters left None match everything; `outcome` ("pending", "closed", "win", "loss")
+        selects signals only. `page_size` 0 means the server's default (50).
+        """
+        request = dpb.ListDecisionsRequest(
+            symbol="" if symbol is None else convert.text(symbol, "symbol"),
             decision_type=(
-                DECISION_TYPE_TO_PB[DecisionType(decision_type)]
-                if decision_type
-                else pb.DECISION_TYPE_UNSPECIFIED
+                dpb.DECISION_TYPE_UNSPECIFIED
+                if decision_type is None
+                else convert.decision_type(decision_type)
             ),
-            direction=DIRECTION_TO_PB[Direction(direction)] if direction else pb.DIRECTION_UNSPECIFIED,
-            outcome=OUTCOME_TO_PB[OutcomeFilter(outcome)] if outcome else pb.OUTCOME_UNSPECIFIED,
-            start_time=None if start_time is None else timestamp(start_time),
-            end_time=None if end_time is None else timestamp(end_time),
-            page_size=page_size,
-            page_token=page_token,
+            direction=dpb.DIRECTION_UNSPECIFIED if direction is None else convert.direction(direction),
+            outcome=dpb.OUTCOME_UNSPECIFIED if outcome is None else convert.outcome(outcome),
+            start_time=convert.optional_timestamp(start_time, "start_time"),
+            end_time=convert.optional_timestamp(end_time, "end_time"),
+            page_size=convert.integer(page_size, "page_size"),
+            page_token=convert.text(page_token, "page_token"),
         )
-        response: pb.ListDecisionsResponse = await self._stub.ListDecisions(
-            request, timeout=timeout or self._timeout
+        response, _ = await self._call(
+            self._decisions.ListDecisions,
+            request,
+            _RETRY_UNAVAILABLE,
+            timeout=timeout,
+            metadata=metadata,
+            wait_for_ready=wait_for_ready,
         )
         return response
 
-    async def iter_decisions(self, **filters: Any) -> AsyncIterator[pb.Decision]:
-        """Every decision matching the filters of `list_decisions`, page by page."""
+    async def iter_decisions(
+        self,
+        *,
+        symbol: str | None = None,
+        decision_type: DecisionType | str | int | None = None,
+        direction: Direction | str | int | None = None,
+        outcome: Outcome | str | int | None = None,
+        start_time: datetime | None = None,
+        end_time: datetime | None = None,
+        page_size: int = 0,
+        timeout: float | None = None,
+        metadata: Metadata | None = None,
+        wait_for_ready: bool | None = None,
+    ) -> AsyncIterator[dpb.Decision]:
+        """Every decision matching the filters of list_decisions, newest first, fetched page by page.
+
+        `timeout` applies to each page (each page is one call, with its own retries).
+        """
         token = ""
         while True:
-            page = await self.list_decisions(**filters, page_token=token)
+            page = await self.list_decisions(
+                symbol=symbol,
+                decision_type=decision_type,
+                direction=direction,
+                outcome=outcome,
+                start_time=start_time,
+                end_time=end_time,
+                page_size=page_size,
+                page_token=token,
+                timeout=timeout,
+                metadata=metadata,
+                wait_for_ready=wait_for_ready,
+            )
             for decision in page.decisions:
                 yield decision
             token = page.next_page_token
@@ -194,32 +487,237 @@ class DecisionClient:
                 return
 
     async def get_stats(
-        self, *, days: int | None = None, symbol: str | None = None, timeout: float | None = None
-    ) -> pb.GetStatsResponse:
-        response: pb.GetStatsResponse = await self._stub.GetStats(
-            pb.GetStatsRequest(days=days, symbol=symbol), timeout=timeout or self._timeout
+        self,
+        *,
+        days: int | None = None,
+        symbol: str | None = None,
+        timeout: float | None = None,
+        metadata: Metadata | None = None,
+        wait_for_ready: bool | None = None,
+    ) -> dpb.GetStatsResponse:
+        """Statistics of the last `days` days (server default 7): `totals`, `by_symbol`, `gate_failures`."""
+        request = dpb.GetStatsRequest(
+            days=None if days is None else convert.integer(days, "days"),
+            symbol=None if symbol is None else convert.text(symbol, "symbol"),
+        )
+        response, _ = await self._call(
+            self._decisions.GetStats,
+            request,
+            _RETRY_UNAVAILABLE,
+            timeout=timeout,
+            metadata=metadata,
+            wait_for_ready=wait_for_ready,
         )
         return response
 
     async def record_outcome(
         self,
-        decision_id: str,
+        decision_id: str | uuid.UUID,
         *,
-        pnl: Decimal | str,
+        pnl: convert.Amount,
         r_multiple: float,
         closed_at: datetime | None = None,
         timeout: float | None = None,
-    ) -> pb.Decision:
-        request = pb.RecordOutcomeRequest(
-            decision_id=decision_id,
-            outcome_pnl=_decimal_text(pnl),
-            outcome_r_multiple=r_multiple,
-            outcome_closed_at=None if closed_at is None else timestamp(closed_at),
+        metadata: Metadata | None = None,
+        wait_for_ready: bool | None = None,
+    ) -> dpb.Decision:
+        """Attach a closed position's result to a SIGNAL decision; the decision with its outcome.
+
+        `pnl` in USD: a Decimal, str or float (at most 8 decimals); `r_multiple` is required
+        (0 is a breakeven); `closed_at` is a timezone-aware datetime (defaults to now).
+        Recording the same outcome again is a success (the call is idempotent by value).
+        """
+        request = dpb.RecordOutcomeRequest(
+            decision_id=convert.identifier(decision_id, "decision_id"),
+            outcome_pnl=convert.amount(pnl, "pnl"),
+            outcome_r_multiple=convert.real(r_multiple, "r_multiple"),
+            outcome_closed_at=convert.optional_timestamp(closed_at, "closed_at"),
         )
-        response = await self._stub.RecordOutcome(request, timeout=timeout or self._timeout)
+        response, _ = await self._call(
+            self._decisions.RecordOutcome,
+            request,
+            _RETRY_UNAVAILABLE_AND_ATTEMPT_DEADLINE,
+            timeout=timeout,
+            metadata=metadata,
+            wait_for_ready=wait_for_ready,
+        )
         return response.decision
 
+    # -- ExecutionService -----------------------------------------------------------------------------
 
-def gates_from_dicts(gates: Sequence[Mapping[str, Any]]) -> list[Gate]:
-    """Gates in the plan's dict shape ({"name", "passed", "value", "threshold"})."""
-    return [Gate(g["name"], bool(g["passed"]), g.get("value"), g.get("threshold")) for g in gates]
+    async def execute_signal(
+        self,
+        decision_id: str | uuid.UUID,
+        *,
+        timeout: float | None = None,
+        metadata: Metadata | None = None,
+        wait_for_ready: bool | None = None,
+    ) -> epb.Execution:
+        """Execute a SIGNAL decision (or get its existing execution): at most one per decision.
+
+        A live execution talks to the exchange; give it a `timeout` long enough for that.
+        """
+        request = epb.ExecuteSignalRequest(decision_id=convert.identifier(decision_id, "decision_id"))
+        response, _ = await self._call(
+            self._executions.ExecuteSignal,
+            request,
+            _RETRY_UNAVAILABLE,
+            timeout=timeout,
+            metadata=metadata,
+            wait_for_ready=wait_for_ready,
+        )
+        return response.execution
+
+    async def get_execution(
+        self,
+        execution_id: str | uuid.UUID,
+        *,
+        timeout: float | None = None,
+        metadata: Metadata | None = None,
+        wait_for_ready: bool | None = None,
+    ) -> epb.Execution:
+        """One execution by id (NotFoundError, reason EXECUTION_NOT_FOUND, when there is none)."""
+        request = epb.GetExecutionRequest(id=convert.identifier(execution_id, "execution_id"))
+        response, _ = await self._call(
+            self._executions.GetExecution,
+            request,
+            _RETRY_UNAVAILABLE,
+            timeout=timeout,
+            metadata=metadata,
+            wait_for_ready=wait_for_ready,
+        )
+        return response.execution
+
+    async def list_executions(
+        self,
+        *,
+        decision_id: str | uuid.UUID | None = None,
+        status: ExecutionStatus | str | int | None = None,
+        page_size: int = 0,
+        page_token: str = "",
+        timeout: float | None = None,
+        metadata: Metadata | None = None,
+        wait_for_ready: bool | None = None,
+    ) -> epb.ListExecutionsResponse:
+        """One page of executions, newest first; pass its `next_page_token` back for the next page."""
+        request = epb.ListExecutionsRequest(
+            decision_id="" if decision_id is None else convert.identifier(decision_id, "decision_id"),
+            status=epb.EXECUTION_STATUS_UNSPECIFIED if status is None else convert.execution_status(status),
+            page_size=convert.integer(page_size, "page_size"),
+            page_token=convert.text(page_token, "page_token"),
+        )
+        response, _ = await self._call(
+            self._executions.ListExecutions,
+            request,
+            _RETRY_UNAVAILABLE,
+            timeout=timeout,
+            metadata=metadata,
+            wait_for_ready=wait_for_ready,
+        )
+        return response
+
+    async def iter_executions(
+        self,
+        *,
+        decision_id: str | uuid.UUID | None = None,
+        status: ExecutionStatus | str | int | None = None,
+        page_size: int = 0,
+        timeout: float | None = None,
+        metadata: Metadata | None = None,
+        wait_for_ready: bool | None = None,
+    ) -> AsyncIterator[epb.Execution]:
+        """Every execution matching the filters of list_executions, page by page (`timeout` per page)."""
+        token = ""
+        while True:
+            page = await self.list_executions(
+                decision_id=decision_id,
+                status=status,
+                page_size=page_size,
+                page_token=token,
+                timeout=timeout,
+                metadata=metadata,
+                wait_for_ready=wait_for_ready,
+            )
+            for execution in page.executions:
+                yield execution
+            token = page.next_page_token
+            if not token:
+                return
+
+    async def get_execution_config(
+        self,
+        *,
+        timeout: float | None = None,
+        metadata: Metadata | None = None,
+        wait_for_ready: bool | None = None,
+    ) -> epb.ExecutionConfig:
+        """The execution settings."""
+        response, _ = await self._call(
+            self._executions.GetExecutionConfig,
+            epb.GetExecutionConfigRequest(),
+            _RETRY_UNAVAILABLE,
+            timeout=timeout,
+            metadata=metadata,
+            wait_for_ready=wait_for_ready,
+        )
+        return response.config
+
+    async def update_execution_config(
+        self,
+        *,
+        enabled: bool | None = None,
+        hl_enabled: bool | None = None,
+        dry_run: bool | None = None,
+        hl_max_leverage: int | None = None,
+        hl_max_position_pct: float | None = None,
+        hl_max_exposure_pct: float | None = None,
+        hl_slippage_pct: float | None = None,
+        max_signal_age_s: int | None = None,
+        max_price_drift_pct: float | None = None,
+        actor: str | None = None,
+        timeout: float | None = None,
+        metadata: Metadata | None = None,
+        wait_for_ready: bool | None = None,
+    ) -> epb.ExecutionConfig:
+        """Change the settings given (the others stay as they are); the settings after the change.
+
+        The update mask is the names of the arguments given (not None); `_pct` values are
+        fractions (0.02 = 2 %). `actor` is recorded in the audit table as who made the change
+        (the `x-sigma-actor` metadata). Retrying after UNAVAILABLE sets the same values again.
+        """
+        flags = {"enabled": enabled, "hl_enabled": hl_enabled, "dry_run": dry_run}
+        counts = {"hl_max_leverage": hl_max_leverage, "max_signal_age_s": max_signal_age_s}
+        fractions = {
+            "hl_max_position_pct": hl_max_position_pct,
+            "hl_max_exposure_pct": hl_max_exposure_pct,
+            "hl_slippage_pct": hl_slippage_pct,
+            "max_price_drift_pct": max_price_drift_pct,
+        }
+        values: dict[str, bool | int | float] = {}
+        for name, flag in flags.items():
+            if flag is not None:
+                if not isinstance(flag, bool):
+                    raise ValueError(f"{name} must be a bool, got {flag!r}")
+                values[name] = flag
+        values.update({n: convert.integer(v, n) for n, v in counts.items() if v is not None})
+        values.update({n: convert.real(v, n) for n, v in fractions.items() if v is not None})
+        if not values:
+            raise ValueError("update_execution_config needs at least one setting to change")
+        extra: tuple[tuple[str, str | bytes], ...] = ()
+        if actor is not None:
+            extra = (("x-sigma-actor", convert.text(actor, "actor")),)
+        config = epb.ExecutionConfig()
+        for name, value in values.items():
+            setattr(config, name, value)
+        request = epb.UpdateExecutionConfigRequest(
+            config=config, update_mask=field_mask_pb2.FieldMask(paths=list(values))
+        )
+        response, _ = await self._call(
+            self._executions.UpdateExecutionConfig,
+            request,
+            _RETRY_UNAVAILABLE,
+            timeout=timeout,
+            metadata=(*_metadata_pairs("metadata", metadata), *extra),
+            wait_for_ready=wait_for_ready,
+        )
+        return response.config

@@ -1,0 +1,85 @@
+"""sigma-grpc-client: a light, typed asyncio client of sigma-grpc's sigma.v1 API.
+
+    from sigma_client import SigmaClient, Gate, SigmaError
+
+The responses are the generated protobuf messages (`Decision`, `Execution`,
+`ExecutionConfig`, ...); their modules are `sigma_client.decision_pb2` and
+`sigma_client.execution_pb2` (enum values such as `decision_pb2.DIRECTION_LONG`).
+"""
+
+from sigma_client._gen.sigma.v1 import decision_service_pb2 as decision_pb2
+from sigma_client._gen.sigma.v1 import execution_service_pb2 as execution_pb2
+from sigma_client._version import __version__
+from sigma_client.client import (
+    DEFAULT_ATTEMPT_TIMEOUT_S,
+    DEFAULT_BACKOFF_MULTIPLIER,
+    DEFAULT_INITIAL_BACKOFF_S,
+    DEFAULT_MAX_BACKOFF_S,
+    DEFAULT_TIMEOUT_S,
+    USER_AGENT,
+    LoggedDecision,
+    SigmaClient,
+    new_request_id,
+)
+from sigma_client.errors import (
+    AlreadyExistsError,
+    DeadlineExceededError,
+    ErrorReason,
+    FailedPreconditionError,
+    FieldViolation,
+    InternalError,
+    InvalidArgumentError,
+    NotFoundError,
+    PermissionDeniedError,
+    SigmaError,
+    UnauthenticatedError,
+    UnavailableError,
+)
+from sigma_client.models import DecisionType, Direction, ExecutionStatus, Gate, Metadata, Outcome, RiskCheck
+
+Decision = decision_pb2.Decision
+GetStatsResponse = decision_pb2.GetStatsResponse
+ListDecisionsResponse = decision_pb2.ListDecisionsResponse
+Execution = execution_pb2.Execution
+ExecutionConfig = execution_pb2.ExecutionConfig
+ListExecutionsResponse = execution_pb2.ListExecutionsResponse
+
+__all__ = [
+    "DEFAULT_ATTEMPT_TIMEOUT_S",
+    "DEFAULT_BACKOFF_MULTIPLIER",
+    "DEFAULT_INITIAL_BACKOFF_S",
+    "DEFAULT_MAX_BACKOFF_S",
+    "DEFAULT_TIMEOUT_S",
+    "USER_AGENT",
+    "AlreadyExistsError",
+    "DeadlineExceededError",
+    "Decision",
+    "DecisionType",
+    "Direction",
+    "ErrorReason",
+    "Execution",
+    "ExecutionConfig",
+    "ExecutionStatus",
+    "FailedPreconditionError",
+    "FieldViolation",
+    "Gate",
+    "GetStatsResponse",
+    "InternalError",
+    "InvalidArgumentError",
+    "ListDecisionsResponse",
+    "ListExecutionsResponse",
+    "LoggedDecision",
+    "Metadata",
+    "NotFoundError",
+    "Outcome",
+    "PermissionDeniedError",
+    "RiskCheck",
+    "SigmaClient",
+    "SigmaError",
+    "UnauthenticatedError",
+    "UnavailableError",
+    "__version__",
+    "decision_pb2",
+    "execution_pb2",
+    "new_request_id",
+]
