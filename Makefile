@@ -7,8 +7,10 @@ PY := $(VENV)/bin/python
 BUF := node_modules/.bin/buf
 PY_STAMP := $(VENV)/.installed
 NODE_STAMP := node_modules/.installed
+# The released sigma.v1 contract (a buf image): later changes must not break it.
+BASELINE := protos/released/sigma-v1.json
 
-.PHONY: setup run migrate test check lint gen gen-check breaking bench clean
+.PHONY: setup run migrate test check lint gen gen-check breaking release-contract bench clean
 
 $(PY_STAMP): pyproject.toml clients/python/pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11) and "Python 3.11+ is required")'
@@ -44,13 +46,17 @@ lint: setup
 	$(VENV)/bin/mypy
 	$(BUF) lint
 
-## Compare the contract with another git ref (default: origin/main) under buf's FILE rules.
+## Fail on a breaking change (buf's FILE rules) against the released baseline, or AGAINST=<git ref>.
 breaking: setup
-	$(BUF) breaking --against '.git#ref=$(or $(AGAINST),origin/main)'
+	$(BUF) breaking --against $(if $(AGAINST),'.git#ref=$(AGAINST)',$(BASELINE))
 
-check: lint gen-check
+## Record the contract as released (a deliberate v1 change: see CHANGELOG.md).
+release-contract: setup
+	$(BUF) build --exclude-source-info -o '-#format=json' | $(PY) -m json.tool --indent 1 > $(BASELINE)
 
-## The whole test suite: lint, type checks, buf lint, generated-code drift, then pytest.
+check: lint gen-check breaking
+
+## The whole test suite: lint, type checks, buf lint and breaking, generated-code drift, then pytest.
 test: check
 	$(PY) -m pytest
 
