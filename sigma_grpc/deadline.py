@@ -15,6 +15,9 @@ from contextvars import ContextVar
 
 # Answer this much before the caller's deadline, so the answer still reaches it.
 ANSWER_MARGIN_S = 0.1
+# Storage waits end this much earlier still, leaving room to cancel a statement
+# that ran out of time (so it cannot complete later) and hand its connection back.
+CLEANUP_MARGIN_S = 0.15
 
 _deadline: ContextVar[float | None] = ContextVar("sigma_deadline", default=None)
 
@@ -36,10 +39,15 @@ def unbounded() -> Iterator[None]:
         yield
 
 
-def time_left(default: float) -> float:
-    """Seconds an operation may take: `default`, capped by the deadline less the answer margin."""
+def time_left(default: float, *, cleanup: bool = False) -> float:
+    """Seconds an operation may take: `default`, capped by the deadline less the margins.
+
+    Waits for the database leave CLEANUP_MARGIN_S for the cleanup after them;
+    the cleanup itself (`cleanup=True`) may use that room too.
+    """
     deadline = _deadline.get()
     if deadline is None:
         return default
+    margin = ANSWER_MARGIN_S if cleanup else ANSWER_MARGIN_S + CLEANUP_MARGIN_S
     # Never zero: asyncpg treats a timeout of 0 as "no time at all" only for some calls.
-    return max(min(default, deadline - time.monotonic() - ANSWER_MARGIN_S), 0.001)
+    return max(min(default, deadline - time.monotonic() - margin), 0.001)

@@ -18,6 +18,7 @@ from urllib.parse import urlsplit
 import asyncpg
 import grpc
 import pytest
+from google.protobuf import field_mask_pb2
 
 from sigma_grpc.app import RunningServer, start_server
 from sigma_grpc.config import DEFAULT_MIGRATIONS_DIR, Settings
@@ -28,6 +29,7 @@ from sigma_grpc.gen.sigma.v1 import execution_service_pb2_grpc as epb_grpc
 from sigma_grpc.storage.embedded import start_embedded
 from sigma_grpc.storage.migrate import apply_migrations
 from sigma_grpc.storage.pool import create_pool
+from tests.db_proxy import FreezableProxy
 from tests.helpers import Stub, error_reason, expect_error, signal
 
 
@@ -133,3 +135,42 @@ async def test_a_statement_that_outruns_the_deadline_is_unavailable_and_writes_n
     retried = await api.LogDecision(signal(request_id="blocked"), timeout=5)
     assert not retried.replayed
     assert await clean_db.fetchval("SELECT count(*) FROM decision_logs") == 1
+
+
+async def test_a_database_that_stops_answering_is_unavailable_before_the_deadline(
+    database_url: str, clean_db: asyncpg.Pool
+) -> None:
+    """A partition (no resets, no answers): every kind of call still answers in time, then recovers."""
+    proxy = FreezableProxy(database_url)
+    await proxy.start()
+    pool = await create_pool(proxy.url, min_size=2, max_size=2)
+    server = await start_server(pool, "127.0.0.1:0", Settings(reconcile_interval_s=3600))
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+            api: Stub = pb_grpc.DecisionServiceStub(channel)
+            executions = epb_grpc.ExecutionServiceStub(channel)
+            logged = (await api.LogDecision(signal(request_id="before"), timeout=5)).decision
+
+            proxy.freeze()
+            outcome = pb.RecordOutcomeRequest(decision_id=logged.id, outcome_pnl="1", outcome_r_multiple=0.5)
+            config = epb.UpdateExecutionConfigRequest(
+                config=epb.ExecutionConfig(hl_max_leverage=2),
+                update_mask=field_mask_pb2.FieldMask(paths=["hl_max_leverage"]),
+            )
+            await _unavailable(api.ListDecisions(pb.ListDecisionsRequest(), timeout=2))
+            await _unavailable(api.GetStats(pb.GetStatsRequest(), timeout=2))
+            await _unavailable(api.RecordOutcome(outcome, timeout=2))
+            await _unavailable(executions.UpdateExecutionConfig(config, timeout=2))
+            await _unavailable(api.LogDecision(signal(request_id="during"), timeout=2))
+
+            proxy.thaw()
+            again = await api.LogDecision(signal(request_id="during"), timeout=10)
+            assert (await api.RecordOutcome(outcome, timeout=10)).decision.outcome_pnl == "1.00000000"
+            assert (await executions.UpdateExecutionConfig(config, timeout=10)).config.hl_max_leverage == 2
+    finally:
+        await server.stop(grace=1)
+        await pool.close()
+        await proxy.close()
+    rows = await clean_db.fetch("SELECT request_id FROM decision_logs ORDER BY request_id")
+    assert [r["request_id"] for r in rows] == ["before", "during"]
+    assert again.decision.request_id == "during"

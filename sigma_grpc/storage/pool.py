@@ -1,11 +1,15 @@
 """The asyncpg connection pool, and the one place that bounds and classifies database calls.
 
-Every query goes through `Database` (or a `Connection` it lends): pool acquires
-and statements are capped by the current call's deadline (see
-`sigma_grpc.deadline`), and a lost connection, an unreachable server, a pool
-with no free connection in time, or a statement that ran out of time becomes a
-DomainError with reason DATABASE_UNAVAILABLE, which clients may retry. A write
-that fails this way has either committed completely or not at all.
+Every query goes through `Database` (or a `Connection` it lends): pool acquires,
+statements, BEGIN/COMMIT and the release are capped by the current call's
+deadline (see `sigma_grpc.deadline`), and a lost connection, an unreachable
+server, a pool with no free connection in time, or a statement that ran out of
+time becomes a DomainError with reason DATABASE_UNAVAILABLE, which clients may
+retry. A write that fails this way has either committed completely or not at
+all: a statement that ran out of time is cancelled on the server before the
+answer goes out (asyncpg's cancel request, awaited within what is left of the
+deadline), and a connection that was lost, or whose cancel could not get
+through, is terminated rather than handed back.
 """
 
 from __future__ import annotations
@@ -13,7 +17,7 @@ from __future__ import annotations
 import contextlib
 import json
 from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
-from typing import Any
+from typing import Any, Literal
 
 import asyncpg
 
@@ -53,59 +57,85 @@ def is_unavailable(error: BaseException) -> bool:
     return isinstance(error, _UNAVAILABLE)
 
 
-@contextlib.contextmanager
-def _classified() -> Iterator[None]:
-    try:
-        yield
-    except DomainError:
-        raise
-    except Exception as error:
-        if is_unavailable(error):
-            raise DomainError(
-                Reason.DATABASE_UNAVAILABLE,
-                f"the database is unavailable ({type(error).__name__}); retrying is safe",
-            ) from error
-        raise
+def _unavailable(error: Exception) -> DomainError:
+    return DomainError(
+        Reason.DATABASE_UNAVAILABLE, f"the database is unavailable ({type(error).__name__}); retrying is safe"
+    )
 
 
 def _timeout() -> float:
     return deadline.time_left(STATEMENT_TIMEOUT_S)
 
 
+_ISOLATION = {"read_committed": "READ COMMITTED", "repeatable_read": "REPEATABLE READ"}
+
+
 class Connection:
-    """A pooled connection whose statements are bounded and classified like `Database`'s."""
+    """A pooled connection whose statements are bounded and classified.
+
+    `failure` says how one was not: "timed_out" (the statement is being
+    cancelled; the connection may be reused) or "lost" (terminate it).
+    """
 
     def __init__(self, raw: asyncpg.pool.PoolConnectionProxy) -> None:
         self._raw = raw
+        self.failure: Literal["timed_out", "lost"] | None = None
+
+    @contextlib.contextmanager
+    def _classified(self) -> Iterator[None]:
+        try:
+            yield
+        except DomainError:
+            raise
+        except Exception as error:
+            if is_unavailable(error):
+                cancelled = isinstance(error, TimeoutError | asyncpg.QueryCanceledError)
+                self.failure = "timed_out" if cancelled else "lost"
+                raise _unavailable(error) from error
+            raise
 
     @contextlib.asynccontextmanager
-    async def transaction(self, **options: Any) -> AsyncIterator[None]:
-        """A transaction; BEGIN and COMMIT are classified too (a COMMIT on a lost connection)."""
-        # The body is storage code whose own statements are already classified.
-        with _classified():
-            async with self._raw.transaction(**options):
-                yield
+    async def transaction(
+        self, *, isolation: Literal["read_committed", "repeatable_read"] | None = None, readonly: bool = False
+    ) -> AsyncIterator[None]:
+        """A transaction whose BEGIN and COMMIT are bounded like any statement (asyncpg's are not)."""
+        begin = "BEGIN"
+        if isolation is not None:
+            begin += f" ISOLATION LEVEL {_ISOLATION[isolation]}"
+        if readonly:
+            begin += " READ ONLY"
+        await self.execute(begin)
+        try:
+            yield
+        except BaseException:
+            if self.failure is None:
+                # The body's error is the one to report; a failed ROLLBACK marks the
+                # connection, and the pool's reset (or termination) ends the transaction.
+                with contextlib.suppress(DomainError):
+                    await self.execute("ROLLBACK")
+            raise
+        await self.execute("COMMIT")
 
     async def fetch(self, sql: str, *args: Any) -> list[asyncpg.Record]:
-        with _classified():
+        with self._classified():
             rows: list[asyncpg.Record] = await self._raw.fetch(sql, *args, timeout=_timeout())
             return rows
 
     async def fetchrow(self, sql: str, *args: Any) -> asyncpg.Record | None:
-        with _classified():
+        with self._classified():
             return await self._raw.fetchrow(sql, *args, timeout=_timeout())
 
     async def fetchval(self, sql: str, *args: Any) -> Any:
-        with _classified():
+        with self._classified():
             return await self._raw.fetchval(sql, *args, timeout=_timeout())
 
     async def execute(self, sql: str, *args: Any) -> str:
-        with _classified():
+        with self._classified():
             status: str = await self._raw.execute(sql, *args, timeout=_timeout())
             return status
 
     async def executemany(self, sql: str, args: Iterable[Sequence[Any]]) -> None:
-        with _classified():
+        with self._classified():
             await self._raw.executemany(sql, args, timeout=_timeout())
 
 
@@ -117,13 +147,25 @@ class Database:
 
     @contextlib.asynccontextmanager
     async def connection(self) -> AsyncIterator[Connection]:
-        with _classified():
-            raw = await self.pool.acquire(timeout=_timeout())
         try:
-            yield Connection(raw)
+            raw = await self.pool.acquire(timeout=_timeout())
+        except Exception as error:
+            if is_unavailable(error):
+                raise _unavailable(error) from error
+            raise
+        conn = Connection(raw)
+        try:
+            yield conn
         finally:
-            with _classified():
-                await self.pool.release(raw)
+            if conn.failure == "lost":
+                raw.terminate()  # the pool replaces it; release then returns at once
+            try:
+                # Waits for a timed-out statement's cancellation, then resets; asyncpg
+                # terminates the connection when that does not finish in time.
+                await self.pool.release(raw, timeout=deadline.time_left(STATEMENT_TIMEOUT_S, cleanup=True))
+            except Exception as error:
+                if not is_unavailable(error):
+                    raise
 
     async def fetch(self, sql: str, *args: Any) -> list[asyncpg.Record]:
         async with self.connection() as conn:
