@@ -11,11 +11,17 @@ from decimal import Decimal
 from pathlib import Path
 
 import asyncpg
+import grpc
 import pytest
 
-from sigma_grpc.config import DEFAULT_MIGRATIONS_DIR
+from sigma_grpc.app import start_server
+from sigma_grpc.config import DEFAULT_MIGRATIONS_DIR, Settings
+from sigma_grpc.gen.sigma.v1 import decision_service_pb2 as pb
+from sigma_grpc.gen.sigma.v1 import decision_service_pb2_grpc as pb_grpc
 from sigma_grpc.storage.migrate import MigrationError, apply_migrations
+from sigma_grpc.storage.pool import create_pool
 from tests.conftest import create_database, drop_database
+from tests.helpers import Stub
 
 ROOT = Path(__file__).resolve().parent.parent
 ALL = ["060_decision_logs", "061_execution_config", "062_decision_contract_v1"]
@@ -133,3 +139,59 @@ async def test_a_missing_migrations_folder_is_an_error_not_an_empty_schema(
             await apply_migrations(conn, tmp_path / "nowhere")
     finally:
         await conn.close()
+
+
+async def test_rows_stored_under_the_060_rules_stay_usable_after_062(
+    empty_database: str, tmp_path: Path
+) -> None:
+    """Signals the pre-v1 API accepted (no gate, no trader, a failed risk check) can still get outcomes."""
+    for name in ("060_decision_logs.sql", "061_execution_config.sql"):
+        shutil.copy(DEFAULT_MIGRATIONS_DIR / name, tmp_path)
+    conn = await asyncpg.connect(empty_database)
+    try:
+        await apply_migrations(conn, tmp_path)
+        legacy = [
+            await conn.fetchval(
+                """
+                INSERT INTO decision_logs (symbol, direction, decision_type, trader_count, agreement_pct,
+                                           effective_k, gates, risk_checks, reasoning, request_id)
+                VALUES ('BTC', 'long', 'signal', $1, 0.8, 3.0, $2::jsonb, $3::jsonb, 'old', $4)
+                RETURNING id::text
+                """,
+                trader_count,
+                gates,
+                risk_checks,
+                request_id,
+            )
+            for trader_count, gates, risk_checks, request_id in [
+                (0, "[]", "[]", "old-1"),
+                (3, '[{"name": "g", "passed": true}]', '[{"name": "r", "passed": false}]', "old-2"),
+            ]
+        ]
+        assert await apply_migrations(conn, DEFAULT_MIGRATIONS_DIR) == ["062_decision_contract_v1"]
+    finally:
+        await conn.close()
+
+    pool = await create_pool(empty_database, max_size=2)
+    server = await start_server(pool, "127.0.0.1:0", Settings(reconcile_interval_s=3600))
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+            api: Stub = pb_grpc.DecisionServiceStub(channel)
+            for decision_id in legacy:
+                request = pb.RecordOutcomeRequest(
+                    decision_id=decision_id, outcome_pnl="2", outcome_r_multiple=0.4
+                )
+                closed = (await api.RecordOutcome(request, timeout=5)).decision
+                assert (closed.outcome_pnl, closed.outcome_r_multiple) == ("2.00000000", 0.4)
+            # The new rules hold for every new row, at the database too.
+            with pytest.raises(asyncpg.CheckViolationError):
+                await pool.execute(
+                    """
+                    INSERT INTO decision_logs (symbol, direction, decision_type, trader_count, agreement_pct,
+                                               effective_k, gates, reasoning)
+                    VALUES ('BTC', 'long', 'signal', 0, 0.8, 3.0, '[]'::jsonb, 'new')
+                    """
+                )
+    finally:
+        await server.stop(grace=1)
+        await pool.close()
