@@ -17,6 +17,7 @@ from grpc_reflection.v1alpha import reflection
 from sigma_grpc.api.decision_servicer import DecisionServicer
 from sigma_grpc.api.execution_servicer import ExecutionServicer
 from sigma_grpc.api.in_flight import InFlightCalls
+from sigma_grpc.api.undecodable import UndecodableRequests
 from sigma_grpc.clock import Clock, utc_now
 from sigma_grpc.config import Settings, redact_url
 from sigma_grpc.exchange.hyperliquid import Hyperliquid
@@ -94,7 +95,7 @@ async def start_server(
         clock=clock,
     )
     in_flight = InFlightCalls()
-    server = grpc.aio.server(interceptors=[in_flight, *interceptors])
+    server = grpc.aio.server(interceptors=[in_flight, UndecodableRequests(), *interceptors])
     decision_service_pb2_grpc.add_DecisionServiceServicer_to_server(
         DecisionServicer(DecisionLog(decisions)), server
     )

@@ -142,7 +142,7 @@ def test_validate_decision_leaves_unset_fields_unset() -> None:
         ),
         (
             {"decided_at": RawTimestamp(seconds=-62135596801, nanos=0)},
-            [("decided_at", "must be between years 1 and 9999")],
+            [("decided_at", "must be after 0001-01-01T00:00:00Z and before 9999-12-31T23:59:59.999999Z")],
         ),
         (
             {"direction": None, "decision_type": None, "trader_count": -1},
@@ -426,6 +426,7 @@ def _tampered() -> str:
         pytest.param("é", id="non-ascii"),
         pytest.param(base64.urlsafe_b64encode(b"[1, 2]").decode(), id="json-list"),
         pytest.param(base64.urlsafe_b64encode(b"\xff\xfe").decode(), id="not-utf8"),
+        pytest.param(base64.urlsafe_b64encode(b"[" * 5000).decode(), id="deeply-nested"),
         pytest.param(_tampered(), id="tampered-cursor"),
         pytest.param(forged({"v": 3, "f": "x", "t": NOW.isoformat(), "i": str(ID)}), id="unknown-version"),
         pytest.param(forged({"v": 1, "f": "x", "t": "2025-01-01T00:00:00", "i": str(ID)}), id="naive-time"),

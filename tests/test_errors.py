@@ -317,3 +317,27 @@ async def test_huge_integers_are_invalid_or_clamped(main_env: Env) -> None:
         await api.LogDecision(decided)
     assert list(field_violations(caught.value)) == ["decided_at"]
     assert await main_env.db.fetchval("SELECT count(*) FROM decision_logs") == 0
+
+
+async def test_an_undecodable_request_is_invalid_argument_with_a_reason(channel: grpc.aio.Channel) -> None:
+    """Bytes that are no protobuf message (or a string field that is no UTF-8) never reach a handler."""
+    # No serializers: the payloads go out as the raw bytes given.
+    log_decision: grpc.aio.UnaryUnaryMultiCallable[bytes, bytes] = channel.unary_unary(
+        "/sigma.v1.DecisionService/LogDecision"
+    )
+    get_execution: grpc.aio.UnaryUnaryMultiCallable[bytes, bytes] = channel.unary_unary(
+        "/sigma.v1.ExecutionService/GetExecution"
+    )
+    bad_utf8_symbol = b"\x0a\x02\xff\xfe"  # field 1 (symbol), 2 bytes that are not UTF-8
+    for call, payload in [
+        (log_decision, bad_utf8_symbol),
+        (log_decision, b"\xff\xff\xff\xff"),
+        (log_decision, b"\x0a\x10abc"),  # a length past the end
+        (get_execution, b"\x0a\x01\x80"),
+    ]:
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await call(payload, timeout=5)
+        assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT, caught.value.details()
+        assert error_reason(caught.value) == "VALIDATION_FAILED"
+        (description,) = field_violations(caught.value).values()
+        assert description.startswith("is not a valid sigma.v1."), description

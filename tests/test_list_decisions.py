@@ -183,7 +183,7 @@ async def test_time_filters_are_half_open_on_decided_at(api: Stub) -> None:
     just_before_1 = ts(s.base + timedelta(minutes=1, microseconds=-1))
     assert await list_ids(api, start_time=just_before_1, end_time=s.at(2)) == [s.d1.id]
     # The extreme timestamps the contract accepts are valid filters.
-    everything = await list_ids(api, start_time=raw_ts(MIN_SECONDS), end_time=raw_ts(MAX_SECONDS))
+    everything = await list_ids(api, start_time=raw_ts(MIN_SECONDS, nanos=1000), end_time=raw_ts(MAX_SECONDS))
     assert len(everything) == 10
 
 
@@ -385,6 +385,9 @@ async def test_garbage_page_tokens_are_invalid(api: Stub) -> None:
         base64.urlsafe_b64encode(b'{"b": "x"}').decode(),
         base64.urlsafe_b64encode(b"\xff\xfe\x00").decode(),
         "x" * 5000,
+        # Nesting deep enough to exhaust the JSON parser's recursion, bare and inside a checksum.
+        base64.urlsafe_b64encode(b"[" * 5000).decode(),
+        forge_text("[" * 5000),
     ]
     for token in garbage:
         fields = await invalid_fields(
@@ -441,7 +444,10 @@ def legacy_v1_token(last: pb.Decision, symbol: str) -> str:
 
 def forge(body: object) -> str:
     """A token with a well-formed checksum around an arbitrary body (the checksum is not secret)."""
-    text = json.dumps(body, separators=(",", ":"), sort_keys=True)
+    return forge_text(json.dumps(body, separators=(",", ":"), sort_keys=True))
+
+
+def forge_text(text: str) -> str:
     checksum = hashlib.sha256(f"sigma.v1/page/{text}".encode()).hexdigest()[:12]
     return pack_token({"b": text, "c": checksum})
 
@@ -521,6 +527,8 @@ async def test_malformed_filters_are_invalid(api: Stub) -> None:
         ({"start_time": raw_ts(MAX_SECONDS + 1)}, {"start_time"}),
         ({"end_time": raw_ts(MIN_SECONDS - 1)}, {"end_time"}),
         ({"end_time": raw_ts(MAX_SECONDS + 1)}, {"end_time"}),
+        ({"start_time": raw_ts(MIN_SECONDS)}, {"start_time"}),
+        ({"end_time": raw_ts(MAX_SECONDS, nanos=999_999_000)}, {"end_time"}),
         ({"start_time": raw_ts(0, nanos=1_000_000_000)}, {"start_time"}),
         ({"start_time": raw_ts(0, nanos=-1)}, {"start_time"}),
         # Every violation is listed at once.

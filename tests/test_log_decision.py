@@ -38,7 +38,7 @@ CONTROL = "must not contain control characters"
 PLAIN_PRICE = "must be a positive plain decimal with at most 8 decimals (e.g. 97123.5)"
 CHECK_NAME = "must be 1-64 characters of letters, digits and _.:-"
 REQUEST_ID = "must be 1-128 printable ASCII characters"
-YEARS = "must be between years 1 and 9999"
+YEARS = "must be after 0001-01-01T00:00:00Z and before 9999-12-31T23:59:59.999999Z"
 
 
 async def count_rows(pool: asyncpg.Pool) -> int:
@@ -243,6 +243,10 @@ INVALID_REQUESTS = [
         YEARS,
         id="decided-year-0",
     ),
+    # The first and last microsecond of the range are what PostgreSQL's driver reads as infinities.
+    pytest.param(
+        signal(decided_at=timestamp_pb2.Timestamp(seconds=YEAR_1)), "decided_at", YEARS, id="decided-first-µs"
+    ),
     pytest.param(
         signal(decided_at=timestamp_pb2.Timestamp(seconds=YEAR_10000)),
         "decided_at",
@@ -367,7 +371,7 @@ async def test_boundary_values_are_accepted(api: Stub, clean_db: asyncpg.Pool) -
                 gates=[gate(name, True, -1e15, 5e-324)] + [gate(f"g{i}", True) for i in range(63)],
                 risk_checks=[risk(name, True, 0.0, -0.5)] + [risk(f"r{i}", True) for i in range(63)],
                 request_id=" " + "~" * 127,
-                decided_at=timestamp_pb2.Timestamp(seconds=YEAR_1),
+                decided_at=timestamp_pb2.Timestamp(seconds=YEAR_1, nanos=1000),
             )
         )
     ).decision
@@ -379,7 +383,7 @@ async def test_boundary_values_are_accepted(api: Stub, clean_db: asyncpg.Pool) -
     assert low.gates[0] == pb.Gate(name=name, passed=True, value=-1e15, threshold=5e-324)
     assert low.risk_checks[0] == pb.RiskCheck(name=name, passed=True, value=0.0, limit=-0.5)
     assert low.request_id == " " + "~" * 127
-    assert low.decided_at == timestamp_pb2.Timestamp(seconds=YEAR_1)
+    assert low.decided_at == timestamp_pb2.Timestamp(seconds=YEAR_1, nanos=1000)
 
     high = (
         await api.LogDecision(
@@ -607,6 +611,29 @@ async def test_a_retry_is_recognised_after_normalisation(api: Stub, clean_db: as
     )
     assert again.replayed and again.decision == first.decision
     assert await count_rows(clean_db) == 1
+
+
+async def test_a_negative_zero_is_the_same_request_as_zero(api: Stub, clean_db: asyncpg.Pool) -> None:
+    """-0.0, and what rounds to -0 at its column's scale, stores 0: a retry sending it is a replay."""
+    zeros = {"ev_estimate": 0.0, "agreement_pct": 0.0, "gates": [gate("supermajority", True, 0.0, 0.0)]}
+    first = await api.LogDecision(signal(request_id="zero", **zeros))
+    assert not first.replayed
+    for variant in (
+        {"ev_estimate": -0.0},
+        {"ev_estimate": -0.00001},
+        {"agreement_pct": -0.0},
+        {"gates": [gate("supermajority", True, -0.0, -0.0)]},
+    ):
+        again = await api.LogDecision(signal(request_id="zero", **{**zeros, **variant}))
+        assert again.replayed, variant
+        assert again.decision == first.decision
+    assert await count_rows(clean_db) == 1
+    # Nothing comes back as a negative zero either.
+    unkeyed = await api.LogDecision(
+        signal(**{**zeros, "ev_estimate": -0.0, "gates": [gate("g", True, -0.0)]})
+    )
+    assert math.copysign(1, unkeyed.decision.ev_estimate) == 1
+    assert math.copysign(1, unkeyed.decision.gates[0].value) == 1
 
 
 async def test_concurrent_different_requests_with_one_id_store_one_and_refuse_the_others(

@@ -93,7 +93,7 @@ def decode_page_token(token: str, filters: Filters) -> PageCursor:
         if not 1 <= decided_at.year <= 9999:
             raise ValueError("time out of range")
         cursor = PageCursor(sort_time=decided_at, id=uuid.UUID(row_id))
-    except (ValueError, KeyError, TypeError, OverflowError, binascii.Error) as exc:
+    except (ValueError, KeyError, TypeError, OverflowError, RecursionError, binascii.Error) as exc:
         # The checksum is not a secret: a hand-made token gets here too, and must
         # be refused as a client error, never crash the call.
         raise InvalidArgument(

@@ -13,7 +13,7 @@ import enum
 import math
 import re
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from decimal import ROUND_HALF_EVEN, Decimal
 from typing import TypeVar
@@ -62,6 +62,9 @@ _CANONICAL_UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9
 
 E = TypeVar("E", bound=enum.Enum)
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_FIRST_INSTANT = datetime.min.replace(tzinfo=UTC)
+_LAST_INSTANT = datetime.max.replace(tzinfo=UTC)
 _ZERO = Decimal(0)
 _ONE = Decimal(1)
 _SCALE_4 = Decimal("0.0001")
@@ -141,7 +144,14 @@ class _Violations:
 
 def _quantize(value: float, scale: Decimal) -> Decimal:
     # repr gives the shortest string that round-trips the double: 0.1 stays 0.1.
-    return Decimal(repr(value)).quantize(scale, rounding=ROUND_HALF_EVEN)
+    rounded = Decimal(repr(value)).quantize(scale, rounding=ROUND_HALF_EVEN)
+    # -0.0 (and what rounds to it) stores as 0: it must compare and hash as 0 too.
+    return rounded.copy_abs() if rounded.is_zero() else rounded
+
+
+def _measure(value: float | None) -> float | None:
+    """A gate's or check's number as it is stored and hashed: -0.0 is 0.0 (JSONB has no negative zero)."""
+    return None if value is None else value + 0.0
 
 
 def _has_control(text: str) -> bool:
@@ -216,22 +226,25 @@ def parse_decimal(v: _Violations, path: str, text: str, *, signed: bool) -> Deci
     if not signed and value <= 0:
         v.add(path, "must be greater than 0")
         return None
-    return value.quantize(_SCALE_8)
+    quantized = value.quantize(_SCALE_8)
+    return quantized.copy_abs() if quantized.is_zero() else quantized
 
 
 def parse_timestamp(v: _Violations, path: str, raw: RawTimestamp) -> datetime | None:
-    """A timestamp within years 1-9999, truncated to microseconds (PostgreSQL's precision)."""
+    """A timestamp strictly inside years 1-9999, truncated to microseconds (PostgreSQL's precision).
+
+    The very first and last microsecond of that range are refused too: asyncpg
+    writes and reads them as -infinity and infinity.
+    """
     if not 0 <= raw.nanos < 1_000_000_000:
         v.add(path, "nanos must be between 0 and 999999999")
         return None
     try:
-        moment = datetime(1970, 1, 1, tzinfo=UTC) + timedelta(
-            seconds=raw.seconds, microseconds=raw.nanos // 1000
-        )
+        moment = _EPOCH + timedelta(seconds=raw.seconds, microseconds=raw.nanos // 1000)
     except OverflowError:
         moment = None
-    if moment is None or not 1 <= moment.year <= 9999:
-        v.add(path, "must be between years 1 and 9999")
+    if moment is None or not _FIRST_INSTANT < moment < _LAST_INSTANT:
+        v.add(path, "must be after 0001-01-01T00:00:00Z and before 9999-12-31T23:59:59.999999Z")
         return None
     return moment
 
@@ -316,8 +329,10 @@ def validate_decision(raw: DecisionInput, *, now: datetime) -> NewDecision:
         avg_confidence=None if raw.avg_confidence is None else _quantize(raw.avg_confidence, _SCALE_4),
         ev_estimate=None if raw.ev_estimate is None else _quantize(raw.ev_estimate, _SCALE_4),
         price_at_decision=price,
-        gates=raw.gates,
-        risk_checks=raw.risk_checks,
+        gates=tuple(replace(g, value=_measure(g.value), threshold=_measure(g.threshold)) for g in raw.gates),
+        risk_checks=tuple(
+            replace(c, value=_measure(c.value), limit=_measure(c.limit)) for c in raw.risk_checks
+        ),
         request_id=raw.request_id,
         decided_at=decided_at,
     )
