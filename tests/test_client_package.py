@@ -46,6 +46,7 @@ from sigma_client import (
     execution_pb2,
 )
 from sigma_client._gen.sigma.v1 import errors_pb2
+from sigma_client.errors import from_rpc_error
 
 from sigma_grpc.app import RunningServer, start_server
 from sigma_grpc.config import Settings
@@ -417,7 +418,18 @@ async def test_floats_convert_as_python_shows_them(client: SigmaClient) -> None:
 
 @pytest.mark.parametrize(
     "price",
-    [0.123456789, "97123.123456789", Decimal("1E-9"), 0.1 + 0.2, float("nan"), float("inf"), True, "1,5"],
+    [
+        0.123456789,
+        "97123.123456789",
+        Decimal("1E-9"),
+        0.1 + 0.2,
+        float("nan"),
+        float("inf"),
+        True,
+        "1,5",
+        "1000000000000",  # 13 integer digits: more than DECIMAL(20,8) holds
+        Decimal("1E+999999999"),  # refused at once, never written out digit by digit
+    ],
 )
 async def test_bad_prices_are_refused_before_any_call(
     start: Starter, clean_db: asyncpg.Pool, price: object
@@ -440,6 +452,7 @@ async def test_bad_prices_are_refused_before_any_call(
         ({"decided_at": datetime(2026, 1, 1)}, "decided_at must be timezone-aware"),
         ({"trader_count": 7.0}, "trader_count must be an int"),
         ({"agreement_pct": "0.8"}, "agreement_pct must be a number"),
+        ({"agreement_pct": 10**400}, "agreement_pct must be a number a double can hold"),
         ({"gates": [Gate("supermajority", "yes", 0.8, 0.7)]}, r"gates\[0\].passed must be a bool"),  # type: ignore[arg-type]
         ({"gates": [{"name": "x", "pass": True}]}, r"gates\[0\] needs the keys"),
         ({"request_id": ""}, "request_id must be a non-empty str"),
@@ -728,3 +741,19 @@ async def test_the_package_installs_alone_and_talks_to_the_server(
         "SELECT request_id FROM decision_logs WHERE id = $1", uuid.UUID(result["id"])
     )
     assert stored == "from-a-fresh-venv"
+
+
+def test_a_reason_from_another_error_domain_is_not_taken_for_sigmas() -> None:
+    """A proxy or another service may add its own ErrorInfo: only domain sigma.v1 names an ErrorReason."""
+    from google.protobuf import any_pb2
+    from google.rpc import error_details_pb2, status_pb2
+
+    def failed_call(domain: str) -> grpc.aio.AioRpcError:
+        info = any_pb2.Any()
+        info.Pack(error_details_pb2.ErrorInfo(reason="DECISION_NOT_FOUND", domain=domain))
+        status = status_pb2.Status(code=grpc.StatusCode.NOT_FOUND.value[0], message="no", details=[info])
+        trailers = grpc.aio.Metadata(("grpc-status-details-bin", status.SerializeToString()))
+        return grpc.aio.AioRpcError(grpc.StatusCode.NOT_FOUND, grpc.aio.Metadata(), trailers, details="no")
+
+    assert from_rpc_error(failed_call("sigma.v1")).reason == ErrorReason.DECISION_NOT_FOUND
+    assert from_rpc_error(failed_call("envoy.example")).reason is None

@@ -23,8 +23,10 @@ if TYPE_CHECKING:
 
 V = TypeVar("V", bound=int)
 
-# Money and prices are stored as DECIMAL(20, 8): more decimals would be rounded away silently.
+# Money and prices are stored as DECIMAL(20, 8): more decimals would be rounded away silently,
+# more integer digits do not fit.
 MAX_DECIMALS = 8
+MAX_INTEGER_DIGITS = 12
 
 Amount = Decimal | str | float | int
 
@@ -56,6 +58,9 @@ def amount(value: object, name: str) -> str:
         raise ValueError(f"{name} must be a Decimal, str or float, got {type(value).__name__}")
     if not number.is_finite():
         raise ValueError(f"{name} must be a finite number, got {value!r}")
+    if not number.is_zero() and number.adjusted() >= MAX_INTEGER_DIGITS:
+        # Checked before anything is written out: 1E+999999999 would be a billion digits.
+        raise ValueError(f"{name} must have at most {MAX_INTEGER_DIGITS} integer digits, got {value!r}")
     sign, digits, exponent = number.as_tuple()
     assert isinstance(exponent, int)  # finite numbers have an int exponent
     excess = -MAX_DECIMALS - exponent
@@ -74,7 +79,12 @@ def real(value: object, name: str) -> float:
     """A double field: an int, float or Decimal (not a bool). Ranges are the server's to check."""
     if isinstance(value, bool) or not isinstance(value, int | float | Decimal):
         raise ValueError(f"{name} must be a number, got {type(value).__name__}")
-    return float(value)
+    try:
+        return float(value)
+    except OverflowError:
+        raise ValueError(
+            f"{name} must be a number a double can hold, got one of {len(str(value))} digits"
+        ) from None
 
 
 def optional_real(value: object, name: str) -> float | None:

@@ -183,7 +183,9 @@ def from_rpc_error(
         if detail.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
             info = error_details_pb2.ErrorInfo()
             detail.Unpack(info)
-            reason = str(info.reason) or None
+            # Another service or a proxy may add its own ErrorInfo: only sigma.v1's names an ErrorReason.
+            if info.domain == ERROR_DOMAIN:
+                reason = str(info.reason) or None
         elif detail.Is(error_details_pb2.BadRequest.DESCRIPTOR):
             bad = error_details_pb2.BadRequest()
             detail.Unpack(bad)

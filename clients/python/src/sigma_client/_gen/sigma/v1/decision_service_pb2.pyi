@@ -12,8 +12,11 @@ Conventions used by every message in this package:
 - Ratios and scores are doubles. Fields named `_pct` or `_rate` are
   fractions, not percentages: 0.7 means 70 %.
 - Ids are UUIDs in the canonical 8-4-4-4-12 hex form
-  ("0b7f2c1e-6a4d-4e5b-9a8f-3c2d1e0f9a8b"); other spellings (braces,
-  `urn:uuid:`, no hyphens) are INVALID_ARGUMENT.
+  ("0b7f2c1e-6a4d-4e5b-9a8f-3c2d1e0f9a8b"), in either case on input and
+  lowercase on output; other spellings (braces, `urn:uuid:`, no hyphens)
+  are INVALID_ARGUMENT.
+- Timestamps must lie strictly between 0001-01-01T00:00:00Z and
+  9999-12-31T23:59:59.999999Z.
 - An enum number this server does not know is INVALID_ARGUMENT naming the
   field and the number, in requests and in filters alike.
 - Errors are google.rpc.Status values with a google.rpc.ErrorInfo whose
@@ -699,7 +702,7 @@ Global___GetStatsRequest: _TypeAlias = GetStatsRequest  # noqa: Y015
 @_typing.final
 class DecisionStats(_message.Message):
     """DecisionStats are the statistics of a set of decisions: all decisions of
-    the window, or one coin's.
+    the window, or one coin's. Every `_count` is a count of decisions, >= 0.
     """
 
     DESCRIPTOR: _descriptor.Descriptor
@@ -717,7 +720,7 @@ class DecisionStats(_message.Message):
     AVG_R_MULTIPLE_FIELD_NUMBER: _builtins.int
     TOTAL_PNL_FIELD_NUMBER: _builtins.int
     total_decisions: _builtins.int
-    """All decisions (a count)."""
+    """All decisions."""
     signal_count: _builtins.int
     """SIGNAL decisions."""
     skip_count: _builtins.int
@@ -742,11 +745,12 @@ class DecisionStats(_message.Message):
     """win_count / closed_count: a fraction in [0, 1]; 0 when nothing closed."""
     avg_r_multiple: _builtins.float
     """Mean outcome_r_multiple over closed signals, in R (the expectancy per
-    trade); 0 when nothing closed.
+    trade), within [-9999.9999, 9999.9999]; 0 when nothing closed.
     """
     total_pnl: _builtins.str
     """Sum of outcome_pnl over closed signals in USD, a signed decimal string
-    with 8 decimals.
+    with 8 decimals (unbounded: a sum of DECIMAL(20,8) values); "0.00000000"
+    when nothing closed.
     """
     def __init__(
         self,

@@ -12,8 +12,11 @@ Conventions used by every message in this package:
 - Ratios and scores are doubles. Fields named `_pct` or `_rate` are
   fractions, not percentages: 0.7 means 70 %.
 - Ids are UUIDs in the canonical 8-4-4-4-12 hex form
-  ("0b7f2c1e-6a4d-4e5b-9a8f-3c2d1e0f9a8b"); other spellings (braces,
-  `urn:uuid:`, no hyphens) are INVALID_ARGUMENT.
+  ("0b7f2c1e-6a4d-4e5b-9a8f-3c2d1e0f9a8b"), in either case on input and
+  lowercase on output; other spellings (braces, `urn:uuid:`, no hyphens)
+  are INVALID_ARGUMENT.
+- Timestamps must lie strictly between 0001-01-01T00:00:00Z and
+  9999-12-31T23:59:59.999999Z.
 - An enum number this server does not know is INVALID_ARGUMENT naming the
   field and the number, in requests and in filters alike.
 - Errors are google.rpc.Status values with a google.rpc.ErrorInfo whose

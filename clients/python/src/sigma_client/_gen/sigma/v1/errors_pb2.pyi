@@ -40,8 +40,10 @@ class _ErrorReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ErrorReas
     """Never sent."""
     ERROR_REASON_VALIDATION_FAILED: _ErrorReason.ValueType  # 1
     """INVALID_ARGUMENT: the request breaks a rule of the contract (a malformed
-    or out-of-range field, an unknown enum value, an inconsistent decision).
-    The google.rpc.BadRequest lists every violation; nothing was written.
+    or out-of-range field, an unknown enum value, an inconsistent decision, or
+    bytes that do not decode as the request message, reported with an empty
+    field path). The google.rpc.BadRequest lists every violation; nothing was
+    written.
     """
     ERROR_REASON_INVALID_PAGE_TOKEN: _ErrorReason.ValueType  # 2
     """INVALID_ARGUMENT: the `page_token` was not issued by this service, is
@@ -97,8 +99,10 @@ ERROR_REASON_UNSPECIFIED: ErrorReason.ValueType  # 0
 """Never sent."""
 ERROR_REASON_VALIDATION_FAILED: ErrorReason.ValueType  # 1
 """INVALID_ARGUMENT: the request breaks a rule of the contract (a malformed
-or out-of-range field, an unknown enum value, an inconsistent decision).
-The google.rpc.BadRequest lists every violation; nothing was written.
+or out-of-range field, an unknown enum value, an inconsistent decision, or
+bytes that do not decode as the request message, reported with an empty
+field path). The google.rpc.BadRequest lists every violation; nothing was
+written.
 """
 ERROR_REASON_INVALID_PAGE_TOKEN: ErrorReason.ValueType  # 2
 """INVALID_ARGUMENT: the `page_token` was not issued by this service, is

@@ -92,9 +92,12 @@ class ExecutionServiceServicer:
         wallet's and SIGMA_HL_ACCOUNT_ADDRESS is not set.
         - UNAVAILABLE (EXCHANGE_UNAVAILABLE): the exchange could not be reached
         before the decision was claimed.
-        - UNAVAILABLE (DATABASE_UNAVAILABLE).
-        For every error nothing is written and no order is sent; retrying an
-        UNAVAILABLE call is safe.
+        - UNAVAILABLE (DATABASE_UNAVAILABLE): the database failed before the
+        decision was claimed (nothing happened), or after it (the execution goes
+        on regardless).
+        For every other error nothing is written and no order is sent. Retrying
+        an UNAVAILABLE call is always safe: it returns the decision's execution if
+        there is one, never a second order.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -65,9 +65,12 @@ class ExecutionServiceStub:
       wallet's and SIGMA_HL_ACCOUNT_ADDRESS is not set.
     - UNAVAILABLE (EXCHANGE_UNAVAILABLE): the exchange could not be reached
       before the decision was claimed.
-    - UNAVAILABLE (DATABASE_UNAVAILABLE).
-    For every error nothing is written and no order is sent; retrying an
-    UNAVAILABLE call is safe.
+    - UNAVAILABLE (DATABASE_UNAVAILABLE): the database failed before the
+      decision was claimed (nothing happened), or after it (the execution goes
+      on regardless).
+    For every other error nothing is written and no order is sent. Retrying
+    an UNAVAILABLE call is always safe: it returns the decision's execution if
+    there is one, never a second order.
     """
     GetExecution: _grpc.UnaryUnaryMultiCallable[_execution_service_pb2.GetExecutionRequest, _execution_service_pb2.GetExecutionResponse]
     """GetExecution returns one execution by id. An UNKNOWN execution (or a
@@ -139,9 +142,12 @@ class ExecutionServiceAsyncStub(ExecutionServiceStub):
       wallet's and SIGMA_HL_ACCOUNT_ADDRESS is not set.
     - UNAVAILABLE (EXCHANGE_UNAVAILABLE): the exchange could not be reached
       before the decision was claimed.
-    - UNAVAILABLE (DATABASE_UNAVAILABLE).
-    For every error nothing is written and no order is sent; retrying an
-    UNAVAILABLE call is safe.
+    - UNAVAILABLE (DATABASE_UNAVAILABLE): the database failed before the
+      decision was claimed (nothing happened), or after it (the execution goes
+      on regardless).
+    For every other error nothing is written and no order is sent. Retrying
+    an UNAVAILABLE call is always safe: it returns the decision's execution if
+    there is one, never a second order.
     """
     GetExecution: _aio.UnaryUnaryMultiCallable[_execution_service_pb2.GetExecutionRequest, _execution_service_pb2.GetExecutionResponse]  # type: ignore[assignment]
     """GetExecution returns one execution by id. An UNKNOWN execution (or a
@@ -216,9 +222,12 @@ class ExecutionServiceServicer(metaclass=_abc_1.ABCMeta):
           wallet's and SIGMA_HL_ACCOUNT_ADDRESS is not set.
         - UNAVAILABLE (EXCHANGE_UNAVAILABLE): the exchange could not be reached
           before the decision was claimed.
-        - UNAVAILABLE (DATABASE_UNAVAILABLE).
-        For every error nothing is written and no order is sent; retrying an
-        UNAVAILABLE call is safe.
+        - UNAVAILABLE (DATABASE_UNAVAILABLE): the database failed before the
+          decision was claimed (nothing happened), or after it (the execution goes
+          on regardless).
+        For every other error nothing is written and no order is sent. Retrying
+        an UNAVAILABLE call is always safe: it returns the decision's execution if
+        there is one, never a second order.
         """
 
     @_abc_1.abstractmethod
