@@ -24,6 +24,7 @@ from sigma_grpc.config import DEFAULT_MIGRATIONS_DIR, Settings
 from sigma_grpc.storage.embedded import start_embedded
 from sigma_grpc.storage.migrate import apply_migrations
 from sigma_grpc.storage.pool import create_pool
+from tests.execution_env import env, fake, start  # noqa: F401 (fixtures of the execution tests)
 from tests.helpers import Stub
 
 
@@ -115,9 +116,11 @@ def stub(channel: grpc.aio.Channel) -> Stub:
 async def clean_db(db: asyncpg.Pool) -> asyncpg.Pool:
     """The tests' pool, after emptying every table."""
     async with db.acquire() as conn, conn.transaction():
-        # The audit table refuses TRUNCATE by trigger; the tests' superuser may bypass triggers.
+        # The audit and history tables refuse TRUNCATE by trigger; the tests' superuser may bypass triggers.
         await conn.execute("SET LOCAL session_replication_role = replica")
-        await conn.execute("TRUNCATE decision_logs, execution_logs, execution_config_audit, signer_nonces")
+        await conn.execute(
+            "TRUNCATE decision_logs, execution_logs, execution_events, execution_config_audit, signer_nonces"
+        )
     # Back to a new database's config: execution disabled, dry run, the plan's limits.
     await db.execute(
         """
