@@ -279,6 +279,20 @@ async def test_the_execution_flow_in_dry_run_on_the_paper_account(
         assert (await sigma.execute_signal(signal.decision.id)).id == execution.id
 
         assert await sigma.get_execution(execution.id) == execution
+        same, history = await sigma.get_execution_history(execution.id)
+        assert same == execution
+        assert [(e.from_status, e.to_status, e.actor) for e in history] == [
+            (
+                execution_pb2.EXECUTION_STATUS_UNSPECIFIED,
+                execution_pb2.EXECUTION_STATUS_PENDING,
+                "execute_signal",
+            ),
+            (
+                execution_pb2.EXECUTION_STATUS_PENDING,
+                execution_pb2.EXECUTION_STATUS_SIMULATED,
+                "execute_signal",
+            ),
+        ]
         listed = await sigma.list_executions(decision_id=signal.decision.id)
         assert [e.id for e in listed.executions] == [execution.id]
         assert [e.id async for e in sigma.iter_executions(status=ExecutionStatus.SIMULATED)] == [execution.id]

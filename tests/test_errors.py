@@ -27,9 +27,9 @@ from sigma_grpc.gen.sigma.v1 import decision_service_pb2 as dpb
 from sigma_grpc.gen.sigma.v1 import decision_service_pb2_grpc, errors_pb2
 from sigma_grpc.gen.sigma.v1 import execution_service_pb2 as pb
 from sigma_grpc.storage.pool import create_pool
+from tests.execution_env import AGENT, AGENT_KEY, MAIN, MAIN_KEY, Env, Starter
 from tests.fake_hyperliquid import FakeHyperliquid
 from tests.helpers import Stub, error_reason, field_violations, signal, skip
-from tests.test_execution import AGENT, AGENT_KEY, MAIN, MAIN_KEY, Env, Starter, fake, start  # noqa: F401
 
 PROTOS = Path(__file__).resolve().parent.parent / "protos" / "sigma" / "v1"
 PREFIX = "ERROR_REASON_"
@@ -172,6 +172,13 @@ async def _agent_without_account(ctx: Ctx) -> object:
     return await agent.execute(await agent.signal())
 
 
+async def _signer_account_mismatch(ctx: Ctx) -> object:
+    # MAIN's own key, configured to trade for AGENT's address: not its account.
+    mismatched = await ctx.start(hl_private_key=Secret(MAIN_KEY), hl_account_address=AGENT)
+    await mismatched.enable()
+    return await mismatched.execute(await mismatched.signal())
+
+
 async def _exchange_unavailable(ctx: Ctx) -> object:
     env = ctx.env
     ctx.fake.http_error(502, path="/info", types=None, times=None)
@@ -204,13 +211,14 @@ TRIGGERS: dict[Reason, Trigger] = {
     Reason.EXECUTION_DISABLED: _execution_disabled,
     Reason.NO_SIGNER: _no_signer,
     Reason.AGENT_WITHOUT_ACCOUNT: _agent_without_account,
+    Reason.SIGNER_ACCOUNT_MISMATCH: _signer_account_mismatch,
     Reason.EXCHANGE_UNAVAILABLE: _exchange_unavailable,
     Reason.DATABASE_UNAVAILABLE: _database_unavailable,
 }
 
 
 @pytest.fixture
-async def main_env(start: Starter, fake: FakeHyperliquid) -> Env:  # noqa: F811
+async def main_env(start: Starter, fake: FakeHyperliquid) -> Env:
     fake.add_account(key=MAIN_KEY, account_value=10_000)
     return await start()
 
@@ -219,8 +227,8 @@ async def main_env(start: Starter, fake: FakeHyperliquid) -> Env:  # noqa: F811
 async def test_every_reason_is_reached_through_the_api_with_its_code(
     reason: Reason,
     main_env: Env,
-    start: Starter,  # noqa: F811
-    fake: FakeHyperliquid,  # noqa: F811
+    start: Starter,
+    fake: FakeHyperliquid,
     database_url: str,
 ) -> None:
     with pytest.raises(grpc.aio.AioRpcError) as caught:

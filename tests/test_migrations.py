@@ -24,7 +24,7 @@ from tests.conftest import create_database, drop_database
 from tests.helpers import Stub
 
 ROOT = Path(__file__).resolve().parent.parent
-ALL = ["060_decision_logs", "061_execution_config", "062_decision_contract_v1"]
+ALL = ["060_decision_logs", "061_execution_config", "062_decision_contract_v1", "063_execution_history"]
 
 
 @pytest.fixture
@@ -168,7 +168,7 @@ async def test_rows_stored_under_the_060_rules_stay_usable_after_062(
                 (3, '[{"name": "g", "passed": true}]', '[{"name": "r", "passed": false}]', "old-2"),
             ]
         ]
-        assert await apply_migrations(conn, DEFAULT_MIGRATIONS_DIR) == ["062_decision_contract_v1"]
+        assert await apply_migrations(conn, DEFAULT_MIGRATIONS_DIR) == ALL[2:]
     finally:
         await conn.close()
 

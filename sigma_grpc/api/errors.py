@@ -39,6 +39,7 @@ REASON_CODES: dict[Reason, grpc.StatusCode] = {
     Reason.EXECUTION_DISABLED: grpc.StatusCode.FAILED_PRECONDITION,
     Reason.NO_SIGNER: grpc.StatusCode.FAILED_PRECONDITION,
     Reason.AGENT_WITHOUT_ACCOUNT: grpc.StatusCode.FAILED_PRECONDITION,
+    Reason.SIGNER_ACCOUNT_MISMATCH: grpc.StatusCode.FAILED_PRECONDITION,
     Reason.EXCHANGE_UNAVAILABLE: grpc.StatusCode.UNAVAILABLE,
     Reason.DATABASE_UNAVAILABLE: grpc.StatusCode.UNAVAILABLE,
 }

@@ -3,7 +3,14 @@
 from __future__ import annotations
 
 from sigma_grpc.api.wire import decimal_text, optional_float, timestamp
-from sigma_grpc.domain.execution import Execution, ExecutionConfig, ExecutionReason, ExecutionStatus, Side
+from sigma_grpc.domain.execution import (
+    Execution,
+    ExecutionConfig,
+    ExecutionEvent,
+    ExecutionReason,
+    ExecutionStatus,
+    Side,
+)
 from sigma_grpc.gen.sigma.v1 import execution_service_pb2 as pb
 
 _STATUS_TO_PB = {
@@ -41,6 +48,17 @@ def execution_message(e: Execution) -> pb.Execution:
         dry_run=e.dry_run,
         mid_price=decimal_text(e.mid_price),
         limit_price=decimal_text(e.limit_price),
+    )
+
+
+def event_message(e: ExecutionEvent) -> pb.ExecutionEvent:
+    return pb.ExecutionEvent(
+        time=timestamp(e.recorded_at),
+        from_status=_STATUS_TO_PB[e.from_status] if e.from_status else pb.EXECUTION_STATUS_UNSPECIFIED,
+        to_status=_STATUS_TO_PB[e.to_status],
+        reason=_REASON_TO_PB[e.reason] if e.reason else pb.EXECUTION_REASON_UNSPECIFIED,
+        error_message=e.error_message or "",
+        actor=e.actor,
     )
 
 

@@ -7,7 +7,12 @@ import time
 import grpc
 
 from sigma_grpc.api.errors import rpc
-from sigma_grpc.api.execution_convert import STATUS_FROM_PB, config_message, execution_message
+from sigma_grpc.api.execution_convert import (
+    STATUS_FROM_PB,
+    config_message,
+    event_message,
+    execution_message,
+)
 from sigma_grpc.api.wire import enum_value
 from sigma_grpc.domain.execution import UPDATABLE_FIELDS
 from sigma_grpc.gen.sigma.v1 import execution_service_pb2 as pb
@@ -41,8 +46,10 @@ class ExecutionServicer(pb_grpc.ExecutionServiceServicer):
         request: pb.GetExecutionRequest,
         context: Context[pb.GetExecutionRequest, pb.GetExecutionResponse],
     ) -> pb.GetExecutionResponse:
-        execution = await self._executor.get(request.id)
-        return pb.GetExecutionResponse(execution=execution_message(execution))
+        execution, events = await self._executor.get(request.id)
+        return pb.GetExecutionResponse(
+            execution=execution_message(execution), events=[event_message(e) for e in events]
+        )
 
     @rpc
     async def ListExecutions(

@@ -52,6 +52,11 @@ class ExecutionReason(enum.StrEnum):
     LEVERAGE_FAILED = "leverage_failed"
     TIMEOUT = "timeout"
     NOT_PLACED = "not_placed"
+    DISABLED = "disabled"
+    CONFIG_CHANGED = "config_changed"
+    ACCOUNT_BUSY = "account_busy"
+    TOO_LATE = "too_late"
+    ALREADY_ON_EXCHANGE = "already_on_exchange"
 
 
 class Side(enum.StrEnum):
@@ -169,6 +174,18 @@ class Execution:
 
 
 @dataclass(frozen=True, slots=True)
+class ExecutionEvent:
+    """One recorded state change of an execution (from_status None: the claim)."""
+
+    recorded_at: datetime
+    from_status: ExecutionStatus | None
+    to_status: ExecutionStatus
+    reason: ExecutionReason | None
+    error_message: str | None
+    actor: str
+
+
+@dataclass(frozen=True, slots=True)
 class Result:
     """What to record on an execution; unset fields keep their stored value."""
 
@@ -230,6 +247,9 @@ class OrderPlan:
     limit_price: Decimal
     leverage: int
     set_leverage: bool
+    # The margin mode to set leverage in: an open position's own (the exchange refuses
+    # switching it), cross otherwise.
+    cross: bool
     position_pct: Decimal
     exposure_before: Decimal
     exposure_after: Decimal
@@ -239,8 +259,32 @@ def _ratio(numerator: Decimal, denominator: Decimal) -> Decimal:
     return (numerator / denominator).quantize(_RISK_SCALE)
 
 
+def check_still_allowed(claim: Execution, config: ExecutionConfig) -> Result | None:
+    """The config as it is now still allows this claim to go on (it may have changed while it waited)."""
+    if not config.active:
+        return Result(
+            ExecutionStatus.REJECTED,
+            ExecutionReason.DISABLED,
+            "execution was switched off while this one waited for its account: nothing was signed",
+        )
+    if config.dry_run != claim.dry_run:
+        mode = "dry run" if claim.dry_run else "live"
+        return Result(
+            ExecutionStatus.REJECTED,
+            ExecutionReason.CONFIG_CHANGED,
+            f"dry_run changed while this {mode} execution waited for its account: nothing was signed",
+        )
+    return None
+
+
 def check_signal_age(decision: Decision, config: ExecutionConfig, now: datetime) -> Result | None:
-    age = now - decision.decided_at
+    """Refuse a signal older than max_signal_age_s.
+
+    The age runs from the earlier of when it was decided and when it was stored:
+    a decided_at ahead of the server's clock (allowed by the decision log's skew)
+    must not buy the signal extra time.
+    """
+    age = now - min(decision.decided_at, decision.created_at)
     if age > timedelta(seconds=config.max_signal_age_s):
         return Result(
             ExecutionStatus.REJECTED,
@@ -331,7 +375,8 @@ def plan_order(
         mid=mid,
         limit_price=price,
         leverage=leverage,
-        set_leverage=held is None or held.leverage != leverage or not held.cross,
+        set_leverage=held is None or held.leverage != leverage,
+        cross=held.cross if held is not None else True,
         position_pct=position_pct,
         exposure_before=exposure_before,
         exposure_after=exposure_after,
@@ -418,7 +463,10 @@ def settle_from_order_status(
 ) -> Result | None:
     """Reconcile by cloid: the settled result, or None while it cannot be known yet.
 
-    `fills` are the (price, size) of the account's fills for this order.
+    `fills` are the (price, size) of the account's fills for this order. What
+    the order filled is the order's own word (`origSz - sz`); the fills are
+    trusted only once they add up to it, since the fill history the exchange
+    answers with can lag or be cut short.
     """
     known = isinstance(order_status, dict) and order_status.get("status") == "order"
     if not known:
@@ -432,25 +480,27 @@ def settle_from_order_status(
     order = order_status["order"]
     details = order.get("order", {})
     oid = details.get("oid")
-    filled = sum((size for _, size in fills), Decimal(0))
+    exchange_order_id = int(oid) if oid is not None else None
+    state = str(order.get("status"))
+    original, remaining = details.get("origSz"), details.get("sz")
+    if state in ("open", "triggered") or original is None or remaining is None:
+        return None  # still live, or an answer that does not say what filled
+    filled = Decimal(str(original)) - Decimal(str(remaining))
+    seen = sum((size for _, size in fills), Decimal(0))
     if filled > 0:
-        average = sum((price * size for price, size in fills), Decimal(0)) / filled
+        if seen < filled:
+            return None  # a fill is not visible yet: never settle on part of the record
+        average = sum((price * size for price, size in fills), Decimal(0)) / seen
         return Result(
             ExecutionStatus.FILLED if filled >= requested else ExecutionStatus.PARTIALLY_FILLED,
             None,
-            None,
+            None if filled >= requested else f"filled {filled} of {requested}; the rest was cancelled (IOC)",
             fill_price=average.quantize(_PCT_SCALE),
             fill_size=filled,
-            exchange_order_id=int(oid) if oid is not None else None,
+            exchange_order_id=exchange_order_id,
         )
-    state = str(order.get("status"))
-    original, remaining = details.get("origSz"), details.get("sz")
-    something_filled = state == "filled" or (
-        original is not None and remaining is not None and Decimal(str(remaining)) < Decimal(str(original))
-    )
-    if state in ("open", "triggered") or something_filled:
-        # Still live, or filled but its fills not found yet: never call a fill a rejection.
-        return None
+    if state == "filled":
+        return None  # "filled" with nothing filled contradicts itself: ask again later
     if "margin" in state.lower():
         reason = ExecutionReason.INSUFFICIENT_MARGIN
     elif "ioc" in state.lower() or state == "canceled":
@@ -461,5 +511,5 @@ def settle_from_order_status(
         ExecutionStatus.REJECTED,
         reason,
         f"the exchange reports the order as {state} with nothing filled",
-        exchange_order_id=int(oid) if oid is not None else None,
+        exchange_order_id=exchange_order_id,
     )

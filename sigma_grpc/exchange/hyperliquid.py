@@ -54,6 +54,14 @@ class AgentWithoutAccount(Exception):
     """The key belongs to an API (agent) wallet but no main account was configured."""
 
 
+class SignerAccountMismatch(Exception):
+    """The key may not trade for the configured account; the message names both addresses."""
+
+
+# An unknown symbol reloads the asset list at most this often (a listing is rare; meta is heavy).
+META_REFRESH_S = 60.0
+
+
 def resolve_base_url(network: str, base_url: str | None) -> str:
     """The API URL, refusing a network that disagrees with it.
 
@@ -126,11 +134,14 @@ class Hyperliquid:
             self.signer = None
         # Balances and positions are always read for the main account, never an agent's.
         self.account_address = self.signer.account_address if self.signer else account_address
-        # Without an explicit account the key must be a main account's own: checked once, on first use.
-        self._signer_verified = self.signer is None or account_address is not None
+        self._account_configured = account_address is not None
+        # Whether the key may trade for the account: asked once, on first use.
+        self._signer_verified = self.signer is None
         self._info: Any = None
         self._api: Any = None
         self._assets: dict[str, tuple[int, AssetInfo]] = {}
+        # When an unknown symbol last made the asset list reload.
+        self._refreshed_for_unknown_at = -META_REFRESH_S
         self._start_lock = asyncio.Lock()
 
     @property
@@ -184,28 +195,64 @@ class Hyperliquid:
         }
 
     async def asset(self, symbol: str) -> AssetInfo | None:
-        """The listed asset, refreshing the cached meta once when the symbol is unknown."""
+        """The listed asset; an unknown symbol reloads the asset list, at most every META_REFRESH_S."""
         await self._ensure_started()
         if symbol not in self._assets:
             async with self._start_lock:
-                await self._load_meta()
+                now = asyncio.get_running_loop().time()
+                if now - self._refreshed_for_unknown_at >= META_REFRESH_S:
+                    self._refreshed_for_unknown_at = now
+                    await self._load_meta()
         found = self._assets.get(symbol)
         return found[1] if found else None
 
     async def verify_signer(self) -> None:
-        """Refuse an agent key used without SIGMA_HL_ACCOUNT_ADDRESS (its own account is empty)."""
+        """Check, once, that the key may trade for the account, with the exchange's `userRole` of the key.
+
+        The account must be the key's own (role "user") or the main account of an
+        API wallet (role "agent"). Another account, a vault or a sub-account (which
+        need the vault address in every action, not supported here) is refused:
+        orders would go to one account while balances, exposure and reconciliation
+        are read on another.
+        """
         if self._signer_verified:
             return
         assert self.signer is not None
         await self._ensure_started()
-        address = self.signer.address
-        role = await self._read(
-            "user role", lambda: self._info.post("/info", {"type": "userRole", "user": address})
+        key = self.signer.address
+        account = self.signer.account_address
+        answer = await self._read(
+            "user role", lambda: self._info.post("/info", {"type": "userRole", "user": key})
         )
-        if isinstance(role, dict) and role.get("role") == "agent":
-            main = str((role.get("data") or {}).get("user", "<main account>"))
-            raise AgentWithoutAccount(
-                f"the key is an API wallet acting for {main}: set SIGMA_HL_ACCOUNT_ADDRESS={main}"
+        role = answer.get("role") if isinstance(answer, dict) else None
+        data = (answer.get("data") if isinstance(answer, dict) else None) or {}
+        if role == "agent":
+            main = str(data.get("user", "")).lower()
+            if not self._account_configured:
+                raise AgentWithoutAccount(
+                    f"the key is an API wallet acting for {main or 'another account'}: "
+                    f"set SIGMA_HL_ACCOUNT_ADDRESS={main or '<its main account>'}"
+                )
+            if main != account:
+                raise SignerAccountMismatch(
+                    f"the key {key} is an API wallet of {main or 'an unknown account'}, "
+                    f"not of the configured account {account} (SIGMA_HL_ACCOUNT_ADDRESS)"
+                )
+        elif role == "user":
+            if key != account:
+                raise SignerAccountMismatch(
+                    f"the key {key} is its own account's, not an API wallet of the configured account "
+                    f"{account} (SIGMA_HL_ACCOUNT_ADDRESS): use {account}'s key or one of its API wallets"
+                )
+        else:
+            described = {
+                "vault": "a vault",
+                "subAccount": "a sub-account",
+                "missing": "unknown to the exchange",
+            }
+            raise SignerAccountMismatch(
+                f"the key {key} is {described.get(str(role), f'of role {role!r}')}; it cannot trade for "
+                f"the configured account {account}: use {account}'s key or one of its API wallets"
             )
         self._signer_verified = True
 
@@ -264,10 +311,12 @@ class Hyperliquid:
         }
         return self._api.post("/exchange", payload)
 
-    async def set_leverage(self, symbol: str, leverage: int, nonce: int, expires_after: int) -> str | None:
-        """Set cross leverage for the asset; None on success, else the failure's text."""
+    async def set_leverage(
+        self, symbol: str, leverage: int, *, cross: bool, nonce: int, expires_after: int
+    ) -> str | None:
+        """Set the asset's leverage in the given margin mode; None on success, else the failure's text."""
         index, _ = self._assets[symbol]
-        action = {"type": "updateLeverage", "asset": index, "isCross": True, "leverage": leverage}
+        action = {"type": "updateLeverage", "asset": index, "isCross": cross, "leverage": leverage}
         try:
             response = await self._call(lambda: self._send_signed(action, nonce, expires_after))
         except (TimeoutError, requests.RequestException, ServerError, ClientError, KeyError) as error:

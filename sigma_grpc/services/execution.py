@@ -5,6 +5,11 @@ by inserting a PENDING execution (unique per decision) that is committed before
 anything is signed, so two callers or two replicas never both reach the
 exchange. An attempt runs in its own task, so a caller whose deadline passes
 does not cut it short; the result is recorded either way.
+
+Everything from the risk check to the recorded result runs under one lock per
+account, across replicas: what the next execution's risk check sees includes
+what the previous one did. The config and the signal's age are checked again
+under that lock, right before signing, since the wait for it can be long.
 """
 
 from __future__ import annotations
@@ -12,9 +17,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -27,6 +33,7 @@ from sigma_grpc.domain.execution import (
     AssetInfo,
     Execution,
     ExecutionConfig,
+    ExecutionEvent,
     ExecutionReason,
     ExecutionStatus,
     OrderPlan,
@@ -35,6 +42,7 @@ from sigma_grpc.domain.execution import (
     Side,
     apply_config_update,
     check_signal_age,
+    check_still_allowed,
     cloid_for,
     plan_order,
     settle_from_order_status,
@@ -49,12 +57,21 @@ from sigma_grpc.domain.validation import (
     validate_execution_list,
     validate_uuid,
 )
-from sigma_grpc.exchange.hyperliquid import AgentWithoutAccount, ExchangeCallFailed, Hyperliquid
+from sigma_grpc.exchange.hyperliquid import (
+    AgentWithoutAccount,
+    ExchangeCallFailed,
+    Hyperliquid,
+    SignerAccountMismatch,
+)
 from sigma_grpc.storage.decisions import DecisionStore
 from sigma_grpc.storage.executions import Busy, ExecutionStore
 
 log = logging.getLogger(__name__)
 
+# What made a change, in the execution's history.
+_EXECUTE = "execute_signal"
+_GET = "get_execution"
+_RECONCILER = "reconciler"
 # How often a caller polls an execution another caller is running.
 _POLL_S = 0.05
 # Our clock and the exchange's may disagree a little about an order's expiry.
@@ -99,7 +116,7 @@ class Executor:
             )
         existing = await self._executions.by_decision(parsed)
         if existing is not None:
-            return await self._follow(existing, wait_until)
+            return await self._follow(existing, wait_until, _EXECUTE)
         config = await self._executions.config()
         if not config.active:
             raise DomainError(
@@ -127,7 +144,7 @@ class Executor:
         if claim is None:
             existing = await self._executions.by_decision(parsed)
             assert existing is not None
-            return await self._follow(existing, wait_until)
+            return await self._follow(existing, wait_until, _EXECUTE)
         attempt = asyncio.create_task(self._attempt(claim, decision, config))
         self._attempts.add(attempt)
         attempt.add_done_callback(self._attempts.discard)
@@ -144,18 +161,20 @@ class Executor:
             await self._exchange.verify_signer()
         except AgentWithoutAccount as error:
             raise DomainError(Reason.AGENT_WITHOUT_ACCOUNT, str(error)) from None
+        except SignerAccountMismatch as error:
+            raise DomainError(Reason.SIGNER_ACCOUNT_MISMATCH, str(error)) from None
         except ExchangeCallFailed as error:
             raise DomainError(
                 Reason.EXCHANGE_UNAVAILABLE, f"{error}; nothing was executed, retrying is safe"
             ) from None
 
-    async def _follow(self, execution: Execution, wait_until: float | None) -> Execution:
+    async def _follow(self, execution: Execution, wait_until: float | None, actor: str) -> Execution:
         """An existing execution: settle it if it needs it, or wait for the caller running it."""
         while True:
             if execution.status.settled:
                 return execution
             if execution.status is ExecutionStatus.UNKNOWN or self._clock() > execution.order_expires_at:
-                return await self._settle(execution)
+                return await self._settle(execution, actor)
             if wait_until is None or time.monotonic() + _POLL_S >= wait_until:
                 return execution
             await asyncio.sleep(_POLL_S)
@@ -173,15 +192,16 @@ class Executor:
         self, claim: Execution, decision: Decision, config: ExecutionConfig
     ) -> Execution:
         try:
-            result = await self._run(claim, decision, config)
+            execution = await self._run(claim, decision, config)
         except ExchangeCallFailed as error:
             # Reads fail before anything is signed: definitely nothing placed.
             result = Result(ExecutionStatus.FAILED, ExecutionReason.EXCHANGE_ERROR, str(error))
+            execution = await self._executions.record(claim.id, result, _EXECUTE)
         except Exception:
             log.exception("execution %s of decision %s failed unexpectedly", claim.id, claim.decision_id)
             # Whether an order went out is not known here; reconciliation by cloid settles it.
             result = Result(ExecutionStatus.UNKNOWN, ExecutionReason.EXCHANGE_ERROR, "internal error")
-        execution = await self._executions.record(claim.id, result)
+            execution = await self._executions.record(claim.id, result, _EXECUTE)
         log.info(
             "execution %s of decision %s: %s %s",
             execution.id,
@@ -204,48 +224,54 @@ class Executor:
             positions.append(Position(coin=symbol, size=signed, notional=abs(size * price)))
         return AccountState(self._paper_equity, tuple(positions))
 
-    async def _run(self, claim: Execution, decision: Decision, config: ExecutionConfig) -> Result:
+    async def _run(self, claim: Execution, decision: Decision, config: ExecutionConfig) -> Execution:
+        """Check, then simulate or trade; the result is recorded before the account is let go."""
         stale = check_signal_age(decision, config, self._clock())
         if stale is not None:
-            return stale
+            return await self._executions.record(claim.id, stale, _EXECUTE)
         asset = await self._exchange.asset(decision.symbol)
         if asset is None:
             unlisted = plan_order(decision, config, None, None, AccountState(Decimal(0), ()), side=claim.side)
             assert isinstance(unlisted, Result)
-            return unlisted
-        # One execution at a time per signer (live) or per account (dry run), across replicas:
-        # the risk check must see the exposure the previous execution left.
-        signer = self._exchange.signer
-        if config.dry_run:
-            key = f"account:{claim.account_address or 'paper'}"
-        else:
-            assert signer is not None
-            key = f"signer:{signer.address}"
+            return await self._executions.record(claim.id, unlisted, _EXECUTE)
         try:
-            async with self._executions.exclusive(key, self._last_moment_to_sign(claim)):
-                return await self._check_and_send(claim, decision, config, asset)
+            async with self._executions.exclusive(
+                f"account:{claim.account_address or 'paper'}", self._last_moment_to_sign(claim)
+            ):
+                result = await self._check_and_send(claim, decision, asset)
+                return await self._executions.record(claim.id, result, _EXECUTE)
         except Busy as busy:
-            return Result(
+            result = Result(
                 ExecutionStatus.FAILED,
-                ExecutionReason.EXCHANGE_ERROR,
-                f"{busy}: nothing was signed before the order's expiry drew near",
+                ExecutionReason.ACCOUNT_BUSY,
+                f"{busy}: nothing was sent before the order's expiry drew near",
             )
+            return await self._executions.record(claim.id, result, _EXECUTE)
 
-    async def _check_and_send(
-        self, claim: Execution, decision: Decision, config: ExecutionConfig, asset: AssetInfo
-    ) -> Result:
+    async def _still_allowed(self, claim: Execution, decision: Decision) -> Result | None:
+        """The kill switch, the mode and the signal's age, as they are now (the wait may have been long)."""
+        config = await self._executions.config()
+        return check_still_allowed(claim, config) or check_signal_age(decision, config, self._clock())
+
+    async def _check_and_send(self, claim: Execution, decision: Decision, asset: AssetInfo) -> Result:
+        config = await self._executions.config()
+        refused = check_still_allowed(claim, config)
+        if refused is not None:
+            return refused
         mid = await self._exchange.mid(decision.symbol)
         account = await self._account(claim)
         unsettled = Decimal(0)
         if not config.dry_run and claim.account_address:
-            unsettled = await self._executions.unknown_notional(claim.account_address)
+            unsettled = await self._executions.unsettled_notional(
+                claim.network, claim.account_address, besides=claim.id
+            )
         plan = plan_order(
             decision, config, asset, mid, account, side=claim.side, unsettled_notional=unsettled
         )
         if isinstance(plan, Result):
             return plan
         if config.dry_run:
-            return Result(
+            return await self._still_allowed(claim, decision) or Result(
                 ExecutionStatus.SIMULATED,
                 None,
                 None,
@@ -253,17 +279,47 @@ class Executor:
                 fill_size=plan.size,
                 **_context(plan),
             )
-        # Record what is about to be sent before signing, in case this process dies mid-flight.
+        # Record what is about to be sent before signing, in case this process dies mid-flight;
+        # with its limit price it counts as exposure for every other replica.
         await self._executions.record(
-            claim.id, Result(ExecutionStatus.PENDING, limit_price=plan.limit_price, **_context(plan))
+            claim.id,
+            Result(ExecutionStatus.PENDING, limit_price=plan.limit_price, **_context(plan)),
+            _EXECUTE,
         )
+        known = await self._known_on_exchange(claim)
+        if known is not None:
+            return known
+        refused = await self._still_allowed(claim, decision)
+        if refused is not None:
+            return refused
         if time.monotonic() > self._last_moment_to_sign(claim):
             return Result(
                 ExecutionStatus.FAILED,
-                ExecutionReason.EXCHANGE_ERROR,
+                ExecutionReason.TOO_LATE,
                 "too little time was left before the order's expiry to send it: nothing was signed",
             )
         return await self._trade(claim, plan)
+
+    async def _known_on_exchange(self, claim: Execution) -> Result | None:
+        """None when the exchange has never seen this cloid; else what its record of that order says.
+
+        The claim makes a second order for a decision impossible through this
+        service; this covers the rest (a row removed behind its back, a restored
+        backup): a cloid the exchange knows is never signed again.
+        """
+        assert claim.account_address is not None
+        status, fills = await self._exchange.lookup_order(claim.account_address, claim.cloid)
+        if not (isinstance(status, dict) and status.get("status") == "order"):
+            return None
+        log.error("execution %s: the exchange already knows cloid %s; nothing signed", claim.id, claim.cloid)
+        now = self._clock()
+        settled = settle_from_order_status(status, fills, claim.size, now=now, expires_at=now)
+        return settled or Result(
+            ExecutionStatus.UNKNOWN,
+            ExecutionReason.ALREADY_ON_EXCHANGE,
+            f"the exchange already knows an order with cloid {claim.cloid}: nothing was signed; "
+            "reconciliation follows that order",
+        )
 
     def _last_moment_to_sign(self, claim: Execution) -> float:
         """Monotonic time after which there is no longer room for two exchange calls before expiry."""
@@ -277,7 +333,11 @@ class Executor:
         expires_ms = int(claim.order_expires_at.timestamp() * 1000)
         if plan.set_leverage:
             failure = await self._exchange.set_leverage(
-                claim.symbol, plan.leverage, await self._executions.next_nonce(signer.address), expires_ms
+                claim.symbol,
+                plan.leverage,
+                cross=plan.cross,
+                nonce=await self._executions.next_nonce(signer.address),
+                expires_after=expires_ms,
             )
             if failure is not None:
                 return Result(ExecutionStatus.FAILED, ExecutionReason.LEVERAGE_FAILED, failure)
@@ -303,7 +363,7 @@ class Executor:
 
     # -- Reconciliation --------------------------------------------------------------------------
 
-    async def _settle(self, execution: Execution) -> Execution:
+    async def _settle(self, execution: Execution, actor: str) -> Execution:
         """Ask the exchange about an UNKNOWN (or abandoned PENDING) execution by its cloid."""
         now = self._clock()
         if execution.dry_run:
@@ -333,21 +393,24 @@ class Executor:
             )
         if result is None:
             return execution
-        settled = await self._executions.record(execution.id, result)
+        settled = await self._executions.record(execution.id, result, actor)
         log.info("reconciled execution %s: %s", settled.id, settled.status.value)
         return settled
 
     async def reconcile_once(self) -> int:
-        """Settle what can be settled now; returns how many executions changed."""
+        """Settle what can be settled now, page by page through every unsettled row; how many changed."""
         changed = 0
-        for execution in await self._executions.unsettled():
-            try:
-                settled = await self._settle(execution)
-            except Exception:
-                # One bad row must not hold up the others.
-                log.exception("reconciling execution %s failed", execution.id)
-                continue
-            changed += settled.status is not execution.status
+        after: tuple[datetime, uuid.UUID] | None = None
+        while page := await self._executions.unsettled(self._exchange.network, after=after):
+            for execution in page:
+                try:
+                    settled = await self._settle(execution, _RECONCILER)
+                except Exception:
+                    # One bad row must not hold up the others.
+                    log.exception("reconciling execution %s failed", execution.id)
+                    continue
+                changed += settled.status is not execution.status
+            after = (page[-1].order_expires_at, page[-1].id)
         return changed
 
     async def run_reconciler(self, interval_s: float) -> None:
@@ -365,12 +428,14 @@ class Executor:
 
     # -- Reads and config -------------------------------------------------------------------------
 
-    async def get(self, execution_id: str) -> Execution:
+    async def get(self, execution_id: str) -> tuple[Execution, list[ExecutionEvent]]:
+        """One execution (reconciled first when it is unsettled) and its history."""
         parsed = validate_uuid("id", execution_id)
         execution = await self._executions.get(parsed)
         if execution is None:
             raise DomainError(Reason.EXECUTION_NOT_FOUND, f"execution {parsed} not found")
-        return await self._follow(execution, None)
+        execution = await self._follow(execution, None, _GET)
+        return execution, await self._executions.events(parsed)
 
     async def list(
         self,

@@ -1,4 +1,4 @@
-"""All SQL of execution: the config, the execution log, signer nonces."""
+"""All SQL of execution: the config, the execution log and its history, signer nonces, locks."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ import asyncpg
 from sigma_grpc.domain.execution import (
     Execution,
     ExecutionConfig,
+    ExecutionEvent,
     ExecutionReason,
     ExecutionStatus,
     Result,
@@ -35,6 +36,7 @@ _COLUMNS = """
     network, account_address, dry_run, status, reason, fill_price, fill_size, error_message,
     exchange_order_id, position_pct, exposure_before, exposure_after, mid_price, limit_price
 """
+_EVENT_COLUMNS = "recorded_at, from_status, to_status, reason, error_message, actor"
 _RESULT_FIELDS = (
     "size",
     "leverage",
@@ -61,6 +63,17 @@ def _execution(row: asyncpg.Record) -> Execution:
     return Execution(**values)
 
 
+def _event(row: asyncpg.Record) -> ExecutionEvent:
+    return ExecutionEvent(
+        recorded_at=row["recorded_at"],
+        from_status=ExecutionStatus(row["from_status"]) if row["from_status"] else None,
+        to_status=ExecutionStatus(row["to_status"]),
+        reason=ExecutionReason(row["reason"]) if row["reason"] else None,
+        error_message=row["error_message"],
+        actor=row["actor"],
+    )
+
+
 def _json_value(value: Any) -> str:
     return json.dumps(str(value) if isinstance(value, Decimal) else value)
 
@@ -69,7 +82,8 @@ class Busy(Exception):
     """Another execution held the lock until the deadline."""
 
 
-def _lock_key(name: str) -> int:
+def lock_key(name: str) -> int:
+    """The PostgreSQL advisory-lock key of a named lock (`account:0x…`, `signer:0x…`)."""
     digest = hashlib.sha256(f"sigma-grpc/lock/{name}".encode()).digest()
     return int.from_bytes(digest[:8], "big", signed=True)
 
@@ -148,14 +162,17 @@ class ExecutionStore:
         )
         return None if row is None else _execution(row)
 
-    async def record(self, execution_id: uuid.UUID, result: Result) -> Execution:
-        """Store a result on a PENDING or UNKNOWN execution; a settled one is never overwritten."""
+    async def record(self, execution_id: uuid.UUID, result: Result, actor: str) -> Execution:
+        """Store a result on a PENDING or UNKNOWN execution; a settled one is never overwritten.
+
+        `actor` (what made the change) goes into the execution's history with it.
+        """
         values = [getattr(result, name) for name in _RESULT_FIELDS]
-        sets = ", ".join(f"{name} = COALESCE(${i}, {name})" for i, name in enumerate(_RESULT_FIELDS, start=5))
+        sets = ", ".join(f"{name} = COALESCE(${i}, {name})" for i, name in enumerate(_RESULT_FIELDS, start=6))
         row = await self._db.fetchrow(
             f"""
             UPDATE execution_logs
-            SET status = $2, reason = $3, error_message = $4, {sets}, updated_at = NOW()
+            SET status = $2, reason = $3, error_message = $4, changed_by = $5, {sets}, updated_at = NOW()
             WHERE id = $1 AND status IN ('pending', 'unknown')
             RETURNING {_COLUMNS}
             """,
@@ -163,6 +180,7 @@ class ExecutionStore:
             result.status.value,
             result.reason.value if result.reason else None,
             result.error_message,
+            actor,
             *values,
         )
         if row is None:
@@ -174,6 +192,14 @@ class ExecutionStore:
     async def get(self, execution_id: uuid.UUID) -> Execution | None:
         row = await self._db.fetchrow(f"SELECT {_COLUMNS} FROM execution_logs WHERE id = $1", execution_id)
         return None if row is None else _execution(row)
+
+    async def events(self, execution_id: uuid.UUID) -> list[ExecutionEvent]:
+        """The execution's state changes, oldest first."""
+        rows = await self._db.fetch(
+            f"SELECT {_EVENT_COLUMNS} FROM execution_events WHERE execution_id = $1 ORDER BY id",
+            execution_id,
+        )
+        return [_event(r) for r in rows]
 
     async def by_decision(self, decision_id: uuid.UUID) -> Execution | None:
         row = await self._db.fetchrow(
@@ -209,15 +235,29 @@ class ExecutionStore:
         )
         return [_execution(r) for r in rows[:page_size]], len(rows) > page_size
 
-    async def unsettled(self, limit: int = 100) -> list[Execution]:
-        """UNKNOWN executions, and PENDING ones whose order has expired (their caller is gone)."""
+    async def unsettled(
+        self, network: str, *, after: tuple[datetime, uuid.UUID] | None = None, limit: int = 100
+    ) -> list[Execution]:
+        """One page of what reconciliation on `network` can settle, in expiry order after `after`.
+
+        UNKNOWN executions, and PENDING ones whose order has expired (their caller
+        is gone): live ones of this network (any account: the exchange answers
+        about any address), and simulations of any network.
+        """
+        args: list[Any] = [network, limit]
+        cursor = ""
+        if after is not None:
+            args += list(after)
+            cursor = "AND (order_expires_at, id) > ($3, $4)"
         rows = await self._db.fetch(
             f"""
             SELECT {_COLUMNS} FROM execution_logs
-            WHERE status = 'unknown' OR (status = 'pending' AND order_expires_at < NOW())
-            ORDER BY order_expires_at LIMIT $1
+            WHERE (status = 'unknown' OR (status = 'pending' AND order_expires_at < NOW()))
+              AND (dry_run OR (network = $1 AND account_address IS NOT NULL))
+              {cursor}
+            ORDER BY order_expires_at, id LIMIT $2
             """,
-            limit,
+            *args,
         )
         return [_execution(r) for r in rows]
 
@@ -232,15 +272,22 @@ class ExecutionStore:
         )
         return [(r["symbol"], Side(r["side"]), r["fill_size"]) for r in rows]
 
-    async def unknown_notional(self, account_address: str) -> Decimal:
-        """Notional of this account's live orders whose fate is unknown (they may be open positions)."""
+    async def unsettled_notional(self, network: str, account_address: str, *, besides: uuid.UUID) -> Decimal:
+        """Notional of this account's live orders on `network` that may be open positions by now.
+
+        UNKNOWN executions, and PENDING ones with a limit price (an order being
+        sent, perhaps by another replica), the execution `besides` aside.
+        """
         value: Decimal = await self._db.fetchval(
             """
             SELECT COALESCE(sum(size * COALESCE(limit_price, mid_price, 0)), 0)
             FROM execution_logs
-            WHERE status = 'unknown' AND NOT dry_run AND account_address = $1
+            WHERE (status = 'unknown' OR (status = 'pending' AND limit_price IS NOT NULL))
+              AND NOT dry_run AND network = $1 AND account_address = $2 AND id <> $3
             """,
+            network,
             account_address,
+            besides,
         )
         return value
 
@@ -258,7 +305,7 @@ class ExecutionStore:
         except TimeoutError:
             raise Busy(f"{key} stayed busy") from None
         try:
-            lock_id = _lock_key(key)
+            lock_id = lock_key(key)
             async with self._db.connection() as conn:
                 while not await conn.fetchval("SELECT pg_try_advisory_lock($1)", lock_id):
                     if time.monotonic() > deadline:

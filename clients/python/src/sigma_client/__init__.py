@@ -41,6 +41,7 @@ Decision = decision_pb2.Decision
 GetStatsResponse = decision_pb2.GetStatsResponse
 ListDecisionsResponse = decision_pb2.ListDecisionsResponse
 Execution = execution_pb2.Execution
+ExecutionEvent = execution_pb2.ExecutionEvent
 ExecutionConfig = execution_pb2.ExecutionConfig
 ListExecutionsResponse = execution_pb2.ListExecutionsResponse
 
@@ -59,6 +60,7 @@ __all__ = [
     "ErrorReason",
     "Execution",
     "ExecutionConfig",
+    "ExecutionEvent",
     "ExecutionStatus",
     "FailedPreconditionError",
     "FieldViolation",

@@ -577,6 +577,28 @@ class SigmaClient:
         wait_for_ready: bool | None = None,
     ) -> epb.Execution:
         """One execution by id (NotFoundError, reason EXECUTION_NOT_FOUND, when there is none)."""
+        response = await self._get_execution(execution_id, timeout, metadata, wait_for_ready)
+        return response.execution
+
+    async def get_execution_history(
+        self,
+        execution_id: str | uuid.UUID,
+        *,
+        timeout: float | None = None,
+        metadata: Metadata | None = None,
+        wait_for_ready: bool | None = None,
+    ) -> tuple[epb.Execution, list[epb.ExecutionEvent]]:
+        """One execution and every state change it went through, oldest first."""
+        response = await self._get_execution(execution_id, timeout, metadata, wait_for_ready)
+        return response.execution, list(response.events)
+
+    async def _get_execution(
+        self,
+        execution_id: str | uuid.UUID,
+        timeout: float | None,
+        metadata: Metadata | None,
+        wait_for_ready: bool | None,
+    ) -> epb.GetExecutionResponse:
         request = epb.GetExecutionRequest(id=convert.identifier(execution_id, "execution_id"))
         response, _ = await self._call(
             self._executions.GetExecution,
@@ -586,7 +608,7 @@ class SigmaClient:
             metadata=metadata,
             wait_for_ready=wait_for_ready,
         )
-        return response.execution
+        return response
 
     async def list_executions(
         self,

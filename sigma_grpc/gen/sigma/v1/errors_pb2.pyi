@@ -91,6 +91,12 @@ class _ErrorReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ErrorReas
     A write either happened completely or not at all; retrying with the same
     `request_id` (LogDecision) or the same values (RecordOutcome) is safe.
     """
+    ERROR_REASON_SIGNER_ACCOUNT_MISMATCH: _ErrorReason.ValueType  # 14
+    """FAILED_PRECONDITION: the signing key may not trade for the configured
+    account (SIGMA_HL_ACCOUNT_ADDRESS): it is another account's own key, an
+    API wallet of another account, or a vault's or sub-account's address,
+    which this service does not trade for. The message names both addresses.
+    """
 
 class ErrorReason(_ErrorReason, metaclass=_ErrorReasonEnumTypeWrapper):
     """ErrorReason is the `reason` of the google.rpc.ErrorInfo of every error."""
@@ -149,5 +155,11 @@ ERROR_REASON_DATABASE_UNAVAILABLE: ErrorReason.ValueType  # 13
 no pooled connection free, or a query that outran the call's deadline).
 A write either happened completely or not at all; retrying with the same
 `request_id` (LogDecision) or the same values (RecordOutcome) is safe.
+"""
+ERROR_REASON_SIGNER_ACCOUNT_MISMATCH: ErrorReason.ValueType  # 14
+"""FAILED_PRECONDITION: the signing key may not trade for the configured
+account (SIGMA_HL_ACCOUNT_ADDRESS): it is another account's own key, an
+API wallet of another account, or a vault's or sub-account's address,
+which this service does not trade for. The message names both addresses.
 """
 Global___ErrorReason: _TypeAlias = ErrorReason  # noqa: Y015

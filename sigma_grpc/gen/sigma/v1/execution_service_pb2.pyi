@@ -138,6 +138,27 @@ class _ExecutionReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Execu
     """Reconciliation found that the exchange never had the order (it expired
     unplaced).
     """
+    EXECUTION_REASON_DISABLED: _ExecutionReason.ValueType  # 14
+    """Execution was switched off (`enabled` or `hl_enabled`) while this one
+    waited for its account; nothing was signed.
+    """
+    EXECUTION_REASON_CONFIG_CHANGED: _ExecutionReason.ValueType  # 15
+    """`dry_run` changed while this execution waited for its account, so it
+    would have run in another mode than it was claimed in; nothing was signed.
+    """
+    EXECUTION_REASON_ACCOUNT_BUSY: _ExecutionReason.ValueType  # 16
+    """Another execution on the same account held it until too little time was
+    left before this order's expiry; nothing was sent to the exchange.
+    """
+    EXECUTION_REASON_TOO_LATE: _ExecutionReason.ValueType  # 17
+    """Too little time was left before the order's expiry to sign it after the
+    risk check (slow exchange reads); nothing was sent to the exchange.
+    """
+    EXECUTION_REASON_ALREADY_ON_EXCHANGE: _ExecutionReason.ValueType  # 18
+    """The exchange already knew an order with this execution's cloid (the
+    decision's), so nothing was signed; the execution follows the exchange's
+    record of that order.
+    """
 
 class ExecutionReason(_ExecutionReason, metaclass=_ExecutionReasonEnumTypeWrapper):
     """ExecutionReason says why an execution ended as it did."""
@@ -174,7 +195,79 @@ EXECUTION_REASON_NOT_PLACED: ExecutionReason.ValueType  # 13
 """Reconciliation found that the exchange never had the order (it expired
 unplaced).
 """
+EXECUTION_REASON_DISABLED: ExecutionReason.ValueType  # 14
+"""Execution was switched off (`enabled` or `hl_enabled`) while this one
+waited for its account; nothing was signed.
+"""
+EXECUTION_REASON_CONFIG_CHANGED: ExecutionReason.ValueType  # 15
+"""`dry_run` changed while this execution waited for its account, so it
+would have run in another mode than it was claimed in; nothing was signed.
+"""
+EXECUTION_REASON_ACCOUNT_BUSY: ExecutionReason.ValueType  # 16
+"""Another execution on the same account held it until too little time was
+left before this order's expiry; nothing was sent to the exchange.
+"""
+EXECUTION_REASON_TOO_LATE: ExecutionReason.ValueType  # 17
+"""Too little time was left before the order's expiry to sign it after the
+risk check (slow exchange reads); nothing was sent to the exchange.
+"""
+EXECUTION_REASON_ALREADY_ON_EXCHANGE: ExecutionReason.ValueType  # 18
+"""The exchange already knew an order with this execution's cloid (the
+decision's), so nothing was signed; the execution follows the exchange's
+record of that order.
+"""
 Global___ExecutionReason: _TypeAlias = ExecutionReason  # noqa: Y015
+
+@_typing.final
+class ExecutionEvent(_message.Message):
+    """ExecutionEvent is one state change of an execution, as recorded when it
+    happened (append-only: never updated or deleted).
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TIME_FIELD_NUMBER: _builtins.int
+    FROM_STATUS_FIELD_NUMBER: _builtins.int
+    TO_STATUS_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    ERROR_MESSAGE_FIELD_NUMBER: _builtins.int
+    ACTOR_FIELD_NUMBER: _builtins.int
+    from_status: Global___ExecutionStatus.ValueType
+    """The status before; UNSPECIFIED for the claim that created the execution."""
+    to_status: Global___ExecutionStatus.ValueType
+    """The status after."""
+    reason: Global___ExecutionReason.ValueType
+    """The reason recorded with the change; UNSPECIFIED when none."""
+    error_message: _builtins.str
+    """The exchange's or the risk check's text recorded with the change; empty
+    when none.
+    """
+    actor: _builtins.str
+    """What made the change: `execute_signal` (the attempt that claimed it, or
+    a later ExecuteSignal that reconciled it), `get_execution` or
+    `reconciler` (the background reconciliation).
+    """
+    @_builtins.property
+    def time(self) -> _timestamp_pb2.Timestamp:
+        """When the change was recorded."""
+
+    def __init__(
+        self,
+        *,
+        time: _timestamp_pb2.Timestamp | None = ...,
+        from_status: Global___ExecutionStatus.ValueType = ...,
+        to_status: Global___ExecutionStatus.ValueType = ...,
+        reason: Global___ExecutionReason.ValueType = ...,
+        error_message: _builtins.str = ...,
+        actor: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["time", b"time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["actor", b"actor", "error_message", b"error_message", "from_status", b"from_status", "reason", b"reason", "time", b"time", "to_status", b"to_status"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ExecutionEvent: _TypeAlias = ExecutionEvent  # noqa: Y015
 
 @_typing.final
 class Execution(_message.Message):
@@ -485,18 +578,24 @@ class GetExecutionResponse(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     EXECUTION_FIELD_NUMBER: _builtins.int
+    EVENTS_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def execution(self) -> Global___Execution:
         """The execution."""
+
+    @_builtins.property
+    def events(self) -> _containers.RepeatedCompositeFieldContainer[Global___ExecutionEvent]:
+        """Every state change of the execution, oldest first."""
 
     def __init__(
         self,
         *,
         execution: Global___Execution | None = ...,
+        events: _abc.Iterable[Global___ExecutionEvent] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["execution", b"execution"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["execution", b"execution"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["events", b"events", "execution", b"execution"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -90,6 +90,9 @@ class ExecutionServiceServicer:
         the server has no signing key.
         - FAILED_PRECONDITION (AGENT_WITHOUT_ACCOUNT): the key is an API (agent)
         wallet's and SIGMA_HL_ACCOUNT_ADDRESS is not set.
+        - FAILED_PRECONDITION (SIGNER_ACCOUNT_MISMATCH): the key may not trade for
+        the configured account (the exchange's `userRole` of the key, asked
+        once, says it belongs to another account, a vault or a sub-account).
         - UNAVAILABLE (EXCHANGE_UNAVAILABLE): the exchange could not be reached
         before the decision was claimed.
         - UNAVAILABLE (DATABASE_UNAVAILABLE): the database failed before the
@@ -104,9 +107,9 @@ class ExecutionServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def GetExecution(self, request, context):
-        """GetExecution returns one execution by id. An UNKNOWN execution (or a
-        PENDING one past its order's expiry) is first reconciled with the
-        exchange by its cloid.
+        """GetExecution returns one execution by id, with the history of its state
+        changes. An UNKNOWN execution (or a PENDING one past its order's expiry)
+        is first reconciled with the exchange by its cloid.
 
         Errors:
         - INVALID_ARGUMENT (VALIDATION_FAILED): `id` is not a canonical UUID.

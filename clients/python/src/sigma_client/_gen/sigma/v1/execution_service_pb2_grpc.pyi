@@ -63,6 +63,9 @@ class ExecutionServiceStub:
       the server has no signing key.
     - FAILED_PRECONDITION (AGENT_WITHOUT_ACCOUNT): the key is an API (agent)
       wallet's and SIGMA_HL_ACCOUNT_ADDRESS is not set.
+    - FAILED_PRECONDITION (SIGNER_ACCOUNT_MISMATCH): the key may not trade for
+      the configured account (the exchange's `userRole` of the key, asked
+      once, says it belongs to another account, a vault or a sub-account).
     - UNAVAILABLE (EXCHANGE_UNAVAILABLE): the exchange could not be reached
       before the decision was claimed.
     - UNAVAILABLE (DATABASE_UNAVAILABLE): the database failed before the
@@ -73,9 +76,9 @@ class ExecutionServiceStub:
     there is one, never a second order.
     """
     GetExecution: _grpc.UnaryUnaryMultiCallable[_execution_service_pb2.GetExecutionRequest, _execution_service_pb2.GetExecutionResponse]
-    """GetExecution returns one execution by id. An UNKNOWN execution (or a
-    PENDING one past its order's expiry) is first reconciled with the
-    exchange by its cloid.
+    """GetExecution returns one execution by id, with the history of its state
+    changes. An UNKNOWN execution (or a PENDING one past its order's expiry)
+    is first reconciled with the exchange by its cloid.
 
     Errors:
     - INVALID_ARGUMENT (VALIDATION_FAILED): `id` is not a canonical UUID.
@@ -140,6 +143,9 @@ class ExecutionServiceAsyncStub(ExecutionServiceStub):
       the server has no signing key.
     - FAILED_PRECONDITION (AGENT_WITHOUT_ACCOUNT): the key is an API (agent)
       wallet's and SIGMA_HL_ACCOUNT_ADDRESS is not set.
+    - FAILED_PRECONDITION (SIGNER_ACCOUNT_MISMATCH): the key may not trade for
+      the configured account (the exchange's `userRole` of the key, asked
+      once, says it belongs to another account, a vault or a sub-account).
     - UNAVAILABLE (EXCHANGE_UNAVAILABLE): the exchange could not be reached
       before the decision was claimed.
     - UNAVAILABLE (DATABASE_UNAVAILABLE): the database failed before the
@@ -150,9 +156,9 @@ class ExecutionServiceAsyncStub(ExecutionServiceStub):
     there is one, never a second order.
     """
     GetExecution: _aio.UnaryUnaryMultiCallable[_execution_service_pb2.GetExecutionRequest, _execution_service_pb2.GetExecutionResponse]  # type: ignore[assignment]
-    """GetExecution returns one execution by id. An UNKNOWN execution (or a
-    PENDING one past its order's expiry) is first reconciled with the
-    exchange by its cloid.
+    """GetExecution returns one execution by id, with the history of its state
+    changes. An UNKNOWN execution (or a PENDING one past its order's expiry)
+    is first reconciled with the exchange by its cloid.
 
     Errors:
     - INVALID_ARGUMENT (VALIDATION_FAILED): `id` is not a canonical UUID.
@@ -220,6 +226,9 @@ class ExecutionServiceServicer(metaclass=_abc_1.ABCMeta):
           the server has no signing key.
         - FAILED_PRECONDITION (AGENT_WITHOUT_ACCOUNT): the key is an API (agent)
           wallet's and SIGMA_HL_ACCOUNT_ADDRESS is not set.
+        - FAILED_PRECONDITION (SIGNER_ACCOUNT_MISMATCH): the key may not trade for
+          the configured account (the exchange's `userRole` of the key, asked
+          once, says it belongs to another account, a vault or a sub-account).
         - UNAVAILABLE (EXCHANGE_UNAVAILABLE): the exchange could not be reached
           before the decision was claimed.
         - UNAVAILABLE (DATABASE_UNAVAILABLE): the database failed before the
@@ -236,9 +245,9 @@ class ExecutionServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _execution_service_pb2.GetExecutionRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_execution_service_pb2.GetExecutionResponse, _abc.Awaitable[_execution_service_pb2.GetExecutionResponse]]:
-        """GetExecution returns one execution by id. An UNKNOWN execution (or a
-        PENDING one past its order's expiry) is first reconciled with the
-        exchange by its cloid.
+        """GetExecution returns one execution by id, with the history of its state
+        changes. An UNKNOWN execution (or a PENDING one past its order's expiry)
+        is first reconciled with the exchange by its cloid.
 
         Errors:
         - INVALID_ARGUMENT (VALIDATION_FAILED): `id` is not a canonical UUID.
