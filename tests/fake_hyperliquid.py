@@ -8,44 +8,72 @@ OS) in a background thread. Point the SDK at ``fake.base_url``::
         exchange = Exchange(wallet, base_url=fake.base_url, timeout=5)
         exchange.order("ETH", True, 0.05, 2000, {"limit": {"tif": "Ioc"}})
 
-What it emulates (perpetuals of the default dex only, cross margin):
+What it emulates (perpetuals of the default dex only):
 
 * ``POST /info``: ``meta`` (the recorded 2023 mainnet universe unless replaced), ``spotMeta`` (empty),
   ``allMids``, ``clearinghouseState`` (computed from the fake's own accounts at the current mids),
   ``orderStatus`` (by oid or cloid), ``userFills``, ``userFillsByTime``, ``openOrders``,
-  ``frontendOpenOrders``, ``historicalOrders`` and a one-level ``l2Book`` at the mid. Unknown keys such
-  as ``dex`` are ignored; an unknown ``type`` gets HTTP 422 in plain text, like the real API.
+  ``frontendOpenOrders``, ``historicalOrders``, a one-level ``l2Book`` at the mid and ``userRole`` in all
+  its shapes: ``user``, ``agent`` (with ``data.user``, its main account), ``vault``, ``subAccount`` (with
+  ``data.master``) and ``missing``. Unknown keys such as ``dex`` are ignored; an unknown ``type`` gets
+  HTTP 422 in plain text, like the real API.
+* Accounts: ``add_account`` (signs for itself), ``add_agent`` (an API wallet signing for a main account),
+  ``add_vault`` and ``add_sub_account`` (state that can be read and seeded, but no key: they never sign).
 * ``POST /exchange``: the L1 signature is checked the way the exchange does it: the signer is
   *recovered* from the EIP-712 "Agent" message built over the msgpack of the action exactly as received
   (``json.loads`` keeps key order), so a tampered or re-ordered payload recovers some other address and
   is rejected as an unknown wallet. Registered accounts sign for themselves, agent (API) wallets for their
-  main account. Nonces are unique per signer and must lie in (now - 2 days, now + 1 day);
-  ``expiresAfter`` in the past is rejected. Actions: ``order`` (limit orders: Gtc, Ioc, Alo),
-  ``updateLeverage``, ``cancel`` and ``cancelByCloid``; others answer ``Unsupported action``.
+  main account. ``expiresAfter`` earlier than the fake's clock *when the request is processed* is refused
+  (``Action already expired``). Nonces follow API_NOTES section 7, per signer: the 100 highest are kept;
+  a nonce is refused if already kept (``duplicate nonce``), if 100 are kept and it is not larger than the
+  smallest of them, or if it lies outside (now - 2 days, now + 1 day). A nonce is used up only when its
+  action is carried out (not by an unknown signer, an expired action, a vault or an unsupported action,
+  all refused first). Actions: ``order`` (limit orders: Gtc, Ioc, Alo), ``updateLeverage``, ``cancel``
+  and ``cancelByCloid``; others answer ``Unsupported action``.
 * Orders are validated like the exchange (size step, zero size, tick/significant figures, the $10
   minimum unless reduce-only, reduce-only direction, initial margin at the user's leverage, Alo/Ioc
-  crossing) and get the exchange's error sentences with the `` asset=N`` suffix. An order whose price
-  crosses the mid fills *at the mid* (partly when a liquidity cap is set for the coin); others rest.
-  Fills update positions (average entry price, realised PnL into the USDC balance, an optional taker
-  fee) and are reported by ``userFills``.
+  crossing) and get the exchange's error sentences with the `` asset=N`` suffix. A cloid is unique per
+  account: an order reusing one the account already used (open, filled, canceled or rejected) is refused
+  and nothing is placed. An order whose price crosses the mid fills *at the mid* (partly when a liquidity
+  cap is set for the coin); others rest. Fills update positions (average entry price, realised PnL into
+  the USDC balance, an optional taker fee) and are reported by ``userFills``.
+* Rejected orders are kept, as on the exchange: an order refused for tick, minimum value, reduce-only,
+  Alo crossing, margin or an IOC that did not match gets an oid and a status (``tickRejected``,
+  ``minTradeNtlRejected``, ``reduceOnlyRejected``, ``badAloPxRejected``, ``perpMarginRejected``,
+  ``iocCancelRejected``) that ``orderStatus`` and ``historicalOrders`` report. Orders refused before they
+  get an oid (invalid or zero size, unknown asset, duplicate cloid, trigger orders) leave no record.
+  Errors injected with ``fail_orders`` are kept the same way, their status found by the sentence's prefix
+  in ``REJECTION_STATUSES`` (``rejected`` for a sentence it does not know) or given explicitly.
+* ``updateLeverage`` stores leverage and margin mode (cross or isolated); switching the mode of a coin
+  with an open position is refused (``Cannot switch leverage type with open position.``), changing only
+  the leverage is allowed. An isolated position reports ``{"type": "isolated", "value": N, "rawUsd": …}``.
 * Fault injection for the next N requests (or until cleared): per-order error strings, HTTP 4xx/5xx in
-  plain text, a top-level ``{"status": "err"}``, a 200 non-JSON body, a hang (with the request applied
-  or dropped) and a ``resting`` answer for an IOC. Every request is recorded for assertions.
+  plain text, a top-level ``{"status": "err"}``, a 200 non-JSON body, a hang (the request applied first,
+  or dropped), a *late* request (held N seconds, only then processed against the clock of that moment,
+  then answered or dropped: the order reaches the exchange after the client gave up) and a ``resting``
+  answer for an IOC. Every request is recorded for assertions.
 
-What it does not emulate: spot, HIP-3 dexes, vaults and sub-accounts (a non-null ``vaultAddress`` is
-refused), trigger/TP-SL orders, an order book (there is only the mid; ``set_liquidity`` caps the size one
-order can take), isolated-margin accounting (isolated leverage is stored and reported, but the margin
-maths stays cross), funding, liquidations, maintenance-margin checks, rate limits, user-signed actions
-(transfers, ``approveAgent``: add agents with ``add_agent``) and the websocket (use ``skip_ws=True``).
+What it does not emulate: spot, HIP-3 dexes, acting for vaults and sub-accounts (a non-null
+``vaultAddress`` is refused), trigger/TP-SL orders, an order book (there is only the mid;
+``set_liquidity`` caps the size one order can take), isolated-margin accounting (isolated leverage is
+stored and reported, but the margin maths stays cross), funding, liquidations, maintenance-margin checks,
+rate limits, user-signed actions (transfers, ``approveAgent``: add agents with ``add_agent``) and the
+websocket (use ``skip_ws=True``).
 
-Error sentences come from the official "Error responses" list and API_NOTES; the texts for a nonce
-outside the time window, a bad leverage value, an unknown asset and a vault are invented here but keep
-the real prefixes (``Invalid nonce``, ...). Match errors by prefix, as one must with the real API.
+Error sentences come from the official "Error responses" list and API_NOTES. ``Cannot switch leverage
+type with open position.`` is the sentence third-party client code quotes from the live API (it is not
+in API_NOTES or the fixtures). These texts are invented here but keep the real prefixes: a nonce outside
+the time window and a nonce not larger than the smallest kept (``Invalid nonce``), a bad leverage value
+(``Invalid leverage value``), an unknown asset (``Invalid asset.``), a reused cloid (``Duplicate cloid``;
+the real wording is unknown) and a vault (refused as not supported). Status names are the exchange's
+(``orderStatus``); mapping a sentence to one is the fake's reading of the docs. Match errors by prefix,
+as one must with the real API.
 """
 
 from __future__ import annotations
 
 import copy
+import heapq
 import json
 import threading
 import time
@@ -64,6 +92,7 @@ from eth_utils.crypto import keccak
 
 __all__ = [
     "FIXTURES_DIR",
+    "REJECTION_STATUSES",
     "Asset",
     "FakeHyperliquid",
     "Fault",
@@ -72,6 +101,7 @@ __all__ = [
     "RecordedRequest",
     "load_fixture",
     "recover_l1_signer",
+    "rejection_status",
 ]
 
 JsonDict = dict[str, Any]
@@ -85,11 +115,15 @@ FIXTURES_DIR = Path(__file__).parent / "fixtures" / "hyperliquid"
 ERR_UNKNOWN_SIGNER = "User or API Wallet {address} does not exist."
 ERR_DUPLICATE_NONCE = "Invalid nonce: duplicate nonce {nonce}"
 ERR_NONCE_WINDOW = "Invalid nonce: nonce {nonce} is outside the allowed time window"  # wording invented
+ERR_NONCE_TOO_LOW = (  # wording invented
+    "Invalid nonce: nonce {nonce} is not larger than {smallest}, the smallest of the 100 highest nonces"
+)
 ERR_EXPIRED = "Action already expired"
 ERR_UNSUPPORTED = "Unsupported action"
 ERR_BAD_SIGNATURE = "Invalid signature"
 ERR_VAULT = "Vault and sub-account actions are not supported by the fake"  # wording invented
 ERR_LEVERAGE = "Invalid leverage value"  # wording invented
+ERR_SWITCH_MARGIN_MODE = "Cannot switch leverage type with open position."  # quoted by client code
 ERR_DESERIALIZE = "Failed to deserialize the JSON body into the target type"
 
 ORDER_INVALID_SIZE = "Order has invalid size."
@@ -102,9 +136,36 @@ ORDER_REDUCE_ONLY = "Reduce only order would increase position."
 ORDER_BAD_ALO = "Post only order would have immediately matched, bbo was {bbo}."
 ORDER_UNKNOWN_ASSET = "Invalid asset."  # wording invented
 ORDER_TRIGGER = "Trigger orders are not supported by the fake."
+ORDER_DUPLICATE_CLOID = "Duplicate cloid {cloid}: the account already used it."  # wording invented
 CANCEL_MISSING = "Order was never placed, already canceled, or filled."
 
+# The exchange's order status for a per-order error, by the error's prefix (first match wins). None: the
+# order never got an oid (the exchange rejects it before placing it), so orderStatus does not know it.
+# Statuses are the exchange's names (orderStatus / historicalOrders); an unlisted error maps to "rejected".
+REJECTION_STATUSES: tuple[tuple[str, str | None], ...] = (
+    ("Order has invalid size", None),
+    ("Order has zero size", None),
+    ("Invalid asset", None),
+    ("Duplicate cloid", None),
+    ("Trigger orders are not supported", None),
+    ("Price must be divisible by tick size", "tickRejected"),
+    ("Order must have minimum value of $", "minTradeNtlRejected"),
+    ("Order must have minimum value of", "minTradeSpotNtlRejected"),
+    ("Insufficient margin to place order", "perpMarginRejected"),
+    ("Reduce only order would increase position", "reduceOnlyRejected"),
+    ("Post only order would have immediately matched", "badAloPxRejected"),
+    ("Order could not immediately match", "iocCancelRejected"),
+    ("Invalid TP/SL price", "badTriggerPxRejected"),
+    ("No liquidity available for market order", "marketOrderNoLiquidityRejected"),
+    # PositionIncreaseAtOpenInterestCap and PositionFlipAtOpenInterestCap share this sentence.
+    ("Order would increase open interest while", "positionIncreaseAtOpenInterestCapRejected"),
+    ("Order price too far from oracle", "oracleRejected"),
+    ("Order would cause position to exceed margin tier limit", "perpMaxPositionRejected"),
+)
+DEFAULT_REJECTION_STATUS = "rejected"
+
 MIN_NOTIONAL = Decimal(10)
+NONCES_KEPT = 100
 NONCE_PAST_MS = 2 * 24 * 3600 * 1000
 NONCE_FUTURE_MS = 1 * 24 * 3600 * 1000
 USD_QUANTUM = Decimal("0.000001")
@@ -217,6 +278,17 @@ def _valid_price(price: Decimal, sz_decimals: int) -> bool:
     return len(digits) <= 5 and -exponent <= 6 - sz_decimals
 
 
+def rejection_status(message: str) -> str | None:
+    """The order status the exchange gives an order refused with ``message`` (see REJECTION_STATUSES).
+
+    None when such an order never gets an oid; ``"rejected"`` for an error the table does not know.
+    """
+    for prefix, status in REJECTION_STATUSES:
+        if message.startswith(prefix):
+            return status
+    return DEFAULT_REJECTION_STATUS
+
+
 def _ok(response: JsonDict) -> JsonDict:
     return {"status": "ok", "response": response}
 
@@ -257,7 +329,7 @@ class PositionView:
 
 @dataclass
 class OrderRecord:
-    """An order the fake accepted or rejected after parsing (rejections keep their ``...Rejected`` status)."""
+    """An order the fake accepted, or rejected after giving it an oid (its status then says why)."""
 
     user: str
     coin: str
@@ -308,7 +380,10 @@ class RecordedRequest:
     response: Any  # the JSON answer, or the text of a non-JSON answer
     signer: str | None = None  # /exchange: the recovered signer (lower case)
     user: str | None = None  # /exchange: the account the signer acts for
-    delay: float = 0.0  # seconds the answer was held back by a hang fault
+    delay: float = 0.0  # seconds the answer (hang) or the whole request (late) was held back
+    # The fake clock (ms) when the fake acted on the request; None when it never did (a transport fault, a
+    # hang(apply=False), a late request still held or released by stop()/reset(), a 422 body).
+    processed_at: int | None = None
 
     @property
     def type(self) -> str | None:
@@ -319,8 +394,8 @@ class RecordedRequest:
         return kind if isinstance(kind, str) else None
 
 
-FaultKind = Literal["order_error", "http_error", "top_level_error", "non_json", "hang", "rest_ioc"]
-_TRANSPORT_FAULTS = frozenset({"http_error", "top_level_error", "non_json", "hang"})
+FaultKind = Literal["order_error", "http_error", "top_level_error", "non_json", "hang", "late", "rest_ioc"]
+_TRANSPORT_FAULTS = frozenset({"http_error", "top_level_error", "non_json", "hang", "late"})
 _ORDER_FAULTS = frozenset({"order_error", "rest_ioc"})
 
 
@@ -329,6 +404,8 @@ class Fault:
     """A scripted misbehaviour for requests to ``path`` whose type is in ``types`` (None: any type).
 
     ``remaining`` counts the requests it still affects; None keeps it until ``clear_faults()``.
+    ``order_status`` (order_error only) overrides the status the rejected orders are recorded with.
+    ``answer`` (late only): answer once processed, or drop the connection.
     """
 
     kind: FaultKind
@@ -339,6 +416,8 @@ class Fault:
     status: int = 200
     seconds: float = 0.0
     apply: bool = True
+    order_status: str | None = None
+    answer: bool = True
 
     def matches(self, path: str, kind: str | None) -> bool:
         return self.path == path and (self.types is None or kind in self.types)
@@ -359,6 +438,9 @@ class _LeverageSetting:
     is_cross: bool = True
 
 
+AccountRole = Literal["user", "vault", "subAccount"]
+
+
 @dataclass
 class _Account:
     address: str
@@ -367,7 +449,30 @@ class _Account:
     leverage: dict[str, _LeverageSetting] = field(default_factory=dict)
     fills: list[JsonDict] = field(default_factory=list)  # oldest first
     orders: dict[int, OrderRecord] = field(default_factory=dict)
-    cloids: dict[str, int] = field(default_factory=dict)
+    cloids: dict[str, int] = field(default_factory=dict)  # every cloid the account used -> its oid
+    role: AccountRole = "user"  # vaults and sub-accounts have no key: they never sign
+    master: str | None = None  # a sub-account's master account
+
+
+@dataclass
+class _Nonces:
+    """One signer's nonces: the exchange keeps the 100 highest; a new one must be above the smallest kept."""
+
+    kept: list[int] = field(default_factory=list)  # a min-heap
+    members: set[int] = field(default_factory=set)
+
+    def refusal(self, nonce: int) -> str | None:
+        if nonce in self.members:
+            return ERR_DUPLICATE_NONCE.format(nonce=nonce)
+        if len(self.kept) >= NONCES_KEPT and nonce <= self.kept[0]:
+            return ERR_NONCE_TOO_LOW.format(nonce=nonce, smallest=self.kept[0])
+        return None
+
+    def add(self, nonce: int) -> None:
+        heapq.heappush(self.kept, nonce)
+        self.members.add(nonce)
+        if len(self.kept) > NONCES_KEPT:
+            self.members.discard(heapq.heappop(self.kept))
 
 
 @dataclass(frozen=True)
@@ -390,6 +495,9 @@ class _Reply:
     delay: float = 0.0
     drop: bool = False
     body: bytes = b""  # filled in by FakeHyperliquid._handle, under the lock
+    # A late fault: the handler calls it, and it waits ``delay`` (cut short by stop() or reset()), then
+    # processes the request and returns what to send. Until then nothing was processed.
+    deferred: Callable[[], _Reply] | None = None
 
     def encode(self) -> bytes:
         return (self.text if self.text is not None else json.dumps(self.payload)).encode()
@@ -403,6 +511,7 @@ class _Reply:
 class _Context:
     signer: str | None = None
     user: str | None = None
+    processed_at: int | None = None
 
 
 class _Server(ThreadingHTTPServer):
@@ -420,7 +529,9 @@ class _Handler(BaseHTTPRequestHandler):
         fake = cast(_Server, self.server).fake
         length = int(self.headers.get("Content-Length") or 0)
         reply = fake._handle(self.path, self.rfile.read(length))
-        if reply.delay:
+        if reply.deferred is not None:  # a late request: hold it, then process it (unless released)
+            reply = reply.deferred()
+        elif reply.delay:
             fake._stopping.wait(reply.delay)
         if reply.drop:
             return  # the connection closes with no answer at all
@@ -469,7 +580,8 @@ class FakeHyperliquid:
         self.source = source
         self.default_leverage = default_leverage
         self.taker_fee_rate = _dec(taker_fee_rate)
-        self._clock = clock
+        self._base_clock = clock
+        self._clock_offset_ms = 0
         self._host = host
         if universe is None:
             universe = [
@@ -479,6 +591,10 @@ class FakeHyperliquid:
         self._initial_universe = list(universe)
         self._initial_mids = {c: _dec(p) for c, p in (mids or load_fixture("all_mids.json")).items()}
         self._lock = threading.RLock()
+        self._late_done = threading.Condition(self._lock)
+        self._held = 0  # late requests being held back (not reset: their threads still run)
+        self._generation = 0  # bumped by reset(): a late request held across it is released, not run
+        self._release = threading.Event()  # set by stop() and reset(): held late requests give up waiting
         self._stopping = threading.Event()
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
@@ -511,6 +627,7 @@ class FakeHyperliquid:
         if self._server is not None:
             raise RuntimeError("already started")
         self._stopping.clear()
+        self._release = threading.Event()
         self._server = _Server(self, self._host)
         self._thread = threading.Thread(
             target=self._server.serve_forever, kwargs={"poll_interval": 0.01}, daemon=True
@@ -519,13 +636,18 @@ class FakeHyperliquid:
         return self
 
     def stop(self) -> None:
-        """Stop serving. Hung requests are released at once (they wait on an Event)."""
+        """Stop serving. Hung and late requests are released at once (they wait on an Event).
+
+        A late request released this way is dropped unprocessed: the exchange never sees it.
+        """
         self._stopping.set()
+        self._release.set()
         if self._server is not None:
             self._server.shutdown()
             self._server.server_close()
         if self._thread is not None:
             self._thread.join(timeout=5)
+        self.wait_late(timeout=1)
         self._server = None
         self._thread = None
 
@@ -545,14 +667,21 @@ class FakeHyperliquid:
         return f"http://{self._host}:{self._server.server_port}"
 
     def reset(self) -> None:
-        """Forget accounts, agents, nonces, orders, fills, faults and recorded requests; restore the mids."""
+        """Forget accounts, agents, nonces, orders, fills, faults and recorded requests; restore the mids.
+
+        Late requests still held are released unprocessed.
+        """
         with self._lock:
+            self._clock_offset_ms = 0
+            self._generation += 1
+            self._release.set()
+            self._release = threading.Event()
             self._universe: list[Asset] = list(self._initial_universe)
             self._mids: dict[str, Decimal] = dict(self._initial_mids)
             self._liquidity: dict[str, Decimal] = {}
             self._accounts: dict[str, _Account] = {}
             self._agents: dict[str, str] = {}
-            self._nonces: dict[str, set[int]] = {}
+            self._nonces: dict[str, _Nonces] = {}
             self._faults: list[Fault] = []
             self._requests: list[RecordedRequest] = []
             self._internal_errors: list[str] = []
@@ -615,12 +744,43 @@ class FakeHyperliquid:
         return addr
 
     def add_agent(self, agent_address: str, main_address: str) -> None:
-        """Approve an agent (API) wallet: its signatures act for ``main_address``."""
+        """Approve an agent (API) wallet: its signatures act for ``main_address``.
+
+        ``main_address`` must be an account added with ``add_account`` (KeyError otherwise); a vault or a
+        sub-account cannot approve agents (ValueError).
+        """
         main = _address(main_address)
         with self._lock:
-            if main not in self._accounts:
+            account = self._accounts.get(main)
+            if account is None:
                 raise KeyError(f"unknown main account {main_address}")
+            if account.role != "user":
+                raise ValueError(f"{main_address} is a {account.role}: it cannot approve agents")
             self._agents[_address(agent_address)] = main
+
+    def add_vault(self, address: str, account_value: Number = 0) -> str:
+        """Register a vault: its state can be read (clearinghouseState, userRole ``vault``), it cannot sign.
+
+        Trading for a vault (``vaultAddress`` on /exchange) is not emulated. Returns the lower-case address.
+        """
+        addr = _address(address)
+        with self._lock:
+            self._accounts[addr] = _Account(addr, _dec(account_value), role="vault")
+        return addr
+
+    def add_sub_account(self, sub_address: str, master_address: str, account_value: Number = 0) -> str:
+        """Register a sub-account of ``master_address`` (an ``add_account`` account, KeyError otherwise).
+
+        Like a vault it has state but no key: userRole answers ``subAccount`` with its master; trading it
+        (``vaultAddress``) is not emulated. Returns the lower-case sub-account address.
+        """
+        sub, master = _address(sub_address), _address(master_address)
+        with self._lock:
+            owner = self._accounts.get(master)
+            if owner is None or owner.role != "user":
+                raise KeyError(f"unknown master account {master_address}")
+            self._accounts[sub] = _Account(sub, _dec(account_value), role="subAccount", master=master)
+        return sub
 
     def deposit(self, address: str, amount: Number) -> None:
         """Add (or with a negative amount, remove) USDC."""
@@ -718,6 +878,22 @@ class FakeHyperliquid:
         with self._lock:
             return list(self._internal_errors)
 
+    def _clock(self) -> int:
+        return self._base_clock() + self._clock_offset_ms
+
+    def advance_clock(self, seconds: float) -> None:
+        """Move the exchange's "now" forward (expiresAfter, the nonce window and timestamps see it)."""
+        with self._lock:
+            self._clock_offset_ms += int(seconds * 1000)
+
+    def wait_late(self, timeout: float = 5.0) -> bool:
+        """Block until no request is held by a ``late`` fault (each processed, or released by stop/reset).
+
+        Returns False if some are still held after ``timeout`` seconds.
+        """
+        with self._late_done:
+            return self._late_done.wait_for(lambda: self._held == 0, timeout)
+
     # -- fault injection ----------------------------------------------------------------------------
 
     def inject(self, fault: Fault) -> Fault:
@@ -730,13 +906,19 @@ class FakeHyperliquid:
         with self._lock:
             self._faults.clear()
 
-    def fail_orders(self, message: str, *, times: int | None = 1) -> Fault:
+    def fail_orders(self, message: str, *, times: int | None = 1, status: str | None = None) -> Fault:
         """Answer every order of the next order requests with ``{"error": message}``; nothing is placed.
 
         ``{asset}`` in ``message`` is replaced by the order's asset id, e.g.
-        ``"Insufficient margin to place order. asset={asset}"``. The request is still authenticated.
+        ``"Insufficient margin to place order. asset={asset}"``. The request is still authenticated (and
+        its nonce used). Like the exchange, each refused order is kept with a rejection status that
+        orderStatus (by oid or cloid) and historicalOrders report and its cloid counts as used: ``status``
+        when given, else ``rejection_status(message)`` (REJECTION_STATUSES: e.g. "perpMarginRejected",
+        "iocCancelRejected", "rejected" for an unknown sentence). Sentences the exchange answers before an
+        order gets an oid (invalid size, zero size, unknown asset, duplicate cloid) leave no record. An
+        order for an unknown asset or with an already used cloid gets that error instead of ``message``.
         """
-        return self.inject(Fault("order_error", times, message=message))
+        return self.inject(Fault("order_error", times, message=message, order_status=status))
 
     def http_error(
         self,
@@ -787,9 +969,33 @@ class FakeHyperliquid:
 
         ``apply=True``: the request is processed first (the order is placed/filled, the nonce used) and
         the answer is sent late, to a client that has probably given up. ``apply=False``: the request is
-        dropped unprocessed and the connection is closed with no answer after the delay.
+        dropped unprocessed and the connection is closed with no answer after the delay. To have the
+        request processed only *after* the delay, use ``late()``.
         """
         return self.inject(Fault("hang", times, path, _types(types), seconds=seconds, apply=apply))
+
+    def late(
+        self,
+        seconds: float,
+        *,
+        answer: bool = False,
+        times: int | None = 1,
+        types: Iterable[str] | None = ("order",),
+    ) -> Fault:
+        """Hold the next /exchange requests of these action types for ``seconds``, THEN process them.
+
+        The request reaches the exchange after the client (whose timeout is shorter) gave up: it is
+        authenticated and applied only after the delay, against the fake's clock at that moment, so an
+        ``expiresAfter`` that has passed by then refuses it (``Action already expired``, nothing placed),
+        and the nonce window, nonce set and cloids are those of that moment. Then it answers
+        (``answer=True``) or drops the connection (``answer=False``). Until processed the request is
+        recorded with status 0 and ``processed_at`` None; afterwards with what it answered (or, dropped,
+        what it would have answered) and ``processed_at``. ``wait_late()`` blocks until it is processed;
+        ``stop()`` and ``reset()`` release it at once, unprocessed.
+        """
+        return self.inject(
+            Fault("late", times, "/exchange", _types(types), seconds=seconds, answer=answer, apply=False)
+        )
 
     def rest_ioc(self, *, times: int | None = 1) -> Fault:
         """Let the IOC orders of the next order requests rest (``{"resting": …}``, status open), not fill."""
@@ -798,29 +1004,15 @@ class FakeHyperliquid:
     # -- request handling ---------------------------------------------------------------------------
 
     def _handle(self, path: str, raw: bytes) -> _Reply:
-        routes: dict[str, Callable[[JsonDict, _Context], _Reply]] = {
-            "/info": self._route_info,
-            "/exchange": self._route_exchange,
-        }
         try:
             body: Any = json.loads(raw)
         except ValueError:
             body = None
         context = _Context()
         with self._lock:
-            route = routes.get(path)
-            try:
-                if route is None:
-                    reply = _Reply(404, text="Not Found", content_type="text/plain")
-                elif not isinstance(body, dict):
-                    reply = _Reply(422, text=ERR_DESERIALIZE, content_type="text/plain")
-                else:
-                    reply = route(body, context)
-            except _BadRequest:
-                reply = _Reply(422, text=ERR_DESERIALIZE, content_type="text/plain")
-            except Exception as exc:  # a bug in the fake: answer 500 and keep it for the test to see
-                self._internal_errors.append(repr(exc))
-                reply = _Reply(500, text=f"fake internal error: {exc!r}", content_type="text/plain")
+            reply = self._guarded(lambda: self._route(path, body, context))
+            if reply.deferred is not None:
+                return self._hold(path, body, context, reply)
             reply = replace(reply, body=reply.encode())
             self._requests.append(
                 RecordedRequest(
@@ -831,9 +1023,66 @@ class FakeHyperliquid:
                     signer=context.signer,
                     user=context.user,
                     delay=reply.delay,
+                    processed_at=context.processed_at,
                 )
             )
         return reply
+
+    def _route(self, path: str, body: Any, context: _Context) -> _Reply:
+        routes: dict[str, Callable[[JsonDict, _Context], _Reply]] = {
+            "/info": self._route_info,
+            "/exchange": self._route_exchange,
+        }
+        route = routes.get(path)
+        if route is None:
+            return _Reply(404, text="Not Found", content_type="text/plain")
+        if not isinstance(body, dict):
+            return _Reply(422, text=ERR_DESERIALIZE, content_type="text/plain")
+        return route(body, context)
+
+    def _guarded(self, run: Callable[[], _Reply]) -> _Reply:
+        try:
+            return run()
+        except _BadRequest:
+            return _Reply(422, text=ERR_DESERIALIZE, content_type="text/plain")
+        except Exception as exc:  # a bug in the fake: answer 500 and keep it for the test to see
+            self._internal_errors.append(repr(exc))
+            return _Reply(500, text=f"fake internal error: {exc!r}", content_type="text/plain")
+
+    def _hold(self, path: str, body: Any, context: _Context, reply: _Reply) -> _Reply:
+        """Record a late request as not yet processed; the handler thread runs ``finish`` after the delay."""
+        process, answer, generation = reply.deferred, not reply.drop, self._generation
+        assert process is not None
+        release, delay = self._release, reply.delay
+        placeholder = RecordedRequest(path=path, body=body, status=0, response=None, delay=delay)
+        self._requests.append(placeholder)
+        self._held += 1
+
+        def finish() -> _Reply:
+            released = release.wait(delay)
+            with self._lock:
+                try:
+                    if released or self._stopping.is_set() or generation != self._generation:
+                        return _Reply(0, drop=True)  # released: the exchange never sees it
+                    late = self._guarded(process)
+                    late = replace(late, body=late.encode(), drop=not answer)
+                    final = replace(
+                        placeholder,
+                        status=late.status if answer else 0,
+                        response=late.recorded,
+                        signer=context.signer,
+                        user=context.user,
+                        processed_at=context.processed_at,
+                    )
+                    for index, recorded in enumerate(self._requests):
+                        if recorded is placeholder:
+                            self._requests[index] = final
+                    return late
+                finally:
+                    self._held -= 1
+                    self._late_done.notify_all()
+
+        return replace(reply, deferred=finish)
 
     def _take_fault(self, path: str, kind: str | None, kinds: frozenset[str]) -> Fault | None:
         for fault in self._faults:
@@ -855,6 +1104,8 @@ class FakeHyperliquid:
             return _Reply(200, text=fault.message, content_type="text/html")
         if fault.kind == "top_level_error":
             return _Reply(200, payload=_err(fault.message))
+        if fault.kind == "late":  # processed only after the delay, by _hold's finish
+            return _Reply(0, delay=fault.seconds, drop=not fault.answer, deferred=process)
         if fault.apply:  # hang, request applied
             return replace(process(), delay=fault.seconds)
         return _Reply(0, delay=fault.seconds, drop=True)  # hang, request dropped
@@ -864,17 +1115,29 @@ class FakeHyperliquid:
         handler = self._info_handlers.get(kind) if isinstance(kind, str) else None
         if handler is None:
             return _Reply(422, text=ERR_DESERIALIZE, content_type="text/plain")
-        return self._with_transport_fault("/info", kind, lambda: _Reply(200, payload=handler(body)))
+
+        def process() -> _Reply:
+            now = self._clock()
+            reply = _Reply(200, payload=handler(body))
+            context.processed_at = now
+            return reply
+
+        return self._with_transport_fault("/info", kind, process)
 
     def _route_exchange(self, body: JsonDict, context: _Context) -> _Reply:
         action = body.get("action")
         if not isinstance(action, dict) or not isinstance(action.get("type"), str):
             raise _BadRequest
-        return self._with_transport_fault(
-            "/exchange", action["type"], lambda: _Reply(200, payload=self._exchange(body, action, context))
-        )
 
-    def _exchange(self, body: JsonDict, action: JsonDict, context: _Context) -> JsonDict:
+        def process() -> _Reply:
+            now = self._clock()  # for a late request: the time it is finally processed
+            reply = _Reply(200, payload=self._exchange(body, action, context, now))
+            context.processed_at = now
+            return reply
+
+        return self._with_transport_fault("/exchange", action["type"], process)
+
+    def _exchange(self, body: JsonDict, action: JsonDict, context: _Context, now: int) -> JsonDict:
         nonce, signature = body.get("nonce"), body.get("signature")
         vault, expires = body.get("vaultAddress"), body.get("expiresAfter")
         if not isinstance(nonce, int) or not isinstance(signature, dict):
@@ -888,16 +1151,17 @@ class FakeHyperliquid:
         except Exception:  # malformed r/s/v, an unencodable action...: the exchange refuses the signature
             return _err(ERR_BAD_SIGNATURE)
         context.signer = signer
-        user = signer if signer in self._accounts else self._agents.get(signer)
-        if user is None:
+        own = self._accounts.get(signer)
+        user = signer if own is not None and own.role == "user" else self._agents.get(signer)
+        if user is None:  # vaults and sub-accounts have no key: they never sign
             return _err(ERR_UNKNOWN_SIGNER.format(address=signer))
         context.user = user
-        now = self._clock()
         if expires is not None and expires < now:
             return _err(ERR_EXPIRED)
-        used = self._nonces.setdefault(signer, set())
-        if nonce in used:
-            return _err(ERR_DUPLICATE_NONCE.format(nonce=nonce))
+        used = self._nonces.setdefault(signer, _Nonces())
+        refusal = used.refusal(nonce)
+        if refusal is not None:
+            return _err(refusal)
         if not now - NONCE_PAST_MS < nonce < now + NONCE_FUTURE_MS:
             return _err(ERR_NONCE_WINDOW.format(nonce=nonce))
         if vault is not None:
@@ -915,12 +1179,16 @@ class FakeHyperliquid:
         return {"universe": [asset.to_json() for asset in self._universe]}
 
     def _info_user_role(self, body: JsonDict) -> JsonDict:
-        # Shapes from the exchange's docs ("user", "agent" with its master, "missing"); the recorded
-        # cassette only shows {"role": "vault"}, which this fake never answers.
-        user = _address(str(body.get("user", "")))
+        # Shapes from the exchange's docs; the recorded cassette shows {"role": "vault"}.
+        user = _user_of(body)
         if user in self._agents:
             return {"role": "agent", "data": {"user": self._agents[user]}}
-        return {"role": "user"} if user in self._accounts else {"role": "missing"}
+        account = self._accounts.get(user)
+        if account is None:
+            return {"role": "missing"}
+        if account.role == "subAccount":
+            return {"role": "subAccount", "data": {"master": account.master}}
+        return {"role": account.role}
 
     def _info_spot_meta(self, body: JsonDict) -> JsonDict:
         return {"universe": [], "tokens": []}
@@ -1004,7 +1272,7 @@ class FakeHyperliquid:
         wires = [_parse_order(raw) for raw in raw_orders]
         fault = self._take_fault("/exchange", "order", _ORDER_FAULTS)
         if fault is not None and fault.kind == "order_error":
-            statuses = [{"error": fault.message.replace("{asset}", str(w.asset))} for w in wires]
+            statuses = [self._reject_injected(account, w, fault, now) for w in wires]
         else:
             statuses = [self._place(account, w, now, rest_ioc=fault is not None) for w in wires]
         return _ok({"type": "order", "data": {"statuses": statuses}})
@@ -1018,6 +1286,8 @@ class FakeHyperliquid:
             return _err(f"{ORDER_UNKNOWN_ASSET} asset={asset_id}")
         if not 1 <= leverage <= asset.max_leverage:
             return _err(ERR_LEVERAGE)
+        if asset.name in account.positions and is_cross != self._leverage_of(account, asset.name)[1]:
+            return _err(ERR_SWITCH_MARGIN_MODE)
         account.leverage[asset.name] = _LeverageSetting(leverage, is_cross)
         return _ok({"type": "default"})
 
@@ -1046,12 +1316,28 @@ class FakeHyperliquid:
 
     # -- order placement ----------------------------------------------------------------------------
 
+    def _reject_injected(self, account: _Account, wire: _OrderWire, fault: Fault, now: int) -> JsonDict:
+        """A ``fail_orders`` answer for one order, kept as a rejected order unless it never gets an oid."""
+        asset = self._asset(wire.asset)
+        suffix = f" asset={wire.asset}"
+        if asset is None:
+            return {"error": ORDER_UNKNOWN_ASSET + suffix}
+        if wire.cloid is not None and wire.cloid in account.cloids:
+            return {"error": ORDER_DUPLICATE_CLOID.format(cloid=wire.cloid) + suffix}
+        message = fault.message.replace("{asset}", str(wire.asset))
+        status = fault.order_status or rejection_status(message)
+        if status is not None:
+            self._new_order(account, asset, wire, now).status = status
+        return {"error": message}
+
     def _place(self, account: _Account, wire: _OrderWire, now: int, *, rest_ioc: bool) -> JsonDict:
         """Validate one order, then fill it at the mid, rest it, or reject it; returns its status entry."""
         asset = self._asset(wire.asset)
         suffix = f" asset={wire.asset}"
         if asset is None:
             return {"error": ORDER_UNKNOWN_ASSET + suffix}
+        if wire.cloid is not None and wire.cloid in account.cloids:  # any earlier order, in any state
+            return {"error": ORDER_DUPLICATE_CLOID.format(cloid=wire.cloid) + suffix}
         if wire.tif is None:
             return {"error": ORDER_TRIGGER + suffix}
         if not _valid_size(wire.sz, asset.sz_decimals):

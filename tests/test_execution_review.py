@@ -308,6 +308,40 @@ async def test_a_cloid_the_exchange_already_knows_is_never_signed_again(env: Env
     assert again.status == pb.EXECUTION_STATUS_FILLED  # settled from what the exchange knows
 
 
+# -- orders that reach the exchange after the client gave up --------------------------------------------
+
+
+async def test_an_order_arriving_after_its_expiry_is_never_placed_and_settles_as_not_placed(env: Env) -> None:
+    await env.enable()
+    env.fake.late(1.5)  # the order reaches the exchange 1.5 s later, after the client's 1 s timeout
+    execution = await env.execute(await env.signal())
+    assert outcome(execution) == ("UNKNOWN", "TIMEOUT")
+    env.fake.advance_clock(60)  # by the time it arrives, its expiresAfter has passed
+    assert env.fake.wait_late()
+    (late,) = env.fake.order_requests()
+    assert late.processed_at is not None
+    assert late.response == {"status": "err", "response": "Action already expired"}
+    # Until its expiry (on our clock) the order might still be somewhere: it stays unknown.
+    assert (await env.get(execution.id)).status == pb.EXECUTION_STATUS_UNKNOWN
+    env.clock_offset[0] = timedelta(minutes=2)
+    settled = await env.get(execution.id)
+    assert outcome(settled) == ("FAILED", "NOT_PLACED")
+    assert env.fake.positions(MAIN) == {}
+
+
+async def test_an_order_arriving_late_but_before_its_expiry_is_found_filled(env: Env) -> None:
+    await env.enable()
+    env.fake.late(1.5)
+    execution = await env.execute(await env.signal())
+    assert outcome(execution) == ("UNKNOWN", "TIMEOUT")
+    assert env.fake.wait_late()
+    settled = await env.get(execution.id)
+    assert outcome(settled) == ("FILLED", "UNSPECIFIED")
+    assert settled.fill_size == "0.10500000"
+    assert env.fake.positions(MAIN)["ETH"].szi == Decimal("0.105")
+    assert env.fake.count("order") == 1
+
+
 # -- 9. smaller findings -----------------------------------------------------------------------------------
 
 

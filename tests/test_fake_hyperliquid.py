@@ -28,11 +28,13 @@ from hyperliquid.utils.signing import (  # type: ignore[import-untyped]
 )
 from hyperliquid.utils.types import Cloid  # type: ignore[import-untyped]
 
-from tests.fake_hyperliquid import FakeHyperliquid, load_fixture, recover_l1_signer
+from tests.fake_hyperliquid import FakeHyperliquid, load_fixture, recover_l1_signer, rejection_status
 
 MAIN: LocalAccount = Account.from_key("0x" + "11" * 32)
 AGENT: LocalAccount = Account.from_key("0x" + "22" * 32)
 STRANGER: LocalAccount = Account.from_key("0x" + "33" * 32)
+VAULT: LocalAccount = Account.from_key("0x" + "44" * 32)  # a key, to show that a vault still cannot sign
+SUB: LocalAccount = Account.from_key("0x" + "55" * 32)
 CLOID = "0x0123456789abcdef0123456789abcdef"
 IOC: dict[str, Any] = {"limit": {"tif": "Ioc"}}
 GTC: dict[str, Any] = {"limit": {"tif": "Gtc"}}
@@ -432,10 +434,57 @@ def test_expires_after_in_the_past_is_rejected(fake: FakeHyperliquid) -> None:
     assert "filled" in only_status(exchange.order("ETH", True, 0.05, 2000, IOC))
 
 
+def test_advancing_the_clock_expires_what_would_still_be_valid(fake: FakeHyperliquid) -> None:
+    exchange = exchange_for(fake, MAIN)
+    exchange.set_expires_after(get_timestamp_ms() + 30_000)
+    fake.advance_clock(31)
+    assert exchange.order("ETH", True, 0.05, 2000, IOC) == {
+        "status": "err",
+        "response": "Action already expired",
+    }
+    fake.reset()  # back to the real time
+    fake.add_account(MAIN.address, 1000)
+    assert "filled" in only_status(exchange.order("ETH", True, 0.05, 2000, IOC))
+
+
 def test_vault_address_is_refused(fake: FakeHyperliquid) -> None:
     exchange = exchange_for(fake, MAIN, vault_address=STRANGER.address)
     response = exchange.order("ETH", True, 0.05, 2000, IOC)
     assert response["status"] == "err"
+    # Even for a registered vault or sub-account: acting for them is not emulated.
+    fake.add_vault(VAULT.address, 1000)
+    fake.add_sub_account(SUB.address, MAIN.address, 1000)
+    for address in (VAULT.address, SUB.address):
+        response = exchange_for(fake, MAIN, vault_address=address).order("ETH", True, 0.05, 2000, IOC)
+        assert response["status"] == "err"
+    assert fake.positions(VAULT.address) == fake.positions(SUB.address) == fake.positions(MAIN.address) == {}
+
+
+def test_a_nonce_must_be_larger_than_the_smallest_of_the_100_highest(fake: FakeHyperliquid) -> None:
+    fake.add_agent(AGENT.address, MAIN.address)
+    exchange = exchange_for(fake, MAIN)
+    leverage = {"type": "updateLeverage", "asset": 1, "isCross": True, "leverage": 10}
+    base = get_timestamp_ms() - 60_000
+
+    def send(nonce: int, wallet: LocalAccount = MAIN) -> Any:
+        return exchange.post("/exchange", envelope(leverage, nonce, wallet))
+
+    for nonce in range(base + 1, base + 101):  # 100 increasing nonces: all kept
+        assert send(nonce) == {"status": "ok", "response": {"type": "default"}}, nonce
+    below = send(base)  # unused and inside the window, but not larger than the smallest kept (base + 1)
+    assert below["status"] == "err"
+    assert below["response"].startswith("Invalid nonce")
+    assert "duplicate" not in below["response"]
+    assert send(base + 150)["status"] == "ok"  # above it: kept, and base + 1 drops out
+    assert send(base + 120)["status"] == "ok"  # unused and above the smallest kept (base + 2)
+    evicted = send(base + 1)  # no longer kept, still never reusable
+    assert evicted["status"] == "err"
+    assert evicted["response"].startswith("Invalid nonce")
+    assert send(base + 150)["response"] == f"Invalid nonce: duplicate nonce {base + 150}"
+    assert fake.count("updateLeverage") == 105
+    # With fewer than 100 kept, any unused nonce in the window goes, even a smaller one (per signer).
+    assert send(base + 50, AGENT)["status"] == "ok"
+    assert send(base, AGENT)["status"] == "ok"
 
 
 # --- order validation ------------------------------------------------------------------------------
@@ -503,6 +552,196 @@ def test_rejected_orders_keep_a_rejected_status(fake: FakeHyperliquid) -> None:
     assert fake.order_status(MAIN.address, Cloid.from_int(3).to_raw()) is None
 
 
+@dataclass(frozen=True)
+class RejectionCase:
+    coin: str
+    is_buy: bool
+    size: float
+    price: float
+    tif: str
+    reduce_only: bool
+    status: str
+
+
+REJECTION_CASES = {
+    "tick": RejectionCase("ETH", True, 0.05, 1904.951, "Ioc", False, "tickRejected"),
+    "min-notional": RejectionCase("ETH", True, 0.004, 2000, "Ioc", False, "minTradeNtlRejected"),
+    "reduce-only": RejectionCase("ETH", False, 0.05, 1800, "Ioc", True, "reduceOnlyRejected"),
+    "alo-crossing": RejectionCase("ETH", True, 0.05, 2000, "Alo", False, "badAloPxRejected"),
+    "margin": RejectionCase("BTC", True, 1, 31000, "Ioc", False, "perpMarginRejected"),
+    "ioc-no-match": RejectionCase("ETH", True, 0.05, 1800, "Ioc", False, "iocCancelRejected"),
+}
+
+
+@pytest.mark.parametrize("case", list(REJECTION_CASES.values()), ids=list(REJECTION_CASES))
+def test_validation_rejections_are_kept_with_the_exchange_status(
+    fake: FakeHyperliquid, case: RejectionCase
+) -> None:
+    exchange = exchange_for(fake, MAIN)
+    cloid = Cloid.from_str(CLOID)
+    order_type = {"limit": {"tif": case.tif}}
+    error = only_status(
+        exchange.order(case.coin, case.is_buy, case.size, case.price, order_type, case.reduce_only, cloid)
+    )["error"]
+    assert rejection_status(error) == case.status  # the fake's own sentences map like injected ones
+    info = info_for(fake)
+    entry = info.query_order_by_cloid(MAIN.address, cloid)
+    assert entry["status"] == "order"
+    assert entry["order"]["status"] == case.status
+    order = entry["order"]["order"]
+    assert (order["coin"], order["side"], order["cloid"], order["tif"]) == (
+        case.coin,
+        "B" if case.is_buy else "A",
+        CLOID,
+        case.tif,
+    )
+    assert order["sz"] == order["origSz"]
+    assert info.query_order_by_oid(MAIN.address, order["oid"]) == entry
+    assert info.open_orders(MAIN.address) == []
+    assert fake.positions(MAIN.address) == {}
+
+
+INJECTED_ERRORS = {
+    "margin": ("Insufficient margin to place order. asset={asset}", None, "perpMarginRejected"),
+    "ioc": (
+        "Order could not immediately match against any resting orders. asset={asset}",
+        None,
+        "iocCancelRejected",
+    ),
+    "tick": ("Price must be divisible by tick size. asset={asset}", None, "tickRejected"),
+    "oracle": ("Order price too far from oracle. asset={asset}", None, "oracleRejected"),
+    "unknown-sentence": ("Something the fake has never heard of. asset={asset}", None, "rejected"),
+    "explicit-status": (
+        "Insufficient margin to place order. asset={asset}",
+        "marginCanceled",
+        "marginCanceled",
+    ),
+}
+
+
+@pytest.mark.parametrize(
+    ("message", "status", "expected"), list(INJECTED_ERRORS.values()), ids=list(INJECTED_ERRORS)
+)
+def test_an_injected_order_error_leaves_a_rejected_order(
+    fake: FakeHyperliquid, message: str, status: str | None, expected: str
+) -> None:
+    exchange = exchange_for(fake, MAIN)
+    fake.fail_orders(message, status=status)
+    sent = get_timestamp_ms()
+    response = exchange.order("ETH", True, 0.05, 2000, IOC, cloid=Cloid.from_str(CLOID))
+    assert only_status(response) == {"error": message.replace("{asset}", "1")}
+    assert fake.positions(MAIN.address) == {}
+
+    info = info_for(fake)
+    entry = info.query_order_by_cloid(MAIN.address, Cloid.from_str(CLOID))
+    assert entry["status"] == "order"
+    assert entry["order"]["status"] == expected
+    order = entry["order"]["order"]
+    assert (order["coin"], order["side"], order["limitPx"], order["sz"], order["origSz"]) == (
+        "ETH",
+        "B",
+        "2000.0",
+        "0.05",
+        "0.05",
+    )
+    assert (order["cloid"], order["tif"], order["reduceOnly"]) == (CLOID, "Ioc", False)
+    assert order["timestamp"] >= sent
+    assert entry["order"]["statusTimestamp"] == order["timestamp"]
+    assert set(entry["order"]) == set(load_fixture("historical_orders.json")[0])
+    assert info.query_order_by_oid(MAIN.address, order["oid"]) == entry
+    assert [h["status"] for h in info.historical_orders(MAIN.address)] == [expected]
+    assert info.open_orders(MAIN.address) == []
+    assert fake.order_status(MAIN.address, CLOID) == expected
+
+
+def test_an_injected_error_keeps_every_order_of_the_batch(fake: FakeHyperliquid) -> None:
+    exchange = exchange_for(fake, MAIN)
+    fake.fail_orders("Insufficient margin to place order. asset={asset}")
+    requests_ = [
+        {
+            "coin": coin,
+            "is_buy": True,
+            "sz": size,
+            "limit_px": px,
+            "order_type": IOC,
+            "reduce_only": False,
+            "cloid": Cloid.from_int(n),
+        }
+        for n, (coin, size, px) in enumerate([("ETH", 0.05, 2000), ("BTC", 0.001, 31000)], start=1)
+    ]
+    assert statuses(exchange.bulk_orders(requests_)) == [
+        {"error": "Insufficient margin to place order. asset=1"},
+        {"error": "Insufficient margin to place order. asset=0"},
+    ]
+    eth, btc = fake.orders(MAIN.address)
+    assert (eth.coin, eth.cloid, eth.status) == ("ETH", Cloid.from_int(1).to_raw(), "perpMarginRejected")
+    assert (btc.coin, btc.cloid, btc.status) == ("BTC", Cloid.from_int(2).to_raw(), "perpMarginRejected")
+    assert eth.oid != btc.oid
+
+
+def test_an_injected_error_raised_before_an_oid_leaves_no_order(fake: FakeHyperliquid) -> None:
+    exchange = exchange_for(fake, MAIN)
+    fake.fail_orders("Order has invalid size. asset={asset}")
+    assert only_status(exchange.order("ETH", True, 0.05, 2000, IOC, cloid=Cloid.from_str(CLOID))) == {
+        "error": "Order has invalid size. asset=1"
+    }
+    assert info_for(fake).query_order_by_cloid(MAIN.address, Cloid.from_str(CLOID)) == {
+        "status": "unknownOid"
+    }
+    assert fake.orders(MAIN.address) == []
+    # The cloid was never used, so the same order may be sent again.
+    assert "filled" in only_status(exchange.order("ETH", True, 0.05, 2000, IOC, cloid=Cloid.from_str(CLOID)))
+
+
+def test_a_cloid_is_used_once_per_account(fake: FakeHyperliquid) -> None:
+    exchange = exchange_for(fake, MAIN)
+    filled, resting, canceled, rejected, injected = (Cloid.from_int(n) for n in range(1, 6))
+    assert "filled" in only_status(exchange.order("ETH", True, 0.05, 2000, IOC, cloid=filled))
+    assert "resting" in only_status(exchange.order("ETH", True, 0.05, 1800, GTC, cloid=resting))
+    assert "resting" in only_status(exchange.order("ETH", True, 0.05, 1800, GTC, cloid=canceled))
+    assert exchange.cancel_by_cloid("ETH", canceled)["response"]["data"]["statuses"] == ["success"]
+    assert "error" in only_status(exchange.order("ETH", True, 0.05, 1800, IOC, cloid=rejected))
+    fake.fail_orders("Insufficient margin to place order. asset={asset}")
+    assert "error" in only_status(exchange.order("ETH", True, 0.05, 2000, IOC, cloid=injected))
+    before = fake.orders(MAIN.address)
+    assert [o.status for o in before] == [
+        "filled",
+        "open",
+        "canceled",
+        "iocCancelRejected",
+        "perpMarginRejected",
+    ]
+
+    for cloid in (filled, resting, canceled, rejected, injected):
+        status = only_status(exchange.order("ETH", True, 0.05, 2000, IOC, cloid=cloid))
+        assert status == {"error": f"Duplicate cloid {cloid.to_raw()}: the account already used it. asset=1"}
+    fake.fail_orders("Insufficient margin to place order. asset={asset}")  # a reused cloid wins over it
+    assert only_status(exchange.order("ETH", True, 0.05, 2000, IOC, cloid=filled))["error"].startswith(
+        "Duplicate cloid"
+    )
+    assert fake.orders(MAIN.address) == before  # nothing placed, nothing changed
+    assert fake.positions(MAIN.address)["ETH"].szi == Decimal("0.05")
+    assert info_for(fake).query_order_by_cloid(MAIN.address, filled)["order"]["status"] == "filled"
+
+    # Twice in one batch: the second is refused.
+    again = {
+        "coin": "ETH",
+        "is_buy": True,
+        "sz": 0.05,
+        "limit_px": 2000,
+        "order_type": IOC,
+        "reduce_only": False,
+    }
+    first, second = statuses(exchange.bulk_orders([again | {"cloid": Cloid.from_int(9)}] * 2))
+    assert "filled" in first
+    assert second["error"].startswith("Duplicate cloid")
+    # Per account: another account may use the same cloid.
+    fake.add_account(STRANGER.address, 1000)
+    assert "filled" in only_status(
+        exchange_for(fake, STRANGER).order("ETH", True, 0.05, 2000, IOC, cloid=filled)
+    )
+
+
 def test_reduce_only_is_exempt_from_the_minimum_and_never_grows_a_position(fake: FakeHyperliquid) -> None:
     exchange = exchange_for(fake, MAIN)
     assert only_status(exchange.order("ETH", False, 0.003, 1800, IOC, reduce_only=True)) == {
@@ -560,6 +799,89 @@ def test_update_leverage_failure_can_be_injected(fake: FakeHyperliquid) -> None:
     }
     assert fake.leverage(MAIN.address, "ETH") == 20
     assert exchange.update_leverage(5, "ETH")["status"] == "ok"
+
+
+def test_the_margin_mode_cannot_switch_with_an_open_position(fake: FakeHyperliquid) -> None:
+    exchange = exchange_for(fake, MAIN)
+    assert "filled" in only_status(exchange.order("ETH", True, 0.05, 2000, IOC))  # cross, 20x
+    assert exchange.update_leverage(5, "ETH", is_cross=False) == {
+        "status": "err",
+        "response": "Cannot switch leverage type with open position.",
+    }
+    position = fake.positions(MAIN.address)["ETH"]
+    assert (position.leverage, position.is_cross) == (20, True)
+    assert exchange.update_leverage(5, "ETH") == {"status": "ok", "response": {"type": "default"}}
+    assert fake.leverage(MAIN.address, "ETH") == 5
+    # No position in BTC: its mode may change.
+    assert exchange.update_leverage(3, "BTC", is_cross=False)["status"] == "ok"
+    assert exchange.update_leverage(3, "BTC", is_cross=True)["status"] == "ok"
+    # Once the position is closed, ETH may change too.
+    assert "filled" in only_status(exchange.market_close("ETH"))
+    assert exchange.update_leverage(4, "ETH", is_cross=False)["status"] == "ok"
+    assert fake.count("updateLeverage") == 5
+
+
+def test_a_seeded_isolated_position_is_reported_isolated_and_keeps_its_mode(fake: FakeHyperliquid) -> None:
+    fake.set_leverage(MAIN.address, "ETH", 3, is_cross=False)
+    fake.set_position(MAIN.address, "ETH", "0.1", "1900")
+    info, exchange = info_for(fake), exchange_for(fake, MAIN)
+    (item,) = info.user_state(MAIN.address)["assetPositions"]
+    leverage = item["position"]["leverage"]
+    assert (leverage["type"], leverage["value"]) == ("isolated", 3)
+    assert isinstance(leverage["rawUsd"], str)
+    assert fake.positions(MAIN.address)["ETH"].is_cross is False
+
+    assert exchange.update_leverage(3, "ETH", is_cross=True)["response"] == (
+        "Cannot switch leverage type with open position."
+    )
+    assert exchange.update_leverage(5, "ETH", is_cross=False)["status"] == "ok"
+    leverage = info.user_state(MAIN.address)["assetPositions"][0]["position"]["leverage"]
+    assert (leverage["type"], leverage["value"]) == ("isolated", 5)
+
+
+# --- userRole, vaults, sub-accounts ----------------------------------------------------------------
+
+
+def test_user_role_in_every_shape(fake: FakeHyperliquid) -> None:
+    fake.add_agent(AGENT.address, MAIN.address)
+    assert fake.add_vault(VAULT.address, account_value=500) == VAULT.address.lower()
+    assert fake.add_sub_account(SUB.address, MAIN.address, account_value=200) == SUB.address.lower()
+    info = info_for(fake)
+    assert info.user_role(MAIN.address) == {"role": "user"}
+    assert info.user_role(AGENT.address) == {"role": "agent", "data": {"user": MAIN.address.lower()}}
+    assert info.user_role(VAULT.address) == {"role": "vault"}
+    assert info.user_role(SUB.address) == {"role": "subAccount", "data": {"master": MAIN.address.lower()}}
+    assert info.user_role(STRANGER.address) == {"role": "missing"}
+    with pytest.raises(ClientError) as caught:
+        info.post("/info", {"type": "userRole", "user": "nope"})
+    assert caught.value.status_code == 422
+
+
+def test_vaults_and_sub_accounts_have_state_but_cannot_sign(fake: FakeHyperliquid) -> None:
+    fake.add_vault(VAULT.address, account_value=500)
+    fake.add_sub_account(SUB.address, MAIN.address, account_value=200)
+    fake.set_position(VAULT.address, "ETH", "0.1", "1900")
+    info = info_for(fake)
+    state = info.user_state(VAULT.address)
+    assert state["marginSummary"]["accountValue"] == "500.395"  # 500 + 0.1 * (1903.95 - 1900)
+    assert state["assetPositions"][0]["position"]["szi"] == "0.1"
+    assert info.user_state(SUB.address)["marginSummary"]["accountValue"] == "200.0"
+
+    for wallet in (VAULT, SUB):  # even holding the key of the address: they never sign
+        response = exchange_for(fake, wallet).order("ETH", True, 0.05, 2000, IOC)
+        assert response == {
+            "status": "err",
+            "response": f"User or API Wallet {wallet.address.lower()} does not exist.",
+        }
+    assert fake.positions(SUB.address) == {}
+    with pytest.raises(ValueError, match="vault"):
+        fake.add_agent(AGENT.address, VAULT.address)
+    with pytest.raises(ValueError, match="subAccount"):
+        fake.add_agent(AGENT.address, SUB.address)
+    with pytest.raises(KeyError):
+        fake.add_sub_account(STRANGER.address, VAULT.address)
+    with pytest.raises(KeyError):
+        fake.add_sub_account(STRANGER.address, AGENT.address)
 
 
 # --- liquidity, resting orders ---------------------------------------------------------------------
@@ -737,6 +1059,129 @@ def test_fault_hang_shorter_than_the_timeout_answers_late(fake: FakeHyperliquid)
     started = time.monotonic()
     assert "filled" in only_status(exchange.order("ETH", True, 0.05, 2000, IOC))
     assert time.monotonic() - started >= 0.2
+
+
+def test_late_order_before_its_expiry_is_placed_after_the_client_gave_up(fake: FakeHyperliquid) -> None:
+    exchange = exchange_for(fake, MAIN, timeout=0.3)
+    exchange.set_expires_after(get_timestamp_ms() + 60_000)
+    fake.late(1.0)
+    started = time.monotonic()
+    with pytest.raises(requests.exceptions.Timeout):
+        exchange.order("ETH", True, 0.05, 2000, IOC, cloid=Cloid.from_str(CLOID))
+    assert time.monotonic() - started < 1.0
+    # The client gave up; the exchange has not seen the order yet.
+    assert fake.order_status(MAIN.address, CLOID) is None
+    (held,) = fake.order_requests()
+    assert (held.status, held.response, held.user, held.processed_at, held.delay) == (
+        0,
+        None,
+        None,
+        None,
+        1.0,
+    )
+
+    assert fake.wait_late(5)
+    assert fake.order_status(MAIN.address, CLOID) == "filled"
+    assert fake.positions(MAIN.address)["ETH"].szi == Decimal("0.05")
+    (request,) = fake.order_requests()
+    assert request.status == 0  # the connection was dropped: no answer ever reached the client
+    assert "filled" in request.response["response"]["data"]["statuses"][0]  # what it would have said
+    assert request.user == MAIN.address.lower()
+    assert request.processed_at is not None
+    assert request.processed_at >= request.body["nonce"] + 900  # processed after the hold
+    assert fake.fills(MAIN.address)[0]["time"] == request.processed_at
+
+
+@pytest.mark.parametrize("how", ["the fake clock jumps", "real time passes"])
+def test_late_order_after_its_expiry_is_never_placed(how: str) -> None:
+    offset = [0]
+    with FakeHyperliquid(clock=lambda: int(time.time() * 1000) + offset[0]) as fake:
+        fake.add_account(MAIN.address, account_value=1000)
+        exchange = exchange_for(fake, MAIN, timeout=0.3)
+        if how == "real time passes":
+            exchange.set_expires_after(get_timestamp_ms() + 300)  # expired when the 1 s hold ends
+        else:
+            exchange.set_expires_after(get_timestamp_ms() + 60_000)
+        fake.late(1.0)
+        with pytest.raises(requests.exceptions.Timeout):
+            exchange.order("ETH", True, 0.05, 2000, IOC, cloid=Cloid.from_str(CLOID))
+        if how == "the fake clock jumps":
+            offset[0] = 2 * 60_000  # two minutes pass before the exchange processes it
+        assert fake.wait_late(5)
+
+        (request,) = fake.order_requests()
+        assert request.response == {"status": "err", "response": "Action already expired"}
+        assert request.processed_at is not None
+        assert fake.positions(MAIN.address) == {}
+        info = info_for(fake)
+        assert info.query_order_by_cloid(MAIN.address, Cloid.from_str(CLOID)) == {"status": "unknownOid"}
+        # Never placed: its cloid (and nonce) are still free.
+        retry = exchange_for(fake, MAIN)
+        retry.set_expires_after(get_timestamp_ms() + offset[0] + 60_000)
+        nonce = request.body["nonce"]
+        leverage = {"type": "updateLeverage", "asset": 1, "isCross": True, "leverage": 10}
+        assert retry.post("/exchange", envelope(leverage, nonce, MAIN))["status"] == "ok"
+        assert "filled" in only_status(retry.order("ETH", True, 0.05, 2000, IOC, cloid=Cloid.from_str(CLOID)))
+
+
+def test_late_answer_arrives_after_the_hold(fake: FakeHyperliquid) -> None:
+    exchange = exchange_for(fake, MAIN, timeout=5)
+    fake.late(0.5, answer=True)
+    started = time.monotonic()
+    assert "filled" in only_status(exchange.order("ETH", True, 0.05, 2000, IOC))
+    assert time.monotonic() - started >= 0.5
+    (request,) = fake.order_requests()
+    assert (request.status, request.delay) == (200, 0.5)
+    assert request.processed_at is not None
+    assert request.processed_at >= request.body["nonce"] + 450
+    assert fake.wait_late(0)
+
+
+def test_late_original_after_a_retry_is_a_duplicate_cloid(fake: FakeHyperliquid) -> None:
+    exchange = exchange_for(fake, MAIN, timeout=0.3)
+    fake.late(1.0)
+    with pytest.raises(requests.exceptions.Timeout):
+        exchange.order("ETH", True, 0.05, 2000, IOC, cloid=Cloid.from_str(CLOID))
+    retry = exchange_for(fake, MAIN)
+    assert "filled" in only_status(retry.order("ETH", True, 0.05, 2000, IOC, cloid=Cloid.from_str(CLOID)))
+    assert fake.wait_late(5)
+    original = fake.order_requests()[0]
+    assert original.response["response"]["data"]["statuses"] == [
+        {"error": f"Duplicate cloid {CLOID}: the account already used it. asset=1"}
+    ]
+    assert fake.positions(MAIN.address)["ETH"].szi == Decimal("0.05")  # filled once
+
+
+def test_late_only_holds_the_chosen_action_types(fake: FakeHyperliquid) -> None:
+    exchange = exchange_for(fake, MAIN, timeout=0.3)
+    fake.late(1.0, types=["updateLeverage"], times=None)
+    assert "filled" in only_status(exchange.order("ETH", True, 0.05, 2000, IOC))
+    with pytest.raises(requests.exceptions.Timeout):
+        exchange.update_leverage(5, "ETH")
+    assert fake.leverage(MAIN.address, "ETH") == 20
+    assert fake.wait_late(5)
+    assert fake.leverage(MAIN.address, "ETH") == 5
+
+
+@pytest.mark.parametrize("release", ["stop", "reset"])
+def test_stop_and_reset_release_a_late_request_unprocessed(fake: FakeHyperliquid, release: str) -> None:
+    exchange = exchange_for(fake, MAIN, timeout=0.3)
+    fake.late(30)
+    with pytest.raises(requests.exceptions.Timeout):
+        exchange.order("ETH", True, 0.05, 2000, IOC)
+    assert fake.order_requests()[0].processed_at is None
+    started = time.monotonic()
+    if release == "stop":
+        fake.stop()
+    else:
+        fake.reset()
+        fake.add_account(MAIN.address, account_value=1000)
+    assert fake.wait_late(2)
+    assert time.monotonic() - started < 1
+    assert fake.positions(MAIN.address) == {}
+    if release == "stop":
+        (request,) = fake.order_requests()
+        assert (request.status, request.processed_at) == (0, None)
 
 
 def test_fault_ioc_answered_resting(fake: FakeHyperliquid) -> None:
