@@ -73,6 +73,24 @@ async def test_an_agent_configured_for_an_account_it_does_not_serve_is_refused(
     assert env.exchange_calls() == []
 
 
+@pytest.mark.parametrize("role", ["vault", "subAccount", "missing"])
+async def test_a_key_whose_address_is_a_vault_a_sub_account_or_unknown_is_refused(
+    start: Starter, fake: FakeHyperliquid, role: str
+) -> None:
+    fake.add_account(key=MAIN_KEY, account_value=10_000)
+    if role == "vault":
+        fake.add_vault(OTHER, account_value=10_000)
+    elif role == "subAccount":
+        fake.add_sub_account(OTHER, MAIN, account_value=10_000)
+    env = await start(hl_private_key=Secret(OTHER_KEY))
+    await env.enable()
+    error = await expect_error(env.execute(await env.signal()), grpc.StatusCode.FAILED_PRECONDITION)
+    assert error_reason(error) == "SIGNER_ACCOUNT_MISMATCH"
+    described = {"vault": "a vault", "subAccount": "a sub-account", "missing": "unknown to the exchange"}
+    assert f"{OTHER} is {described[role]}" in (error.details() or "")
+    assert env.exchange_calls() == []
+
+
 async def test_the_signer_role_is_asked_once(start: Starter, fake: FakeHyperliquid) -> None:
     fake.add_account(MAIN, account_value=10_000)
     fake.add_agent(AGENT, MAIN)
