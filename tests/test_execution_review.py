@@ -326,6 +326,21 @@ async def test_a_cloid_the_exchange_already_knows_is_never_signed_again(env: Env
     assert again.status == pb.EXECUTION_STATUS_FILLED  # settled from what the exchange knows
 
 
+async def test_a_known_partial_fill_settles_as_partial_against_the_size_about_to_be_sent(env: Env) -> None:
+    await env.enable()
+    env.fake.set_liquidity("ETH", "0.05")
+    decision_id = await env.signal()
+    assert (await env.execute(decision_id)).status == pb.EXECUTION_STATUS_PARTIALLY_FILLED
+    async with env.db.acquire() as conn, conn.transaction():
+        await conn.execute("SET LOCAL session_replication_role = replica")
+        await conn.execute("DELETE FROM execution_events")
+        await conn.execute("DELETE FROM execution_logs")
+    again = await env.execute(decision_id)
+    assert outcome(again) == ("PARTIALLY_FILLED", "UNSPECIFIED")
+    assert (again.size, again.fill_size) == ("0.10500000", "0.05000000")
+    assert env.fake.count("order") == 1
+
+
 # -- orders that reach the exchange after the client gave up --------------------------------------------
 
 

@@ -286,7 +286,7 @@ class Executor:
             Result(ExecutionStatus.PENDING, limit_price=plan.limit_price, **_context(plan)),
             _EXECUTE,
         )
-        known = await self._known_on_exchange(claim)
+        known = await self._known_on_exchange(claim, plan.size)
         if known is not None:
             return known
         refused = await self._still_allowed(claim, decision)
@@ -300,7 +300,7 @@ class Executor:
             )
         return await self._trade(claim, plan)
 
-    async def _known_on_exchange(self, claim: Execution) -> Result | None:
+    async def _known_on_exchange(self, claim: Execution, size: Decimal) -> Result | None:
         """None when the exchange has never seen this cloid; else what its record of that order says.
 
         The claim makes a second order for a decision impossible through this
@@ -313,7 +313,7 @@ class Executor:
             return None
         log.error("execution %s: the exchange already knows cloid %s; nothing signed", claim.id, claim.cloid)
         now = self._clock()
-        settled = settle_from_order_status(status, fills, claim.size, now=now, expires_at=now)
+        settled = settle_from_order_status(status, fills, size, now=now, expires_at=now)
         return settled or Result(
             ExecutionStatus.UNKNOWN,
             ExecutionReason.ALREADY_ON_EXCHANGE,
