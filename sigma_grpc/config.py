@@ -137,6 +137,16 @@ class Settings:
         shown["hl_private_key"] = "set" if self.hl_private_key else None
         return "Settings(" + ", ".join(f"{name}={value!r}" for name, value in shown.items()) + ")"
 
+    def __post_init__(self) -> None:
+        # Nothing is signed with less than two exchange calls' time (+5 s) left before the
+        # order's expiry: an expiry shorter than that would fail every live execution.
+        needed = 2 * (self.hl_timeout_s + 1) + 5
+        if self.order_expiry_s <= needed:
+            raise ConfigError(
+                f"SIGMA_ORDER_EXPIRY_S ({self.order_expiry_s}) must exceed 2 x (SIGMA_HL_TIMEOUT_S + 1) + 5 "
+                f"= {needed}: every live execution would run out of time before signing"
+            )
+
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
         env = os.environ if env is None else env
@@ -157,7 +167,8 @@ class Settings:
             grpc_addr=addr,
             data_dir=Path(env.get("SIGMA_DATA_DIR", "").strip() or DEFAULT_DATA_DIR),
             migrations_dir=Path(env.get("SIGMA_MIGRATIONS_DIR", "").strip() or DEFAULT_MIGRATIONS_DIR),
-            db_pool_size=_int(env, "SIGMA_DB_POOL_SIZE", 10, 1, 200),
+            # Two at least: an execution holds one for its account's lock and needs another.
+            db_pool_size=_int(env, "SIGMA_DB_POOL_SIZE", 10, 2, 200),
             shutdown_grace_s=_int(env, "SIGMA_SHUTDOWN_GRACE_S", 10, 0, 600),
             log_level=level,
             hl_private_key=_private_key(env),

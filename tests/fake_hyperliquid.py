@@ -881,6 +881,10 @@ class FakeHyperliquid:
     def _clock(self) -> int:
         return self._base_clock() + self._clock_offset_ms
 
+    def now_ms(self) -> int:
+        """The exchange's "now" in milliseconds."""
+        return self._clock()
+
     def advance_clock(self, seconds: float) -> None:
         """Move the exchange's "now" forward (expiresAfter, the nonce window and timestamps see it)."""
         with self._lock:

@@ -347,7 +347,10 @@ async def test_a_timeout_never_placed_is_failed_once_the_order_has_expired(env: 
     assert execution.status == pb.EXECUTION_STATUS_UNKNOWN
     # Before the order's expiry the exchange may still see it: it stays unknown.
     assert (await env.get(execution.id)).status == pb.EXECUTION_STATUS_UNKNOWN
+    # Expired by our clock only: the exchange, which applies expiresAfter, may still take it.
     env.clock_offset[0] = timedelta(minutes=2)
+    assert (await env.get(execution.id)).status == pb.EXECUTION_STATUS_UNKNOWN
+    env.fake.advance_clock(120)  # expired by the exchange's clock too: never placed
     settled = await env.get(execution.id)
     assert (settled.status, settled.reason) == (pb.EXECUTION_STATUS_FAILED, pb.EXECUTION_REASON_NOT_PLACED)
     assert env.fake.positions(MAIN) == {}
@@ -743,6 +746,7 @@ async def test_an_abandoned_pending_claim_is_settled_after_its_expiry(env: Env) 
     pending = await env.execute(decision_id, timeout=1)
     assert pending.status == pb.EXECUTION_STATUS_PENDING
     env.clock_offset[0] = timedelta(minutes=2)
+    env.fake.advance_clock(120)
     settled = await env.execute(decision_id)
     assert (settled.status, settled.reason) == (pb.EXECUTION_STATUS_FAILED, pb.EXECUTION_REASON_NOT_PLACED)
     assert env.exchange_calls() == []

@@ -15,7 +15,7 @@ import grpc
 import pytest
 from eth_account import Account
 
-from sigma_grpc.config import Secret
+from sigma_grpc.config import ConfigError, Secret, Settings
 from sigma_grpc.domain.execution import settle_from_order_status
 from sigma_grpc.gen.sigma.v1 import execution_service_pb2 as pb
 from sigma_grpc.storage.executions import lock_key
@@ -287,11 +287,13 @@ async def test_settling_an_unknown_execution_keeps_its_history(env: Env) -> None
     steps = [(e.from_status, e.to_status, e.reason) for e in response.events]
     assert steps == [
         (pb.EXECUTION_STATUS_UNSPECIFIED, pb.EXECUTION_STATUS_PENDING, pb.EXECUTION_REASON_UNSPECIFIED),
+        (pb.EXECUTION_STATUS_PENDING, pb.EXECUTION_STATUS_PENDING, pb.EXECUTION_REASON_UNSPECIFIED),
         (pb.EXECUTION_STATUS_PENDING, pb.EXECUTION_STATUS_UNKNOWN, pb.EXECUTION_REASON_TIMEOUT),
         (pb.EXECUTION_STATUS_UNKNOWN, pb.EXECUTION_STATUS_FILLED, pb.EXECUTION_REASON_UNSPECIFIED),
     ]
-    assert "timed out" in response.events[1].error_message
-    assert [e.actor for e in response.events] == ["execute_signal", "execute_signal", "get_execution"]
+    assert "timed out" in response.events[2].error_message
+    actors = [e.actor for e in response.events]
+    assert actors == ["execute_signal", "execute_signal", "execute_signal", "get_execution"]
     with pytest.raises(asyncpg.RaiseError):
         await env.db.execute("UPDATE execution_events SET to_status = 'filled'")
     with pytest.raises(asyncpg.RaiseError):
@@ -432,3 +434,130 @@ async def test_the_order_is_signed_with_the_recorded_expiry(env: Env) -> None:
     )
     expected_ms = int(expires_at.timestamp() * 1000)
     assert [r.body["expiresAfter"] for r in env.fake.requests if r.path == "/exchange"] == [expected_ms] * 2
+
+
+# -- findings of the review of these fixes -----------------------------------------------------------------
+
+
+async def test_a_disable_is_acknowledged_only_once_no_order_can_follow_it(
+    start: Starter, fake: FakeHyperliquid
+) -> None:
+    """The kill switch returns after the order being signed has its answer; nothing is sent after it."""
+    fake.add_account(key=MAIN_KEY, account_value=10_000)
+    env = await start(hl_timeout_s=5)
+    await env.enable()
+    fake.hang(1.5, apply=True, types=("updateLeverage",))  # past the last check, before the order
+    execution = asyncio.ensure_future(env.execute(await env.signal()))
+    await asyncio.sleep(0.5)
+    await env.configure(enabled=False)
+    acknowledged = fake.now_ms()
+    assert (await execution).status == pb.EXECUTION_STATUS_FILLED
+    (order,) = fake.order_requests()
+    assert order.processed_at is not None and order.processed_at <= acknowledged
+    error = await expect_error(env.execute(await env.signal()), grpc.StatusCode.FAILED_PRECONDITION)
+    assert error_reason(error) == "EXECUTION_DISABLED"
+
+
+async def test_never_placed_is_decided_on_the_exchange_clock_not_ours(env: Env) -> None:
+    """Our clock far ahead of the exchange's: an order still on its way must not be called NOT_PLACED."""
+    await env.enable()
+    env.fake.advance_clock(-60)  # the exchange's clock is a minute behind ours
+    env.fake.late(1.5)
+    execution = await env.execute(await env.signal())
+    assert outcome(execution) == ("UNKNOWN", "TIMEOUT")
+    env.clock_offset[0] = timedelta(minutes=2)  # past the order's expiry by our clock only
+    assert outcome(await env.get(execution.id)) == ("UNKNOWN", "TIMEOUT")
+    assert env.fake.wait_late()  # it arrives, in time by the exchange's clock, and fills
+    settled = await env.get(execution.id)
+    assert outcome(settled) == ("FILLED", "UNSPECIFIED")
+    assert env.fake.positions(MAIN)["ETH"].szi == Decimal("0.105")
+
+
+async def test_the_priced_order_is_on_record_and_the_record_cannot_be_rewritten(env: Env) -> None:
+    await env.enable()
+    execution = await env.execute(await env.signal())
+    response = await env.executions.GetExecution(pb.GetExecutionRequest(id=execution.id))
+    assert [(e.from_status, e.to_status) for e in response.events] == [
+        (pb.EXECUTION_STATUS_UNSPECIFIED, pb.EXECUTION_STATUS_PENDING),
+        (pb.EXECUTION_STATUS_PENDING, pb.EXECUTION_STATUS_PENDING),  # priced: about to be signed
+        (pb.EXECUTION_STATUS_PENDING, pb.EXECUTION_STATUS_FILLED),
+    ]
+    for change in (
+        "UPDATE execution_logs SET status = 'failed'",  # a settled outcome is final
+        "UPDATE execution_logs SET fill_size = 1",
+        "UPDATE execution_logs SET cloid = '0x' || repeat('0', 32)",  # the claim's identity
+    ):
+        with pytest.raises(asyncpg.RaiseError):
+            await env.db.execute(change)
+    with pytest.raises(asyncpg.RaiseError):
+        await env.db.execute(
+            "INSERT INTO execution_events (execution_id, to_status, actor) VALUES ($1::uuid, 'failed', 'me')",
+            execution.id,
+        )
+    assert len((await env.executions.GetExecution(pb.GetExecutionRequest(id=execution.id))).events) == 3
+
+
+async def test_identity_of_an_unsettled_claim_cannot_be_changed_either(env: Env) -> None:
+    await env.enable()
+    env.fake.hang(3, apply=False)
+    execution = await env.execute(await env.signal())
+    assert execution.status == pb.EXECUTION_STATUS_UNKNOWN
+    other_decision = await env.signal()
+    for change in (
+        f"UPDATE execution_logs SET decision_id = '{other_decision}'",
+        "UPDATE execution_logs SET account_address = '0x' || repeat('1', 40)",
+        "UPDATE execution_logs SET dry_run = true",
+    ):
+        with pytest.raises(asyncpg.RaiseError):
+            await env.db.execute(change)
+
+
+async def test_a_known_cloid_whose_fills_cannot_be_read_stays_unknown_not_failed(env: Env) -> None:
+    await env.enable()
+    decision_id = await env.signal()
+    assert (await env.execute(decision_id)).status == pb.EXECUTION_STATUS_FILLED
+    async with env.db.acquire() as conn, conn.transaction():
+        await conn.execute("SET LOCAL session_replication_role = replica")
+        await conn.execute("DELETE FROM execution_events")
+        await conn.execute("DELETE FROM execution_logs")
+    env.fake.http_error(500, path="/info", types=("userFillsByTime",))
+    again = await env.execute(decision_id)
+    assert outcome(again) == ("UNKNOWN", "ALREADY_ON_EXCHANGE")
+    assert outcome(await env.get(again.id)) == ("FILLED", "UNSPECIFIED")
+    assert env.fake.count("order") == 1
+
+
+async def test_a_known_order_settles_against_what_it_ordered_not_the_new_plan(env: Env) -> None:
+    await env.enable()
+    env.fake.set_liquidity("ETH", "0.05")
+    decision_id = await env.signal()
+    assert (await env.execute(decision_id)).status == pb.EXECUTION_STATUS_PARTIALLY_FILLED
+    async with env.db.acquire() as conn, conn.transaction():
+        await conn.execute("SET LOCAL session_replication_role = replica")
+        await conn.execute("DELETE FROM execution_events")
+        await conn.execute("DELETE FROM execution_logs")
+    env.fake.deposit(MAIN, -5_000)  # the account shrank: a new plan would size 0.0525
+    again = await env.execute(decision_id)
+    assert outcome(again) == ("PARTIALLY_FILLED", "UNSPECIFIED")
+    assert (again.size, again.fill_size) == ("0.10500000", "0.05000000")
+
+
+async def test_a_resting_ioc_is_cancelled_again_until_it_is_gone(env: Env) -> None:
+    await env.enable()
+    env.fake.rest_ioc()
+    env.fake.http_error(500, types=("cancelByCloid",))  # the first cancel fails
+    execution = await env.execute(await env.signal())
+    assert execution.status == pb.EXECUTION_STATUS_UNKNOWN
+    assert env.fake.count("cancelByCloid") == 1
+    await env.server.executor.reconcile_once()  # sees it still open: cancels again
+    assert env.fake.count("cancelByCloid") == 2
+    await env.server.executor.reconcile_once()
+    assert outcome(await env.get(execution.id)) == ("REJECTED", "IOC_NO_MATCH")
+
+
+def test_settings_that_would_make_every_live_execution_fail_are_refused() -> None:
+    with pytest.raises(ConfigError, match="SIGMA_ORDER_EXPIRY_S"):
+        Settings.from_env({"SIGMA_ORDER_EXPIRY_S": "20", "SIGMA_HL_TIMEOUT_S": "10"})
+    with pytest.raises(ConfigError, match="SIGMA_DB_POOL_SIZE"):
+        Settings.from_env({"SIGMA_DB_POOL_SIZE": "1"})
+    assert Settings.from_env({"SIGMA_ORDER_EXPIRY_S": "28", "SIGMA_HL_TIMEOUT_S": "10"}).order_expiry_s == 28

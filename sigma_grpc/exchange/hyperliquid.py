@@ -13,6 +13,7 @@ import asyncio
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any, TypeVar
 
@@ -95,6 +96,11 @@ class Signer:
 
     def __repr__(self) -> str:
         return f"Signer(address={self.address!r}, account_address={self.account_address!r})"
+
+
+def is_known_order(status: Any) -> bool:
+    """Whether an orderStatus answer describes an order the exchange has (in any state)."""
+    return isinstance(status, dict) and status.get("status") == "order"
 
 
 def _fills_of(fills: Any, oid: int | None, cloid: str) -> list[tuple[Decimal, Decimal]]:
@@ -282,19 +288,34 @@ class Hyperliquid:
             )
         return AccountState(Decimal(str(state["marginSummary"]["accountValue"])), tuple(positions))
 
-    async def lookup_order(self, address: str, cloid: str) -> tuple[Any, list[tuple[Decimal, Decimal]]]:
-        """The exchange's orderStatus for a cloid, and `address`'s fills of that order."""
+    async def order_status(self, address: str, cloid: str) -> Any:
+        """The exchange's orderStatus answer for `address`'s cloid ({"status": "order", ...} when known)."""
         await self._ensure_started()
-        status = await self._read(
+        return await self._read(
             "order status", lambda: self._info.query_order_by_cloid(address, Cloid.from_str(cloid))
         )
-        if not (isinstance(status, dict) and status.get("status") == "order"):
-            return status, []
+
+    async def order_fills(self, address: str, status: Any, cloid: str) -> list[tuple[Decimal, Decimal]]:
+        """`address`'s fills (price, size) of the order an orderStatus answer describes."""
         details = status["order"].get("order", {})
         # userFills is capped to the latest fills: ask for the window since the order instead.
         since = int(details.get("timestamp", 0)) - 60_000
         fills = await self._read("fills", lambda: self._info.user_fills_by_time(address, max(since, 0), None))
-        return status, _fills_of(fills, details.get("oid"), cloid)
+        return _fills_of(fills, details.get("oid"), cloid)
+
+    async def lookup_order(self, address: str, cloid: str) -> tuple[Any, list[tuple[Decimal, Decimal]]]:
+        """The exchange's orderStatus for a cloid, and `address`'s fills of that order."""
+        status = await self.order_status(address, cloid)
+        if not is_known_order(status):
+            return status, []
+        return status, await self.order_fills(address, status, cloid)
+
+    async def exchange_time(self, address: str) -> datetime | None:
+        """The exchange's own clock, as its account state reports it (None when it does not say)."""
+        await self._ensure_started()
+        state = await self._read("account state", lambda: self._info.user_state(address))
+        moment = state.get("time") if isinstance(state, dict) else None
+        return datetime.fromtimestamp(int(moment) / 1000, UTC) if isinstance(moment, int) else None
 
     def _send_signed(self, action: dict[str, Any], nonce: int, expires_after: int) -> Any:
         """Sign and post an L1 action (runs in a worker thread: signing is CPU work too)."""

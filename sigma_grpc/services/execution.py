@@ -19,7 +19,7 @@ import logging
 import time
 import uuid
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -62,9 +62,11 @@ from sigma_grpc.exchange.hyperliquid import (
     ExchangeCallFailed,
     Hyperliquid,
     SignerAccountMismatch,
+    is_known_order,
 )
 from sigma_grpc.storage.decisions import DecisionStore
 from sigma_grpc.storage.executions import Busy, ExecutionStore
+from sigma_grpc.storage.pool import Connection
 
 log = logging.getLogger(__name__)
 
@@ -196,12 +198,12 @@ class Executor:
         except ExchangeCallFailed as error:
             # Reads fail before anything is signed: definitely nothing placed.
             result = Result(ExecutionStatus.FAILED, ExecutionReason.EXCHANGE_ERROR, str(error))
-            execution = await self._executions.record(claim.id, result, _EXECUTE)
+            execution = await self._record(claim.id, result, _EXECUTE)
         except Exception:
             log.exception("execution %s of decision %s failed unexpectedly", claim.id, claim.decision_id)
             # Whether an order went out is not known here; reconciliation by cloid settles it.
             result = Result(ExecutionStatus.UNKNOWN, ExecutionReason.EXCHANGE_ERROR, "internal error")
-            execution = await self._executions.record(claim.id, result, _EXECUTE)
+            execution = await self._record(claim.id, result, _EXECUTE)
         log.info(
             "execution %s of decision %s: %s %s",
             execution.id,
@@ -228,32 +230,30 @@ class Executor:
         """Check, then simulate or trade; the result is recorded before the account is let go."""
         stale = check_signal_age(decision, config, self._clock())
         if stale is not None:
-            return await self._executions.record(claim.id, stale, _EXECUTE)
+            return await self._record(claim.id, stale, _EXECUTE)
         asset = await self._exchange.asset(decision.symbol)
         if asset is None:
             unlisted = plan_order(decision, config, None, None, AccountState(Decimal(0), ()), side=claim.side)
             assert isinstance(unlisted, Result)
-            return await self._executions.record(claim.id, unlisted, _EXECUTE)
+            return await self._record(claim.id, unlisted, _EXECUTE)
         try:
             async with self._executions.exclusive(
                 f"account:{claim.account_address or 'paper'}", self._last_moment_to_sign(claim)
-            ):
-                result = await self._check_and_send(claim, decision, asset)
-                return await self._executions.record(claim.id, result, _EXECUTE)
+            ) as lock:
+                result = await self._check_and_send(claim, decision, asset, lock)
+                return await self._record(claim.id, result, _EXECUTE)
         except Busy as busy:
             result = Result(
                 ExecutionStatus.FAILED,
                 ExecutionReason.ACCOUNT_BUSY,
                 f"{busy}: nothing was sent before the order's expiry drew near",
             )
-            return await self._executions.record(claim.id, result, _EXECUTE)
+            return await self._record(claim.id, result, _EXECUTE)
 
-    async def _still_allowed(self, claim: Execution, decision: Decision) -> Result | None:
-        """The kill switch, the mode and the signal's age, as they are now (the wait may have been long)."""
-        config = await self._executions.config()
-        return check_still_allowed(claim, config) or check_signal_age(decision, config, self._clock())
-
-    async def _check_and_send(self, claim: Execution, decision: Decision, asset: AssetInfo) -> Result:
+    async def _check_and_send(
+        self, claim: Execution, decision: Decision, asset: AssetInfo, lock: Connection
+    ) -> Result:
+        """The risk check and the order, under the account's lock (`lock` is the connection holding it)."""
         config = await self._executions.config()
         refused = check_still_allowed(claim, config)
         if refused is not None:
@@ -270,56 +270,69 @@ class Executor:
         )
         if isinstance(plan, Result):
             return plan
-        if config.dry_run:
-            return await self._still_allowed(claim, decision) or Result(
-                ExecutionStatus.SIMULATED,
-                None,
-                None,
-                fill_price=plan.mid,
-                fill_size=plan.size,
-                **_context(plan),
+        if not config.dry_run:
+            # Record what is about to be sent before signing, in case this process dies mid-flight;
+            # with its limit price it counts as exposure for every other replica.
+            prepared = Result(ExecutionStatus.PENDING, limit_price=plan.limit_price, **_context(plan))
+            await self._record(claim.id, prepared, _EXECUTE)
+            known = await self._known_on_exchange(claim)
+            if known is not None:
+                return known
+        # The settings as they are now, held until the order has its answer: a kill switch
+        # thrown while this waited for the account stops it, and one thrown from here on
+        # returns only after this order's answer (it waits for the share lock).
+        async with self._executions.config_held(lock) as current:
+            refused = check_still_allowed(claim, current) or check_signal_age(
+                decision, current, self._clock()
             )
-        # Record what is about to be sent before signing, in case this process dies mid-flight;
-        # with its limit price it counts as exposure for every other replica.
-        await self._executions.record(
-            claim.id,
-            Result(ExecutionStatus.PENDING, limit_price=plan.limit_price, **_context(plan)),
-            _EXECUTE,
-        )
-        known = await self._known_on_exchange(claim, plan.size)
-        if known is not None:
-            return known
-        refused = await self._still_allowed(claim, decision)
-        if refused is not None:
-            return refused
-        if time.monotonic() > self._last_moment_to_sign(claim):
-            return Result(
-                ExecutionStatus.FAILED,
-                ExecutionReason.TOO_LATE,
-                "too little time was left before the order's expiry to send it: nothing was signed",
-            )
-        return await self._trade(claim, plan)
+            if refused is not None:
+                return refused
+            if config.dry_run:
+                return Result(
+                    ExecutionStatus.SIMULATED, fill_price=plan.mid, fill_size=plan.size, **_context(plan)
+                )
+            if time.monotonic() > self._last_moment_to_sign(claim):
+                return Result(
+                    ExecutionStatus.FAILED,
+                    ExecutionReason.TOO_LATE,
+                    "too little time was left before the order's expiry to send it: nothing was signed",
+                )
+            return await self._trade(claim, plan)
 
-    async def _known_on_exchange(self, claim: Execution, size: Decimal) -> Result | None:
+    async def _known_on_exchange(self, claim: Execution) -> Result | None:
         """None when the exchange has never seen this cloid; else what its record of that order says.
 
         The claim makes a second order for a decision impossible through this
         service; this covers the rest (a row removed behind its back, a restored
-        backup): a cloid the exchange knows is never signed again.
+        backup): a cloid the exchange knows is never signed again, and the
+        execution takes on the order the exchange has (its size and price).
         """
         assert claim.account_address is not None
-        status, fills = await self._exchange.lookup_order(claim.account_address, claim.cloid)
-        if not (isinstance(status, dict) and status.get("status") == "order"):
+        status = await self._exchange.order_status(claim.account_address, claim.cloid)
+        if not is_known_order(status):
             return None
         log.error("execution %s: the exchange already knows cloid %s; nothing signed", claim.id, claim.cloid)
-        now = self._clock()
-        settled = settle_from_order_status(status, fills, size, now=now, expires_at=now)
-        return settled or Result(
+        details = status["order"].get("order", {})
+        size = Decimal(str(details["origSz"])) if "origSz" in details else None
+        limit_price = Decimal(str(details["limitPx"])) if "limitPx" in details else None
+        unsettled = Result(
             ExecutionStatus.UNKNOWN,
             ExecutionReason.ALREADY_ON_EXCHANGE,
             f"the exchange already knows an order with cloid {claim.cloid}: nothing was signed; "
             "reconciliation follows that order",
+            size=size,
+            limit_price=limit_price,
         )
+        if size is None:
+            return unsettled
+        try:
+            fills = await self._exchange.order_fills(claim.account_address, status, claim.cloid)
+        except ExchangeCallFailed as error:
+            log.warning("execution %s: fills of the known order not read: %s", claim.id, error)
+            return unsettled
+        now = self._clock()
+        settled = settle_from_order_status(status, fills, size, now=now, expires_at=now)
+        return replace(settled, size=size, limit_price=limit_price) if settled is not None else unsettled
 
     def _last_moment_to_sign(self, claim: Execution) -> float:
         """Monotonic time after which there is no longer room for two exchange calls before expiry."""
@@ -384,18 +397,70 @@ class Executor:
                 )
                 return execution
             try:
-                status, fills = await self._exchange.lookup_order(execution.account_address, execution.cloid)
+                result = await self._settle_live(execution)
             except ExchangeCallFailed as error:
                 log.warning("could not reconcile execution %s: %s", execution.id, error)
                 return execution
-            result = settle_from_order_status(
-                status, fills, execution.size, now=now, expires_at=execution.order_expires_at + _EXPIRY_MARGIN
-            )
         if result is None:
             return execution
-        settled = await self._executions.record(execution.id, result, actor)
+        settled = await self._record(execution.id, result, actor)
         log.info("reconciled execution %s: %s", settled.id, settled.status.value)
         return settled
+
+    async def _settle_live(self, execution: Execution) -> Result | None:
+        """What the exchange's record of a live order says, or None while it cannot be known yet."""
+        assert execution.account_address is not None
+        status, fills = await self._exchange.lookup_order(execution.account_address, execution.cloid)
+        expires_at = execution.order_expires_at + _EXPIRY_MARGIN
+        if is_known_order(status):
+            if status["order"].get("status") == "open":
+                await self._cancel_resting(execution)
+            return settle_from_order_status(
+                status, fills, execution.size, now=self._clock(), expires_at=expires_at
+            )
+        if self._clock() <= expires_at:
+            return None
+        # Unknown to the exchange and expired by our clock: never placed only if the exchange's
+        # clock agrees, since it is the exchange that applies expiresAfter to an order in transit.
+        exchange_now = await self._exchange.exchange_time(execution.account_address)
+        if exchange_now is None:
+            return None
+        return settle_from_order_status(
+            status, fills, execution.size, now=exchange_now, expires_at=expires_at
+        )
+
+    async def _cancel_resting(self, execution: Execution) -> None:
+        """An IOC must never rest: cancel it by cloid again, when this service signs for its account."""
+        signer = self._exchange.signer
+        if signer is None or signer.account_address != execution.account_address:
+            log.error(
+                "execution %s: its IOC rests on the book and this service cannot cancel it", execution.id
+            )
+            return
+        expires_ms = int((self._clock() + self._order_expiry).timestamp() * 1000)
+        try:
+            answer = await self._exchange.cancel(
+                execution.symbol,
+                execution.cloid,
+                await self._executions.next_nonce(signer.address),
+                expires_ms,
+            )
+            log.warning("cancelled resting IOC %s again: %s", execution.cloid, answer)
+        except Exception as error:
+            log.error("could not cancel resting IOC %s: %s", execution.cloid, type(error).__name__)
+
+    async def _record(self, execution_id: uuid.UUID, result: Result, actor: str) -> Execution:
+        """Record a result; a result that arrives after the execution was settled otherwise is logged."""
+        recorded = await self._executions.record(execution_id, result, actor)
+        if recorded.status is not result.status and recorded.status.settled:
+            log.error(
+                "execution %s: a %s result (%s) arrived after it was settled as %s; the record stands",
+                execution_id,
+                result.status.value,
+                result.error_message or "",
+                recorded.status.value,
+            )
+        return recorded
 
     async def reconcile_once(self) -> int:
         """Settle what can be settled now, page by page through every unsettled row; how many changed."""

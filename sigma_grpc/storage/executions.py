@@ -25,7 +25,7 @@ from sigma_grpc.domain.execution import (
     Side,
     config_changes,
 )
-from sigma_grpc.storage.pool import Database
+from sigma_grpc.storage.pool import Connection, Database
 
 _CONFIG_COLUMNS = """
     enabled, hl_enabled, dry_run, hl_max_leverage, hl_max_position_pct, hl_max_exposure_pct,
@@ -292,11 +292,12 @@ class ExecutionStore:
         return value
 
     @contextlib.asynccontextmanager
-    async def exclusive(self, key: str, deadline: float) -> AsyncIterator[None]:
-        """Hold `key` exclusively across this process and every replica, until `deadline` (monotonic).
+    async def exclusive(self, key: str, deadline: float) -> AsyncIterator[Connection]:
+        """Hold `key` exclusively across this process and every replica; wait no later than `deadline`.
 
         Waiters queue on an in-process lock first, so they hold no pooled
         connection while waiting; the advisory lock then covers other replicas.
+        Yields the connection holding the lock, for work that belongs with it.
         """
         local = self._local_locks.setdefault(key, asyncio.Lock())
         remaining = deadline - time.monotonic()
@@ -312,11 +313,26 @@ class ExecutionStore:
                         raise Busy(f"{key} stayed busy on another replica")
                     await asyncio.sleep(0.02)
                 try:
-                    yield
+                    yield conn
                 finally:
                     await conn.execute("SELECT pg_advisory_unlock($1)", lock_id)
         finally:
             local.release()
+
+    @contextlib.asynccontextmanager
+    async def config_held(self, conn: Connection) -> AsyncIterator[ExecutionConfig]:
+        """The config as it is now, kept from changing until the block ends.
+
+        A share lock on the row, in a transaction on `conn`: UpdateExecutionConfig
+        (FOR UPDATE) waits for the block, so a change that has returned can no
+        longer be overtaken by an order checked against the settings before it.
+        """
+        async with conn.transaction():
+            row = await conn.fetchrow(
+                f"SELECT {_CONFIG_COLUMNS} FROM execution_config WHERE id = 1 FOR SHARE"
+            )
+            assert row is not None, "migration 061 inserts the config row"
+            yield _config(row)
 
     async def next_nonce(self, signer: str) -> int:
         """The signer's next nonce: max(now in ms, last + 1), atomically, shared by every replica."""
