@@ -150,6 +150,12 @@ class ExecutionServiceServicer:
         records each change in the audit table (old value, new value, when, and
         who: the `x-sigma-actor` request metadata when given, else the peer).
 
+        A change waits for an order being signed to get its answer: once it
+        returns, nothing checked against the old settings is in flight, so
+        turning `enabled` off is a kill switch. Should that wait outlast the
+        call's deadline, the call ends UNAVAILABLE (DATABASE_UNAVAILABLE) with
+        nothing changed, and retrying is safe.
+
         Errors:
         - INVALID_ARGUMENT (VALIDATION_FAILED): an empty mask, an unknown or
         output-only path (`updated_at`), or a value out of range (NaN,
