@@ -38,6 +38,14 @@ def outcome(execution: pb.Execution) -> tuple[str, str]:
     )
 
 
+async def remove_execution_rows(env: Env) -> None:
+    """What someone with superuser rights can still do: bypass the triggers and delete every execution."""
+    async with env.db.acquire() as conn, conn.transaction():
+        await conn.execute("SET LOCAL session_replication_role = replica")
+        await conn.execute("DELETE FROM execution_events")
+        await conn.execute("DELETE FROM execution_logs")
+
+
 # -- 1. the configured account is checked against the signer's role -----------------------------------
 
 
@@ -318,29 +326,10 @@ async def test_a_cloid_the_exchange_already_knows_is_never_signed_again(env: Env
     decision_id = await env.signal()
     first = await env.execute(decision_id)
     assert first.status == pb.EXECUTION_STATUS_FILLED
-    # Someone with superuser rights removes the row anyway (the triggers are bypassed this way).
-    async with env.db.acquire() as conn, conn.transaction():
-        await conn.execute("SET LOCAL session_replication_role = replica")
-        await conn.execute("DELETE FROM execution_events")
-        await conn.execute("DELETE FROM execution_logs")
+    await remove_execution_rows(env)
     again = await env.execute(decision_id)
     assert env.fake.count("order") == 1
     assert again.status == pb.EXECUTION_STATUS_FILLED  # settled from what the exchange knows
-
-
-async def test_a_known_partial_fill_settles_as_partial_against_the_size_about_to_be_sent(env: Env) -> None:
-    await env.enable()
-    env.fake.set_liquidity("ETH", "0.05")
-    decision_id = await env.signal()
-    assert (await env.execute(decision_id)).status == pb.EXECUTION_STATUS_PARTIALLY_FILLED
-    async with env.db.acquire() as conn, conn.transaction():
-        await conn.execute("SET LOCAL session_replication_role = replica")
-        await conn.execute("DELETE FROM execution_events")
-        await conn.execute("DELETE FROM execution_logs")
-    again = await env.execute(decision_id)
-    assert outcome(again) == ("PARTIALLY_FILLED", "UNSPECIFIED")
-    assert (again.size, again.fill_size) == ("0.10500000", "0.05000000")
-    assert env.fake.count("order") == 1
 
 
 # -- orders that reach the exchange after the client gave up --------------------------------------------
@@ -516,10 +505,7 @@ async def test_a_known_cloid_whose_fills_cannot_be_read_stays_unknown_not_failed
     await env.enable()
     decision_id = await env.signal()
     assert (await env.execute(decision_id)).status == pb.EXECUTION_STATUS_FILLED
-    async with env.db.acquire() as conn, conn.transaction():
-        await conn.execute("SET LOCAL session_replication_role = replica")
-        await conn.execute("DELETE FROM execution_events")
-        await conn.execute("DELETE FROM execution_logs")
+    await remove_execution_rows(env)
     env.fake.http_error(500, path="/info", types=("userFillsByTime",))
     again = await env.execute(decision_id)
     assert outcome(again) == ("UNKNOWN", "ALREADY_ON_EXCHANGE")
@@ -532,10 +518,7 @@ async def test_a_known_order_settles_against_what_it_ordered_not_the_new_plan(en
     env.fake.set_liquidity("ETH", "0.05")
     decision_id = await env.signal()
     assert (await env.execute(decision_id)).status == pb.EXECUTION_STATUS_PARTIALLY_FILLED
-    async with env.db.acquire() as conn, conn.transaction():
-        await conn.execute("SET LOCAL session_replication_role = replica")
-        await conn.execute("DELETE FROM execution_events")
-        await conn.execute("DELETE FROM execution_logs")
+    await remove_execution_rows(env)
     env.fake.deposit(MAIN, -5_000)  # the account shrank: a new plan would size 0.0525
     again = await env.execute(decision_id)
     assert outcome(again) == ("PARTIALLY_FILLED", "UNSPECIFIED")
