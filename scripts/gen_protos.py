@@ -22,10 +22,14 @@ import tempfile
 from pathlib import Path
 
 import grpc_tools
+from google.api import annotations_pb2
 from grpc_tools import protoc
 
 ROOT = Path(__file__).resolve().parent.parent
 PROTO_ROOT = ROOT / "protos"
+# google/api/{annotations,http}.proto, vendored from the pinned googleapis-common-protos wheel.
+THIRD_PARTY = ROOT / "third_party" / "googleapis"
+VENDORED = ("google/api/annotations.proto", "google/api/http.proto")
 # (package the code is imported as, folder it lives in)
 TARGETS = (
     ("sigma_grpc.gen", ROOT / "sigma_grpc" / "gen"),
@@ -49,6 +53,7 @@ def generate(into: Path, package: str) -> None:
     args = [
         "grpc_tools.protoc",
         f"-I{PROTO_ROOT}",
+        f"-I{THIRD_PARTY}",
         f"-I{well_known}",
         f"--plugin=protoc-gen-mypy={_plugin('protoc-gen-mypy')}",
         f"--plugin=protoc-gen-mypy_grpc={_plugin('protoc-gen-mypy_grpc')}",
@@ -89,11 +94,30 @@ def _diff(want: dict[str, str], have: dict[str, str], label: str) -> None:
             )
 
 
+def _vendored_source(name: str) -> Path:
+    # The wheel installs google/api/*.proto beside its generated modules.
+    return Path(annotations_pb2.__file__).parent.parent.parent / name
+
+
+def vendor(check: bool) -> list[str]:
+    """Copy the google/api protos from the installed wheel; with `check`, the names of stale copies."""
+    stale = []
+    for name in VENDORED:
+        source, copy = _vendored_source(name).read_text(), THIRD_PARTY / name
+        if check:
+            if not copy.exists() or copy.read_text() != source:
+                stale.append(str(copy.relative_to(ROOT)))
+            continue
+        copy.parent.mkdir(parents=True, exist_ok=True)
+        copy.write_text(source)
+    return stale
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--check", action="store_true", help="fail if any generated folder is stale")
     options = parser.parse_args()
-    stale = []
+    stale = vendor(options.check)
     for package, out_dir in TARGETS:
         label = str(out_dir.relative_to(ROOT))
         with tempfile.TemporaryDirectory() as tmp:

@@ -29,6 +29,7 @@ def _breaking(workspace: Path) -> subprocess.CompletedProcess[str]:
 def _copy_of_the_contract(tmp_path: Path) -> Path:
     shutil.copy(ROOT / "buf.yaml", tmp_path / "buf.yaml")
     shutil.copytree(ROOT / "protos", tmp_path / "protos")
+    shutil.copytree(ROOT / "third_party", tmp_path / "third_party")
     return tmp_path
 
 

@@ -913,3 +913,25 @@ async def test_two_replica_processes_on_one_database_place_one_order(
             log = "".join(log_lines)
             print(log)  # shown by pytest when the test fails
             assert "ERROR" not in log
+
+
+async def test_executions_of_several_decisions_in_one_call(env: Env) -> None:
+    await env.enable(dry_run=True)
+    decision_ids = [await env.signal(symbol) for symbol in ("ETH", "BTC", "SOL")]
+    executions = [await env.execute(d) for d in decision_ids]
+    request = pb.ListExecutionsRequest(decision_ids=decision_ids[:2])
+    listed = await env.executions.ListExecutions(request)
+    assert {e.id for e in listed.executions} == {e.id for e in executions[:2]}
+    # decision_id adds to them; paging keeps the filter.
+    both = pb.ListExecutionsRequest(decision_id=decision_ids[2], decision_ids=decision_ids[:1], page_size=1)
+    first = await env.executions.ListExecutions(both)
+    rest = await env.executions.ListExecutions(
+        pb.ListExecutionsRequest(
+            decision_id=decision_ids[2], decision_ids=decision_ids[:1], page_token=first.next_page_token
+        )
+    )
+    assert {e.id for e in [*first.executions, *rest.executions]} == {executions[0].id, executions[2].id}
+    one_bad = pb.ListExecutionsRequest(decision_ids=[decision_ids[0], "nope"])
+    assert list(await invalid_fields(env.executions.ListExecutions(one_bad))) == ["decision_ids[1]"]
+    too_many = pb.ListExecutionsRequest(decision_ids=[decision_ids[0]] * 201)
+    assert list(await invalid_fields(env.executions.ListExecutions(too_many))) == ["decision_ids"]

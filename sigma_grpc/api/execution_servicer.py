@@ -59,6 +59,7 @@ class ExecutionServicer(pb_grpc.ExecutionServiceServicer):
     ) -> pb.ListExecutionsResponse:
         executions, token = await self._executor.list(
             request.decision_id,
+            request.decision_ids,
             enum_value(request.status, STATUS_FROM_PB),
             request.page_size,
             request.page_token,

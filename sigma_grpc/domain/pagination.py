@@ -48,9 +48,21 @@ def _fingerprint(filters: Filters) -> str:
     return _digest({"kind": type(filters).__name__, **present})
 
 
+# The filter fields each list had when version 1 tokens were issued.
+_V1_FIELDS = {
+    "DecisionFilter": ("symbol", "decision_type", "direction", "outcome", "start_time", "end_time"),
+    "_Filters": ("decision_id", "status"),
+}
+
+
 def _fingerprint_v1(filters: Filters) -> str:
-    """Version 1's digest: every field, set or not."""
-    return _digest({"kind": type(filters).__name__, **asdict(filters)})
+    """Version 1's digest: every field the filters had then, set or not (a later field must be unset)."""
+    kind = type(filters).__name__
+    known = _V1_FIELDS.get(kind, ())
+    values = asdict(filters)
+    if any(value is not None for name, value in values.items() if name not in known):
+        return ""  # a filter version 1 did not have: no version 1 token can be for it
+    return _digest({"kind": kind, **{name: values[name] for name in known}})
 
 
 _FINGERPRINTS = {1: _fingerprint_v1, 2: _fingerprint}

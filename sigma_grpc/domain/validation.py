@@ -13,6 +13,7 @@ import enum
 import math
 import re
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from decimal import ROUND_HALF_EVEN, Decimal
@@ -37,6 +38,7 @@ from sigma_grpc.domain.pagination import decode_page_token
 MAX_GATES = 64
 MAX_RISK_CHECKS = 64
 MAX_REQUEST_ID = 128
+MAX_DECISION_IDS = 200
 DEFAULT_PAGE_SIZE = 50
 MAX_PAGE_SIZE = 500
 DEFAULT_STATS_DAYS = 7
@@ -396,16 +398,24 @@ def validate_list(raw: ListInput) -> ListQuery:
 
 
 def validate_execution_list(
-    decision_id: str, status: ExecutionStatus | UnknownEnum | None, page_size: int
-) -> tuple[uuid.UUID | None, ExecutionStatus | None]:
-    """Check a ListExecutions request's filters: the decision id (when given) and the status."""
+    decision_id: str,
+    decision_ids: Sequence[str],
+    status: ExecutionStatus | UnknownEnum | None,
+    page_size: int,
+) -> tuple[tuple[uuid.UUID, ...] | None, ExecutionStatus | None]:
+    """Check a ListExecutions request's filters: the decisions (None: any) and the status."""
     v = _Violations()
-    parsed = parse_uuid(v, "decision_id", decision_id) if decision_id else None
+    parsed = [parse_uuid(v, "decision_id", decision_id)] if decision_id else []
+    if len(decision_ids) > MAX_DECISION_IDS:
+        v.add("decision_ids", f"must have at most {MAX_DECISION_IDS} entries")
+    else:
+        parsed += [parse_uuid(v, f"decision_ids[{i}]", text) for i, text in enumerate(decision_ids)]
     known_status = known_enum(v, "status", status)
     if page_size < 0:
         v.add("page_size", "must not be negative (0 means the default, 50)")
     v.raise_if_any()
-    return parsed, known_status
+    ids = tuple(sorted({p for p in parsed if p is not None}))
+    return ids or None, known_status
 
 
 def validate_stats(days: int | None, symbol: str | None) -> StatsQuery:

@@ -505,16 +505,22 @@ class Executor:
     async def list(
         self,
         decision_id: str,
+        decision_ids: Sequence[str],
         status: ExecutionStatus | UnknownEnum | None,
         page_size: int,
         page_token: str,
     ) -> tuple[list[Execution], str]:
-        parsed, known_status = validate_execution_list(decision_id, status, page_size)
-        filters = _Filters(str(parsed) if parsed else None, known_status.value if known_status else None)
+        parsed, known_status = validate_execution_list(decision_id, decision_ids, status, page_size)
+        # One decision keeps version 1's fingerprint field, so tokens made before decision_ids still work.
+        filters = _Filters(
+            decision_id=str(parsed[0]) if parsed and len(parsed) == 1 else None,
+            status=known_status.value if known_status else None,
+            decision_ids=",".join(map(str, parsed)) if parsed and len(parsed) > 1 else None,
+        )
         cursor = decode_page_token(page_token, filters) if page_token else None
         size = min(page_size or DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
         executions, more = await self._executions.list_page(
-            decision_id=parsed,
+            decision_ids=parsed,
             status=known_status,
             page_size=size,
             after=(cursor.sort_time, cursor.id) if cursor else None,
@@ -553,3 +559,4 @@ class _Filters:
 
     decision_id: str | None
     status: str | None
+    decision_ids: str | None = None

@@ -8,7 +8,7 @@ import hashlib
 import json
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -210,16 +210,16 @@ class ExecutionStore:
     async def list_page(
         self,
         *,
-        decision_id: uuid.UUID | None,
+        decision_ids: Sequence[uuid.UUID] | None,
         status: ExecutionStatus | None,
         page_size: int,
         after: tuple[datetime, uuid.UUID] | None,
     ) -> tuple[list[Execution], bool]:
         args: list[Any] = []
         where = []
-        if decision_id is not None:
-            args.append(decision_id)
-            where.append(f"decision_id = ${len(args)}")
+        if decision_ids is not None:
+            args.append(list(decision_ids))
+            where.append(f"decision_id = ANY(${len(args)}::uuid[])")
         if status is not None:
             args.append(status.value)
             where.append(f"status = ${len(args)}")

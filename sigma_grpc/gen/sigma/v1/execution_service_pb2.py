@@ -23,49 +23,60 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from google.api import annotations_pb2 as google_dot_api_dot_annotations__pb2
 from google.protobuf import field_mask_pb2 as google_dot_protobuf_dot_field__mask__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n sigma/v1/execution_service.proto\x12\x08sigma.v1\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xe9\x01\n\x0e\x45xecutionEvent\x12(\n\x04time\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\x0b\x66rom_status\x18\x02 \x01(\x0e\x32\x19.sigma.v1.ExecutionStatus\x12,\n\tto_status\x18\x03 \x01(\x0e\x32\x19.sigma.v1.ExecutionStatus\x12)\n\x06reason\x18\x04 \x01(\x0e\x32\x19.sigma.v1.ExecutionReason\x12\x15\n\rerror_message\x18\x05 \x01(\t\x12\r\n\x05\x61\x63tor\x18\x06 \x01(\t\"\xf3\x05\n\tExecution\x12\n\n\x02id\x18\x01 \x01(\t\x12\x13\n\x0b\x64\x65\x63ision_id\x18\x02 \x01(\t\x12.\n\ncreated_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0e\n\x06symbol\x18\x04 \x01(\t\x12\x1c\n\x04side\x18\x05 \x01(\x0e\x32\x0e.sigma.v1.Side\x12\x0c\n\x04size\x18\x06 \x01(\t\x12\x10\n\x08leverage\x18\x07 \x01(\x05\x12)\n\x06status\x18\x08 \x01(\x0e\x32\x19.sigma.v1.ExecutionStatus\x12\x17\n\nfill_price\x18\t \x01(\tH\x00\x88\x01\x01\x12\x16\n\tfill_size\x18\n \x01(\tH\x01\x88\x01\x01\x12\x15\n\rerror_message\x18\x0b \x01(\t\x12)\n\x06reason\x18\x0c \x01(\x0e\x32\x19.sigma.v1.ExecutionReason\x12\x19\n\x0cposition_pct\x18\r \x01(\x01H\x02\x88\x01\x01\x12\x1c\n\x0f\x65xposure_before\x18\x0e \x01(\x01H\x03\x88\x01\x01\x12\x1b\n\x0e\x65xposure_after\x18\x0f \x01(\x01H\x04\x88\x01\x01\x12\r\n\x05\x63loid\x18\x10 \x01(\t\x12\x1e\n\x11\x65xchange_order_id\x18\x11 \x01(\x03H\x05\x88\x01\x01\x12\x0f\n\x07network\x18\x12 \x01(\t\x12\x17\n\x0f\x61\x63\x63ount_address\x18\x13 \x01(\t\x12\x0f\n\x07\x64ry_run\x18\x14 \x01(\x08\x12\x16\n\tmid_price\x18\x15 \x01(\tH\x06\x88\x01\x01\x12\x18\n\x0blimit_price\x18\x16 \x01(\tH\x07\x88\x01\x01\x12.\n\nupdated_at\x18\x17 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\r\n\x0b_fill_priceB\x0c\n\n_fill_sizeB\x0f\n\r_position_pctB\x12\n\x10_exposure_beforeB\x11\n\x0f_exposure_afterB\x14\n\x12_exchange_order_idB\x0c\n\n_mid_priceB\x0e\n\x0c_limit_price\"\x9a\x02\n\x0f\x45xecutionConfig\x12\x0f\n\x07\x65nabled\x18\x01 \x01(\x08\x12\x12\n\nhl_enabled\x18\x02 \x01(\x08\x12\x0f\n\x07\x64ry_run\x18\x03 \x01(\x08\x12\x17\n\x0fhl_max_leverage\x18\x04 \x01(\x05\x12\x1b\n\x13hl_max_position_pct\x18\x05 \x01(\x01\x12\x1b\n\x13hl_max_exposure_pct\x18\x06 \x01(\x01\x12\x17\n\x0fhl_slippage_pct\x18\x07 \x01(\x01\x12\x18\n\x10max_signal_age_s\x18\x08 \x01(\x05\x12\x1b\n\x13max_price_drift_pct\x18\t \x01(\x01\x12.\n\nupdated_at\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"+\n\x14\x45xecuteSignalRequest\x12\x13\n\x0b\x64\x65\x63ision_id\x18\x01 \x01(\t\"?\n\x15\x45xecuteSignalResponse\x12&\n\texecution\x18\x01 \x01(\x0b\x32\x13.sigma.v1.Execution\"!\n\x13GetExecutionRequest\x12\n\n\x02id\x18\x01 \x01(\t\"h\n\x14GetExecutionResponse\x12&\n\texecution\x18\x01 \x01(\x0b\x32\x13.sigma.v1.Execution\x12(\n\x06\x65vents\x18\x02 \x03(\x0b\x32\x18.sigma.v1.ExecutionEvent\"~\n\x15ListExecutionsRequest\x12\x13\n\x0b\x64\x65\x63ision_id\x18\x01 \x01(\t\x12)\n\x06status\x18\x02 \x01(\x0e\x32\x19.sigma.v1.ExecutionStatus\x12\x11\n\tpage_size\x18\x03 \x01(\x05\x12\x12\n\npage_token\x18\x04 \x01(\t\"Z\n\x16ListExecutionsResponse\x12\'\n\nexecutions\x18\x01 \x03(\x0b\x32\x13.sigma.v1.Execution\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\x1b\n\x19GetExecutionConfigRequest\"G\n\x1aGetExecutionConfigResponse\x12)\n\x06\x63onfig\x18\x01 \x01(\x0b\x32\x19.sigma.v1.ExecutionConfig\"z\n\x1cUpdateExecutionConfigRequest\x12)\n\x06\x63onfig\x18\x01 \x01(\x0b\x32\x19.sigma.v1.ExecutionConfig\x12/\n\x0bupdate_mask\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.FieldMask\"J\n\x1dUpdateExecutionConfigResponse\x12)\n\x06\x63onfig\x18\x01 \x01(\x0b\x32\x19.sigma.v1.ExecutionConfig*9\n\x04Side\x12\x14\n\x10SIDE_UNSPECIFIED\x10\x00\x12\x0c\n\x08SIDE_BUY\x10\x01\x12\r\n\tSIDE_SELL\x10\x02*\x8f\x02\n\x0f\x45xecutionStatus\x12 \n\x1c\x45XECUTION_STATUS_UNSPECIFIED\x10\x00\x12\x1c\n\x18\x45XECUTION_STATUS_PENDING\x10\x01\x12\x1b\n\x17\x45XECUTION_STATUS_FILLED\x10\x02\x12%\n!EXECUTION_STATUS_PARTIALLY_FILLED\x10\x03\x12\x1d\n\x19\x45XECUTION_STATUS_REJECTED\x10\x04\x12\x1b\n\x17\x45XECUTION_STATUS_FAILED\x10\x05\x12\x1c\n\x18\x45XECUTION_STATUS_UNKNOWN\x10\x06\x12\x1e\n\x1a\x45XECUTION_STATUS_SIMULATED\x10\x07*\xb6\x05\n\x0f\x45xecutionReason\x12 \n\x1c\x45XECUTION_REASON_UNSPECIFIED\x10\x00\x12!\n\x1d\x45XECUTION_REASON_STALE_SIGNAL\x10\x01\x12#\n\x1f\x45XECUTION_REASON_UNKNOWN_SYMBOL\x10\x02\x12 \n\x1c\x45XECUTION_REASON_PRICE_DRIFT\x10\x03\x12%\n!EXECUTION_REASON_NO_ACCOUNT_VALUE\x10\x04\x12#\n\x1f\x45XECUTION_REASON_EXPOSURE_LIMIT\x10\x05\x12!\n\x1d\x45XECUTION_REASON_MIN_NOTIONAL\x10\x06\x12(\n$EXECUTION_REASON_INSUFFICIENT_MARGIN\x10\x07\x12!\n\x1d\x45XECUTION_REASON_IOC_NO_MATCH\x10\x08\x12#\n\x1f\x45XECUTION_REASON_EXCHANGE_ERROR\x10\t\x12!\n\x1d\x45XECUTION_REASON_RATE_LIMITED\x10\n\x12$\n EXECUTION_REASON_LEVERAGE_FAILED\x10\x0b\x12\x1c\n\x18\x45XECUTION_REASON_TIMEOUT\x10\x0c\x12\x1f\n\x1b\x45XECUTION_REASON_NOT_PLACED\x10\r\x12\x1d\n\x19\x45XECUTION_REASON_DISABLED\x10\x0e\x12#\n\x1f\x45XECUTION_REASON_CONFIG_CHANGED\x10\x0f\x12!\n\x1d\x45XECUTION_REASON_ACCOUNT_BUSY\x10\x10\x12\x1d\n\x19\x45XECUTION_REASON_TOO_LATE\x10\x11\x12(\n$EXECUTION_REASON_ALREADY_ON_EXCHANGE\x10\x12\x32\xd3\x03\n\x10\x45xecutionService\x12P\n\rExecuteSignal\x12\x1e.sigma.v1.ExecuteSignalRequest\x1a\x1f.sigma.v1.ExecuteSignalResponse\x12M\n\x0cGetExecution\x12\x1d.sigma.v1.GetExecutionRequest\x1a\x1e.sigma.v1.GetExecutionResponse\x12S\n\x0eListExecutions\x12\x1f.sigma.v1.ListExecutionsRequest\x1a .sigma.v1.ListExecutionsResponse\x12_\n\x12GetExecutionConfig\x12#.sigma.v1.GetExecutionConfigRequest\x1a$.sigma.v1.GetExecutionConfigResponse\x12h\n\x15UpdateExecutionConfig\x12&.sigma.v1.UpdateExecutionConfigRequest\x1a\'.sigma.v1.UpdateExecutionConfigResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n sigma/v1/execution_service.proto\x12\x08sigma.v1\x1a\x1cgoogle/api/annotations.proto\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xe9\x01\n\x0e\x45xecutionEvent\x12(\n\x04time\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\x0b\x66rom_status\x18\x02 \x01(\x0e\x32\x19.sigma.v1.ExecutionStatus\x12,\n\tto_status\x18\x03 \x01(\x0e\x32\x19.sigma.v1.ExecutionStatus\x12)\n\x06reason\x18\x04 \x01(\x0e\x32\x19.sigma.v1.ExecutionReason\x12\x15\n\rerror_message\x18\x05 \x01(\t\x12\r\n\x05\x61\x63tor\x18\x06 \x01(\t\"\xf3\x05\n\tExecution\x12\n\n\x02id\x18\x01 \x01(\t\x12\x13\n\x0b\x64\x65\x63ision_id\x18\x02 \x01(\t\x12.\n\ncreated_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0e\n\x06symbol\x18\x04 \x01(\t\x12\x1c\n\x04side\x18\x05 \x01(\x0e\x32\x0e.sigma.v1.Side\x12\x0c\n\x04size\x18\x06 \x01(\t\x12\x10\n\x08leverage\x18\x07 \x01(\x05\x12)\n\x06status\x18\x08 \x01(\x0e\x32\x19.sigma.v1.ExecutionStatus\x12\x17\n\nfill_price\x18\t \x01(\tH\x00\x88\x01\x01\x12\x16\n\tfill_size\x18\n \x01(\tH\x01\x88\x01\x01\x12\x15\n\rerror_message\x18\x0b \x01(\t\x12)\n\x06reason\x18\x0c \x01(\x0e\x32\x19.sigma.v1.ExecutionReason\x12\x19\n\x0cposition_pct\x18\r \x01(\x01H\x02\x88\x01\x01\x12\x1c\n\x0f\x65xposure_before\x18\x0e \x01(\x01H\x03\x88\x01\x01\x12\x1b\n\x0e\x65xposure_after\x18\x0f \x01(\x01H\x04\x88\x01\x01\x12\r\n\x05\x63loid\x18\x10 \x01(\t\x12\x1e\n\x11\x65xchange_order_id\x18\x11 \x01(\x03H\x05\x88\x01\x01\x12\x0f\n\x07network\x18\x12 \x01(\t\x12\x17\n\x0f\x61\x63\x63ount_address\x18\x13 \x01(\t\x12\x0f\n\x07\x64ry_run\x18\x14 \x01(\x08\x12\x16\n\tmid_price\x18\x15 \x01(\tH\x06\x88\x01\x01\x12\x18\n\x0blimit_price\x18\x16 \x01(\tH\x07\x88\x01\x01\x12.\n\nupdated_at\x18\x17 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\r\n\x0b_fill_priceB\x0c\n\n_fill_sizeB\x0f\n\r_position_pctB\x12\n\x10_exposure_beforeB\x11\n\x0f_exposure_afterB\x14\n\x12_exchange_order_idB\x0c\n\n_mid_priceB\x0e\n\x0c_limit_price\"\x9a\x02\n\x0f\x45xecutionConfig\x12\x0f\n\x07\x65nabled\x18\x01 \x01(\x08\x12\x12\n\nhl_enabled\x18\x02 \x01(\x08\x12\x0f\n\x07\x64ry_run\x18\x03 \x01(\x08\x12\x17\n\x0fhl_max_leverage\x18\x04 \x01(\x05\x12\x1b\n\x13hl_max_position_pct\x18\x05 \x01(\x01\x12\x1b\n\x13hl_max_exposure_pct\x18\x06 \x01(\x01\x12\x17\n\x0fhl_slippage_pct\x18\x07 \x01(\x01\x12\x18\n\x10max_signal_age_s\x18\x08 \x01(\x05\x12\x1b\n\x13max_price_drift_pct\x18\t \x01(\x01\x12.\n\nupdated_at\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"+\n\x14\x45xecuteSignalRequest\x12\x13\n\x0b\x64\x65\x63ision_id\x18\x01 \x01(\t\"?\n\x15\x45xecuteSignalResponse\x12&\n\texecution\x18\x01 \x01(\x0b\x32\x13.sigma.v1.Execution\"!\n\x13GetExecutionRequest\x12\n\n\x02id\x18\x01 \x01(\t\"h\n\x14GetExecutionResponse\x12&\n\texecution\x18\x01 \x01(\x0b\x32\x13.sigma.v1.Execution\x12(\n\x06\x65vents\x18\x02 \x03(\x0b\x32\x18.sigma.v1.ExecutionEvent\"\x94\x01\n\x15ListExecutionsRequest\x12\x13\n\x0b\x64\x65\x63ision_id\x18\x01 \x01(\t\x12)\n\x06status\x18\x02 \x01(\x0e\x32\x19.sigma.v1.ExecutionStatus\x12\x11\n\tpage_size\x18\x03 \x01(\x05\x12\x12\n\npage_token\x18\x04 \x01(\t\x12\x14\n\x0c\x64\x65\x63ision_ids\x18\x05 \x03(\t\"Z\n\x16ListExecutionsResponse\x12\'\n\nexecutions\x18\x01 \x03(\x0b\x32\x13.sigma.v1.Execution\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\x1b\n\x19GetExecutionConfigRequest\"G\n\x1aGetExecutionConfigResponse\x12)\n\x06\x63onfig\x18\x01 \x01(\x0b\x32\x19.sigma.v1.ExecutionConfig\"z\n\x1cUpdateExecutionConfigRequest\x12)\n\x06\x63onfig\x18\x01 \x01(\x0b\x32\x19.sigma.v1.ExecutionConfig\x12/\n\x0bupdate_mask\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.FieldMask\"J\n\x1dUpdateExecutionConfigResponse\x12)\n\x06\x63onfig\x18\x01 \x01(\x0b\x32\x19.sigma.v1.ExecutionConfig*9\n\x04Side\x12\x14\n\x10SIDE_UNSPECIFIED\x10\x00\x12\x0c\n\x08SIDE_BUY\x10\x01\x12\r\n\tSIDE_SELL\x10\x02*\x8f\x02\n\x0f\x45xecutionStatus\x12 \n\x1c\x45XECUTION_STATUS_UNSPECIFIED\x10\x00\x12\x1c\n\x18\x45XECUTION_STATUS_PENDING\x10\x01\x12\x1b\n\x17\x45XECUTION_STATUS_FILLED\x10\x02\x12%\n!EXECUTION_STATUS_PARTIALLY_FILLED\x10\x03\x12\x1d\n\x19\x45XECUTION_STATUS_REJECTED\x10\x04\x12\x1b\n\x17\x45XECUTION_STATUS_FAILED\x10\x05\x12\x1c\n\x18\x45XECUTION_STATUS_UNKNOWN\x10\x06\x12\x1e\n\x1a\x45XECUTION_STATUS_SIMULATED\x10\x07*\xb6\x05\n\x0f\x45xecutionReason\x12 \n\x1c\x45XECUTION_REASON_UNSPECIFIED\x10\x00\x12!\n\x1d\x45XECUTION_REASON_STALE_SIGNAL\x10\x01\x12#\n\x1f\x45XECUTION_REASON_UNKNOWN_SYMBOL\x10\x02\x12 \n\x1c\x45XECUTION_REASON_PRICE_DRIFT\x10\x03\x12%\n!EXECUTION_REASON_NO_ACCOUNT_VALUE\x10\x04\x12#\n\x1f\x45XECUTION_REASON_EXPOSURE_LIMIT\x10\x05\x12!\n\x1d\x45XECUTION_REASON_MIN_NOTIONAL\x10\x06\x12(\n$EXECUTION_REASON_INSUFFICIENT_MARGIN\x10\x07\x12!\n\x1d\x45XECUTION_REASON_IOC_NO_MATCH\x10\x08\x12#\n\x1f\x45XECUTION_REASON_EXCHANGE_ERROR\x10\t\x12!\n\x1d\x45XECUTION_REASON_RATE_LIMITED\x10\n\x12$\n EXECUTION_REASON_LEVERAGE_FAILED\x10\x0b\x12\x1c\n\x18\x45XECUTION_REASON_TIMEOUT\x10\x0c\x12\x1f\n\x1b\x45XECUTION_REASON_NOT_PLACED\x10\r\x12\x1d\n\x19\x45XECUTION_REASON_DISABLED\x10\x0e\x12#\n\x1f\x45XECUTION_REASON_CONFIG_CHANGED\x10\x0f\x12!\n\x1d\x45XECUTION_REASON_ACCOUNT_BUSY\x10\x10\x12\x1d\n\x19\x45XECUTION_REASON_TOO_LATE\x10\x11\x12(\n$EXECUTION_REASON_ALREADY_ON_EXCHANGE\x10\x12\x32\xe3\x04\n\x10\x45xecutionService\x12k\n\rExecuteSignal\x12\x1e.sigma.v1.ExecuteSignalRequest\x1a\x1f.sigma.v1.ExecuteSignalResponse\"\x19\x82\xd3\xe4\x93\x02\x13\"\x0e/v1/executions:\x01*\x12j\n\x0cGetExecution\x12\x1d.sigma.v1.GetExecutionRequest\x1a\x1e.sigma.v1.GetExecutionResponse\"\x1b\x82\xd3\xe4\x93\x02\x15\x12\x13/v1/executions/{id}\x12k\n\x0eListExecutions\x12\x1f.sigma.v1.ListExecutionsRequest\x1a .sigma.v1.ListExecutionsResponse\"\x16\x82\xd3\xe4\x93\x02\x10\x12\x0e/v1/executions\x12}\n\x12GetExecutionConfig\x12#.sigma.v1.GetExecutionConfigRequest\x1a$.sigma.v1.GetExecutionConfigResponse\"\x1c\x82\xd3\xe4\x93\x02\x16\x12\x14/v1/execution-config\x12\x89\x01\n\x15UpdateExecutionConfig\x12&.sigma.v1.UpdateExecutionConfigRequest\x1a\'.sigma.v1.UpdateExecutionConfigResponse\"\x1f\x82\xd3\xe4\x93\x02\x19\x32\x14/v1/execution-config:\x01*b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'sigma.v1.execution_service_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_SIDE']._serialized_start=2165
-  _globals['_SIDE']._serialized_end=2222
-  _globals['_EXECUTIONSTATUS']._serialized_start=2225
-  _globals['_EXECUTIONSTATUS']._serialized_end=2496
-  _globals['_EXECUTIONREASON']._serialized_start=2499
-  _globals['_EXECUTIONREASON']._serialized_end=3193
-  _globals['_EXECUTIONEVENT']._serialized_start=114
-  _globals['_EXECUTIONEVENT']._serialized_end=347
-  _globals['_EXECUTION']._serialized_start=350
-  _globals['_EXECUTION']._serialized_end=1105
-  _globals['_EXECUTIONCONFIG']._serialized_start=1108
-  _globals['_EXECUTIONCONFIG']._serialized_end=1390
-  _globals['_EXECUTESIGNALREQUEST']._serialized_start=1392
-  _globals['_EXECUTESIGNALREQUEST']._serialized_end=1435
-  _globals['_EXECUTESIGNALRESPONSE']._serialized_start=1437
-  _globals['_EXECUTESIGNALRESPONSE']._serialized_end=1500
-  _globals['_GETEXECUTIONREQUEST']._serialized_start=1502
-  _globals['_GETEXECUTIONREQUEST']._serialized_end=1535
-  _globals['_GETEXECUTIONRESPONSE']._serialized_start=1537
-  _globals['_GETEXECUTIONRESPONSE']._serialized_end=1641
-  _globals['_LISTEXECUTIONSREQUEST']._serialized_start=1643
-  _globals['_LISTEXECUTIONSREQUEST']._serialized_end=1769
-  _globals['_LISTEXECUTIONSRESPONSE']._serialized_start=1771
-  _globals['_LISTEXECUTIONSRESPONSE']._serialized_end=1861
-  _globals['_GETEXECUTIONCONFIGREQUEST']._serialized_start=1863
-  _globals['_GETEXECUTIONCONFIGREQUEST']._serialized_end=1890
-  _globals['_GETEXECUTIONCONFIGRESPONSE']._serialized_start=1892
-  _globals['_GETEXECUTIONCONFIGRESPONSE']._serialized_end=1963
-  _globals['_UPDATEEXECUTIONCONFIGREQUEST']._serialized_start=1965
-  _globals['_UPDATEEXECUTIONCONFIGREQUEST']._serialized_end=2087
-  _globals['_UPDATEEXECUTIONCONFIGRESPONSE']._serialized_start=2089
-  _globals['_UPDATEEXECUTIONCONFIGRESPONSE']._serialized_end=2163
-  _globals['_EXECUTIONSERVICE']._serialized_start=3196
-  _globals['_EXECUTIONSERVICE']._serialized_end=3663
+  _globals['_EXECUTIONSERVICE'].methods_by_name['ExecuteSignal']._loaded_options = None
+  _globals['_EXECUTIONSERVICE'].methods_by_name['ExecuteSignal']._serialized_options = b'\202\323\344\223\002\023\"\016/v1/executions:\001*'
+  _globals['_EXECUTIONSERVICE'].methods_by_name['GetExecution']._loaded_options = None
+  _globals['_EXECUTIONSERVICE'].methods_by_name['GetExecution']._serialized_options = b'\202\323\344\223\002\025\022\023/v1/executions/{id}'
+  _globals['_EXECUTIONSERVICE'].methods_by_name['ListExecutions']._loaded_options = None
+  _globals['_EXECUTIONSERVICE'].methods_by_name['ListExecutions']._serialized_options = b'\202\323\344\223\002\020\022\016/v1/executions'
+  _globals['_EXECUTIONSERVICE'].methods_by_name['GetExecutionConfig']._loaded_options = None
+  _globals['_EXECUTIONSERVICE'].methods_by_name['GetExecutionConfig']._serialized_options = b'\202\323\344\223\002\026\022\024/v1/execution-config'
+  _globals['_EXECUTIONSERVICE'].methods_by_name['UpdateExecutionConfig']._loaded_options = None
+  _globals['_EXECUTIONSERVICE'].methods_by_name['UpdateExecutionConfig']._serialized_options = b'\202\323\344\223\002\0312\024/v1/execution-config:\001*'
+  _globals['_SIDE']._serialized_start=2218
+  _globals['_SIDE']._serialized_end=2275
+  _globals['_EXECUTIONSTATUS']._serialized_start=2278
+  _globals['_EXECUTIONSTATUS']._serialized_end=2549
+  _globals['_EXECUTIONREASON']._serialized_start=2552
+  _globals['_EXECUTIONREASON']._serialized_end=3246
+  _globals['_EXECUTIONEVENT']._serialized_start=144
+  _globals['_EXECUTIONEVENT']._serialized_end=377
+  _globals['_EXECUTION']._serialized_start=380
+  _globals['_EXECUTION']._serialized_end=1135
+  _globals['_EXECUTIONCONFIG']._serialized_start=1138
+  _globals['_EXECUTIONCONFIG']._serialized_end=1420
+  _globals['_EXECUTESIGNALREQUEST']._serialized_start=1422
+  _globals['_EXECUTESIGNALREQUEST']._serialized_end=1465
+  _globals['_EXECUTESIGNALRESPONSE']._serialized_start=1467
+  _globals['_EXECUTESIGNALRESPONSE']._serialized_end=1530
+  _globals['_GETEXECUTIONREQUEST']._serialized_start=1532
+  _globals['_GETEXECUTIONREQUEST']._serialized_end=1565
+  _globals['_GETEXECUTIONRESPONSE']._serialized_start=1567
+  _globals['_GETEXECUTIONRESPONSE']._serialized_end=1671
+  _globals['_LISTEXECUTIONSREQUEST']._serialized_start=1674
+  _globals['_LISTEXECUTIONSREQUEST']._serialized_end=1822
+  _globals['_LISTEXECUTIONSRESPONSE']._serialized_start=1824
+  _globals['_LISTEXECUTIONSRESPONSE']._serialized_end=1914
+  _globals['_GETEXECUTIONCONFIGREQUEST']._serialized_start=1916
+  _globals['_GETEXECUTIONCONFIGREQUEST']._serialized_end=1943
+  _globals['_GETEXECUTIONCONFIGRESPONSE']._serialized_start=1945
+  _globals['_GETEXECUTIONCONFIGRESPONSE']._serialized_end=2016
+  _globals['_UPDATEEXECUTIONCONFIGREQUEST']._serialized_start=2018
+  _globals['_UPDATEEXECUTIONCONFIGREQUEST']._serialized_end=2140
+  _globals['_UPDATEEXECUTIONCONFIGRESPONSE']._serialized_start=2142
+  _globals['_UPDATEEXECUTIONCONFIGRESPONSE']._serialized_end=2216
+  _globals['_EXECUTIONSERVICE']._serialized_start=3249
+  _globals['_EXECUTIONSERVICE']._serialized_end=3860
 # @@protoc_insertion_point(module_scope)

@@ -611,6 +611,7 @@ class ListExecutionsRequest(_message.Message):
     STATUS_FIELD_NUMBER: _builtins.int
     PAGE_SIZE_FIELD_NUMBER: _builtins.int
     PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    DECISION_IDS_FIELD_NUMBER: _builtins.int
     decision_id: _builtins.str
     """Only the execution of this decision (a canonical UUID); empty for all."""
     status: Global___ExecutionStatus.ValueType
@@ -621,6 +622,13 @@ class ListExecutionsRequest(_message.Message):
     """
     page_token: _builtins.str
     """A `next_page_token` from a previous call with the same filters."""
+    @_builtins.property
+    def decision_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Only the executions of these decisions (canonical UUIDs, at most 200):
+        the executions of a page of decisions in one call. Combined with
+        `decision_id` when both are set.
+        """
+
     def __init__(
         self,
         *,
@@ -628,10 +636,11 @@ class ListExecutionsRequest(_message.Message):
         status: Global___ExecutionStatus.ValueType = ...,
         page_size: _builtins.int = ...,
         page_token: _builtins.str = ...,
+        decision_ids: _abc.Iterable[_builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["decision_id", b"decision_id", "page_size", b"page_size", "page_token", b"page_token", "status", b"status"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["decision_id", b"decision_id", "decision_ids", b"decision_ids", "page_size", b"page_size", "page_token", b"page_token", "status", b"status"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -19,6 +19,9 @@ Conventions used by every message in this package:
   9999-12-31T23:59:59.999999Z.
 - An enum number this server does not know is INVALID_ARGUMENT naming the
   field and the number, in requests and in filters alike.
+- Every RPC is also served as HTTP/JSON at the route of its
+  `google.api.http` option (the service's own gateway, grpc-gateway or
+  Envoy's gRPC-JSON transcoder), bodies in the proto3 JSON mapping.
 - Errors are google.rpc.Status values with a google.rpc.ErrorInfo whose
   reason is an ErrorReason (errors.proto); each RPC lists its codes and
   reasons. Any RPC may also fail with UNAVAILABLE (DATABASE_UNAVAILABLE),
