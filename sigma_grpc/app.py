@@ -19,8 +19,9 @@ from sigma_grpc.api.execution_servicer import ExecutionServicer
 from sigma_grpc.api.in_flight import InFlightCalls
 from sigma_grpc.api.undecodable import UndecodableRequests
 from sigma_grpc.clock import Clock, utc_now
-from sigma_grpc.config import Settings, redact_url
+from sigma_grpc.config import ConfigError, Settings, redact_url, split_host_port
 from sigma_grpc.exchange.hyperliquid import Hyperliquid
+from sigma_grpc.gateway.server import GatewayServer
 from sigma_grpc.gen.sigma.v1 import (
     decision_service_pb2,
     decision_service_pb2_grpc,
@@ -51,11 +52,15 @@ class RunningServer:
     executor: Executor
     reconciler: asyncio.Task[None]
     in_flight: InFlightCalls
+    gateway: GatewayServer | None = None
+    http_port: int | None = None
 
     async def stop(self, grace: float | None) -> None:
         """Refuse new calls, let in-flight ones (and execution attempts) finish within `grace` seconds."""
         await self.health.enter_graceful_shutdown()
         self.reconciler.cancel()
+        if self.gateway is not None:
+            await self.gateway.stop()
         await self.server.stop(grace)
         await self.in_flight.wait(grace)
         await self.executor.drain(grace)
@@ -77,11 +82,15 @@ async def start_server(
     addr: str,
     settings: Settings | None = None,
     clock: Clock = utc_now,
+    *,
     interceptors: Sequence[grpc.aio.ServerInterceptor] = (),
+    http_addr: str | None = None,
 ) -> RunningServer:
     """Serve sigma.v1, health and reflection on `addr` (port 0 picks a free port).
 
-    `interceptors` run inside the service's own (tests use them to inject faults).
+    With `http_addr`, the HTTP/JSON gateway and the dashboard are served there too,
+    in this event loop, forwarding to the gRPC port. `interceptors` run inside the
+    service's own (tests use them to inject faults).
     """
     settings = settings or Settings()
     db = Database(pool)
@@ -113,7 +122,18 @@ async def start_server(
     for name in ("", *SERVICE_NAMES):
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
     reconciler = asyncio.create_task(executor.run_reconciler(settings.reconcile_interval_s))
+    gateway, http_port = None, None
+    if http_addr is not None:
+        gateway = GatewayServer(f"127.0.0.1:{port}")
+        try:
+            http_port = await gateway.start(*split_host_port(http_addr))
+        except OSError:
+            reconciler.cancel()
+            await server.stop(None)
+            raise
     return RunningServer(
+        gateway=gateway,
+        http_port=http_port,
         server=server,
         port=port,
         health=health_servicer,
@@ -146,6 +166,25 @@ async def migrate(settings: Settings) -> list[str]:
             await conn.close()
 
 
+async def run_gateway(settings: Settings, target: str) -> None:
+    """Only the HTTP/JSON gateway (and dashboard), forwarding to a remote gRPC `target`, until a signal."""
+    if settings.http_addr is None:
+        raise ConfigError("SIGMA_HTTP_ADDR is off: the gateway has nowhere to listen")
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    gateway = GatewayServer(target)
+    host, port = split_host_port(settings.http_addr)
+    bound = await gateway.start(host, port)
+    log.info(
+        "HTTP/JSON gateway on http://%s:%d (dashboard: /dashboard), forwarding to %s", host, bound, target
+    )
+    await stop.wait()
+    await gateway.stop()
+    log.info("stopped")
+
+
 async def serve(settings: Settings) -> None:
     """Run until SIGTERM or SIGINT, then stop gracefully."""
     stop = asyncio.Event()
@@ -158,9 +197,14 @@ async def serve(settings: Settings) -> None:
             async with pool.acquire() as conn:
                 applied = await apply_migrations(conn, settings.migrations_dir)
             log.info("migrations applied at start: %s", ", ".join(applied) or "none pending")
-            running = await start_server(pool, settings.grpc_addr, settings)
+            running = await start_server(pool, settings.grpc_addr, settings, http_addr=settings.http_addr)
             host = settings.grpc_addr.rsplit(":", 1)[0]
             log.info("sigma-grpc listening on %s:%d", host, running.port)
+            if settings.http_addr is not None:
+                http_host = split_host_port(settings.http_addr)[0]
+                log.info(
+                    "HTTP/JSON gateway on http://%s:%d (dashboard: /dashboard)", http_host, running.http_port
+                )
             await stop.wait()
             log.info("stopping: finishing in-flight calls (up to %ss)", settings.shutdown_grace_s)
             await running.stop(settings.shutdown_grace_s)

@@ -22,6 +22,11 @@ def main(argv: list[str] | None = None) -> int:
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("serve", help="apply pending migrations, then serve gRPC until SIGTERM/SIGINT")
     commands.add_parser("migrate", help="apply pending migrations and exit")
+    gateway = commands.add_parser(
+        "gateway",
+        help="serve only the HTTP/JSON gateway and dashboard on SIGMA_HTTP_ADDR, for a remote server",
+    )
+    gateway.add_argument("--target", required=True, help="the gRPC server to forward to (host:port)")
     check = commands.add_parser("healthcheck", help="exit 0 when the server at SIGMA_GRPC_ADDR is SERVING")
     check.add_argument("--service", default="", help="service name to check (default: the whole server)")
     options = parser.parse_args(argv)
@@ -43,6 +48,13 @@ def main(argv: list[str] | None = None) -> int:
             healthy, seen = probe(channel, options.service)
         print(seen)
         return 0 if healthy else 1
+    if options.command == "gateway":
+        try:
+            asyncio.run(app.run_gateway(settings, options.target))
+        except ConfigError as error:
+            print(f"sigma-grpc: {error}", file=sys.stderr)
+            return 2
+        return 0
     if options.command == "migrate":
         applied = asyncio.run(app.migrate(settings))
         print(f"applied: {', '.join(applied)}" if applied else "nothing to apply")

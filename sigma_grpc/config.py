@@ -12,6 +12,7 @@ from urllib.parse import urlsplit, urlunsplit
 _PACKAGE_ROOT = Path(__file__).resolve().parent.parent
 
 DEFAULT_GRPC_ADDR = "127.0.0.1:50051"
+DEFAULT_HTTP_ADDR = "127.0.0.1:8080"
 DEFAULT_DATA_DIR = ".sigma-data"
 DEFAULT_MIGRATIONS_DIR = _PACKAGE_ROOT / "migrations"
 
@@ -85,6 +86,21 @@ def _decimal(env: Mapping[str, str], name: str, default: str) -> Decimal:
     return value
 
 
+def _host_port(env: Mapping[str, str], name: str, default: str) -> str:
+    value = env.get(name, "").strip() or default
+    if value != "off" and (":" not in value or not value.rsplit(":", 1)[1].isdigit()):
+        raise ConfigError(f"{name} must be host:port, got {value!r}")
+    if value == "off" and name == "SIGMA_GRPC_ADDR":
+        raise ConfigError("SIGMA_GRPC_ADDR cannot be off: the gRPC service is the service")
+    return value
+
+
+def split_host_port(addr: str) -> tuple[str, int]:
+    """("127.0.0.1", 8080) from "127.0.0.1:8080" (and "[::1]:80" → ("::1", 80))."""
+    host, port = addr.rsplit(":", 1)
+    return host.strip("[]"), int(port)
+
+
 def redact_url(url: str) -> str:
     """The URL with its password replaced, safe for logs."""
     parts = urlsplit(url)
@@ -114,6 +130,8 @@ class Settings:
     # A PostgreSQL URL; None starts the embedded PostgreSQL under data_dir.
     database_url: str | None = field(default=None, repr=False)
     grpc_addr: str = DEFAULT_GRPC_ADDR
+    # The HTTP/JSON gateway and the dashboard; None: not served.
+    http_addr: str | None = DEFAULT_HTTP_ADDR
     data_dir: Path = Path(DEFAULT_DATA_DIR)
     migrations_dir: Path = DEFAULT_MIGRATIONS_DIR
     db_pool_size: int = 10
@@ -153,9 +171,10 @@ class Settings:
         url = env.get("SIGMA_DATABASE_URL", "").strip() or None
         if url is not None and urlsplit(url).scheme not in ("postgres", "postgresql"):
             raise ConfigError("SIGMA_DATABASE_URL must be a postgresql:// URL")
-        addr = env.get("SIGMA_GRPC_ADDR", "").strip() or DEFAULT_GRPC_ADDR
-        if ":" not in addr:
-            raise ConfigError(f"SIGMA_GRPC_ADDR must be host:port, got {addr!r}")
+        addr = _host_port(env, "SIGMA_GRPC_ADDR", DEFAULT_GRPC_ADDR)
+        http_addr: str | None = _host_port(env, "SIGMA_HTTP_ADDR", DEFAULT_HTTP_ADDR)
+        if http_addr == "off":
+            http_addr = None
         level = env.get("SIGMA_LOG_LEVEL", "").strip().upper() or "INFO"
         if level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
             raise ConfigError(f"SIGMA_LOG_LEVEL must be DEBUG, INFO, WARNING or ERROR, got {level!r}")
@@ -165,6 +184,7 @@ class Settings:
         return cls(
             database_url=url,
             grpc_addr=addr,
+            http_addr=http_addr,
             data_dir=Path(env.get("SIGMA_DATA_DIR", "").strip() or DEFAULT_DATA_DIR),
             migrations_dir=Path(env.get("SIGMA_MIGRATIONS_DIR", "").strip() or DEFAULT_MIGRATIONS_DIR),
             # Two at least: an execution holds one for its account's lock and needs another.

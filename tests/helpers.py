@@ -7,6 +7,7 @@ import re
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Awaitable, Mapping
 from datetime import datetime
 from pathlib import Path
@@ -36,7 +37,13 @@ def start_serve_process(env: Mapping[str, str]) -> tuple[subprocess.Popen[str], 
     process = subprocess.Popen(
         [sys.executable, "-m", "sigma_grpc", "serve"],
         cwd=ROOT,
-        env={**os.environ, "SIGMA_GRPC_ADDR": "127.0.0.1:0", "SIGMA_SHUTDOWN_GRACE_S": "5", **env},
+        env={
+            **os.environ,
+            "SIGMA_GRPC_ADDR": "127.0.0.1:0",
+            "SIGMA_HTTP_ADDR": "127.0.0.1:0",
+            "SIGMA_SHUTDOWN_GRACE_S": "5",
+            **env,
+        },
         stderr=subprocess.PIPE,
         text=True,
     )
@@ -59,6 +66,18 @@ def start_serve_process(env: Mapping[str, str]) -> tuple[subprocess.Popen[str], 
         process.kill()
         raise AssertionError("serve did not start:\n" + "".join(lines))
     return process, port[0], lines
+
+
+def http_port_of(lines: list[str], timeout: float = 30) -> int:
+    """The HTTP gateway's port, from a serve (or gateway) process's log as it comes in."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for line in list(lines):
+            match = re.search(r"HTTP/JSON gateway on http://127\.0\.0\.1:(\d+)", line)
+            if match:
+                return int(match.group(1))
+        time.sleep(0.05)
+    raise AssertionError("no HTTP gateway in the log:\n" + "".join(lines))
 
 
 def ts(moment: datetime) -> timestamp_pb2.Timestamp:

@@ -16,6 +16,7 @@ from pathlib import Path
 import asyncpg
 import grpc
 import grpc_testing
+import httpx
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
@@ -25,7 +26,7 @@ from sigma_grpc.gen.sigma.v1 import decision_service_pb2 as pb
 from sigma_grpc.gen.sigma.v1 import decision_service_pb2_grpc as pb_grpc
 from sigma_grpc.healthcheck import probe
 from sigma_grpc.storage.pool import create_pool
-from tests.helpers import Stub, start_serve_process
+from tests.helpers import Stub, http_port_of, start_serve_process
 from tests.helpers import signal as signal_request
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -121,6 +122,10 @@ async def test_serve_on_embedded_database_then_stop(tmp_path: Path, stop_signal:
             decision = (await client.LogDecision(request, timeout=10)).decision
             fetched = await client.GetDecision(pb.GetDecisionRequest(id=decision.id), timeout=10)
             assert fetched.decision.symbol == "kPEPE"
+        # The same process serves the HTTP/JSON gateway and the dashboard.
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{http_port_of(lines)}") as http:
+            over_http = await http.get(f"/v1/decisions/{decision.id}")
+            assert over_http.json()["decision"]["symbol"] == "kPEPE"
         healthy = subprocess.run(
             [sys.executable, "-m", "sigma_grpc", "healthcheck"],
             env={**os.environ, "SIGMA_GRPC_ADDR": f"127.0.0.1:{port}"},
@@ -238,3 +243,25 @@ def test_serve_refuses_a_network_that_disagrees_with_the_url(tmp_path: Path) -> 
     assert result.returncode == 2
     assert "SIGMA_HL_NETWORK=mainnet needs SIGMA_HL_BASE_URL unset or exactly" in result.stderr
     assert not (tmp_path / "pg").exists()
+
+
+async def test_the_gateway_alone_forwards_to_a_remote_server(server: RunningServer) -> None:
+    """`sigma-grpc gateway --target`: only HTTP/JSON and the dashboard, for a gRPC server elsewhere."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "sigma_grpc", "gateway", "--target", f"127.0.0.1:{server.port}"],
+        cwd=ROOT,
+        env={**os.environ, "SIGMA_HTTP_ADDR": "127.0.0.1:0"},
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(process.stderr or ()), daemon=True)
+    reader.start()
+    try:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{http_port_of(lines)}") as http:
+            response = await http.get("/v1/stats")
+        assert response.status_code == 200, response.text
+        assert response.json()["days"] == 7
+    finally:
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=30) == 0, "".join(lines)

@@ -1,0 +1,63 @@
+"""Serving the gateway with uvicorn in the service's own event loop (or alone, against a remote target)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Iterator
+
+import grpc
+import uvicorn
+
+from sigma_grpc.gateway.app import Gateway
+
+log = logging.getLogger(__name__)
+
+
+class _EmbeddedServer(uvicorn.Server):
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        # `serve` owns SIGTERM/SIGINT and stops the gateway with everything else.
+        yield
+
+
+class GatewayServer:
+    """The HTTP/JSON gateway listening on `host:port` (port 0: a free one), forwarding to `target`."""
+
+    def __init__(self, target: str) -> None:
+        self._target = target
+        self._channel: grpc.aio.Channel | None = None
+        self._server: _EmbeddedServer | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self, host: str, port: int) -> int:
+        """Listen and return the bound port; raises OSError when the address cannot be bound."""
+        self._channel = grpc.aio.insecure_channel(self._target)
+        config = uvicorn.Config(
+            Gateway(self._channel).app(),
+            host=host,
+            port=port,
+            lifespan="off",
+            log_config=None,
+            access_log=False,
+            server_header=False,
+        )
+        self._server = _EmbeddedServer(config)
+        self._task = asyncio.create_task(self._server.serve())
+        while not self._server.started:
+            if self._task.done():
+                # uvicorn logs a bind failure and exits instead of raising.
+                await self._channel.close()
+                raise OSError(f"the HTTP gateway could not listen on {host}:{port}")
+            await asyncio.sleep(0.01)
+        sockets = self._server.servers[0].sockets
+        bound: int = sockets[0].getsockname()[1]
+        return bound
+
+    async def stop(self) -> None:
+        if self._server is not None and self._task is not None:
+            self._server.should_exit = True
+            await self._task
+        if self._channel is not None:
+            await self._channel.close()
