@@ -27,9 +27,15 @@ from grpc_tools import protoc
 
 ROOT = Path(__file__).resolve().parent.parent
 PROTO_ROOT = ROOT / "protos"
-# google/api/{annotations,http}.proto, vendored from the pinned googleapis-common-protos wheel.
+# google/api and google/rpc protos, vendored from the pinned googleapis-common-protos wheel.
 THIRD_PARTY = ROOT / "third_party" / "googleapis"
-VENDORED = ("google/api/annotations.proto", "google/api/http.proto")
+VENDORED = (
+    "google/api/annotations.proto",
+    "google/api/http.proto",
+    # The error details, so a descriptor set of the workspace lets Envoy print them in JSON.
+    "google/rpc/status.proto",
+    "google/rpc/error_details.proto",
+)
 # (package the code is imported as, folder it lives in)
 TARGETS = (
     ("sigma_grpc.gen", ROOT / "sigma_grpc" / "gen"),
