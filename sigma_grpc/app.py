@@ -20,6 +20,7 @@ from sigma_grpc.api.in_flight import InFlightCalls
 from sigma_grpc.api.undecodable import UndecodableRequests
 from sigma_grpc.clock import Clock, utc_now
 from sigma_grpc.config import ConfigError, Settings, redact_url, split_host_port
+from sigma_grpc.demo import seed_demo
 from sigma_grpc.exchange.hyperliquid import Hyperliquid
 from sigma_grpc.gateway.server import GatewayServer
 from sigma_grpc.gen.sigma.v1 import (
@@ -185,8 +186,8 @@ async def run_gateway(settings: Settings, target: str) -> None:
     log.info("stopped")
 
 
-async def serve(settings: Settings) -> None:
-    """Run until SIGTERM or SIGINT, then stop gracefully."""
+async def serve(settings: Settings, *, demo: bool = False) -> None:
+    """Run until SIGTERM or SIGINT, then stop gracefully; `demo` seeds sample data into an empty log."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -197,6 +198,14 @@ async def serve(settings: Settings) -> None:
             async with pool.acquire() as conn:
                 applied = await apply_migrations(conn, settings.migrations_dir)
             log.info("migrations applied at start: %s", ", ".join(applied) or "none pending")
+            if demo:
+                db = Database(pool)
+                await seed_demo(
+                    DecisionLog(DecisionStore(db)),
+                    ExecutionStore(db),
+                    clock=utc_now,
+                    network=settings.hl_network,
+                )
             running = await start_server(pool, settings.grpc_addr, settings, http_addr=settings.http_addr)
             host = settings.grpc_addr.rsplit(":", 1)[0]
             log.info("sigma-grpc listening on %s:%d", host, running.port)

@@ -20,7 +20,10 @@ def main(argv: list[str] | None = None) -> int:
         description="SigmaPilot's decision log over gRPC. Configured by SIGMA_* environment variables.",
     )
     commands = parser.add_subparsers(dest="command", required=True)
-    commands.add_parser("serve", help="apply pending migrations, then serve gRPC until SIGTERM/SIGINT")
+    serve = commands.add_parser("serve", help="apply pending migrations, then serve until SIGTERM/SIGINT")
+    serve.add_argument(
+        "--demo", action="store_true", help="seed a week of sample decisions into an empty decision log"
+    )
     commands.add_parser("migrate", help="apply pending migrations and exit")
     gateway = commands.add_parser(
         "gateway",
@@ -59,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
         applied = asyncio.run(app.migrate(settings))
         print(f"applied: {', '.join(applied)}" if applied else "nothing to apply")
         return 0
-    asyncio.run(app.serve(settings))
+    asyncio.run(app.serve(settings, demo=options.demo))
     return 0
 
 

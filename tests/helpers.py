@@ -32,10 +32,10 @@ T = TypeVar("T")
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def start_serve_process(env: Mapping[str, str]) -> tuple[subprocess.Popen[str], int, list[str]]:
-    """`python -m sigma_grpc serve` on a free port with these SIGMA_* settings; its port and its log lines."""
+def start_serve_process(env: Mapping[str, str], *args: str) -> tuple[subprocess.Popen[str], int, list[str]]:
+    """`python -m sigma_grpc serve [args]` on free ports with these settings; its port and log lines."""
     process = subprocess.Popen(
-        [sys.executable, "-m", "sigma_grpc", "serve"],
+        [sys.executable, "-m", "sigma_grpc", "serve", *args],
         cwd=ROOT,
         env={
             **os.environ,

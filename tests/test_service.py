@@ -265,3 +265,29 @@ async def test_the_gateway_alone_forwards_to_a_remote_server(server: RunningServ
     finally:
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=30) == 0, "".join(lines)
+
+
+async def test_serve_demo_fills_an_empty_log_once(tmp_path: Path) -> None:
+    """`sigma-grpc serve --demo`: a week of signals, outcomes and paper executions for the dashboard."""
+    env = {"SIGMA_DATA_DIR": str(tmp_path), "SIGMA_DATABASE_URL": ""}
+    for run in range(2):
+        process, _, lines = start_serve_process(env, "--demo")
+        try:
+            async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{http_port_of(lines)}") as http:
+                stats = (await http.get("/v1/stats", params={"days": 8})).json()["totals"]
+                executions = (await http.get("/v1/executions", params={"pageSize": 500})).json()["executions"]
+                signals = (
+                    await http.get("/v1/decisions", params={"decisionType": "DECISION_TYPE_SIGNAL"})
+                ).json()
+        finally:
+            process.send_signal(signal.SIGTERM)
+            assert process.wait(timeout=30) == 0, "".join(lines)
+        assert int(stats["totalDecisions"]) == 160  # the second run seeds nothing more
+        assert int(stats["skipCount"]) > int(stats["signalCount"]) > 0
+        assert int(stats["riskRejectCount"]) > 0
+        assert int(stats["closedCount"]) > 0 and int(stats["pendingCount"]) > 0
+        assert 0 < stats["winRate"] < 1
+        assert executions and {e["status"] for e in executions} == {"EXECUTION_STATUS_SIMULATED"}
+        assert all(d["reasoning"] for d in signals["decisions"])
+        if run == 1:
+            assert "demo data not seeded: the decision log already has decisions" in "".join(lines)

@@ -42,6 +42,10 @@ class DecisionLog:
             )
         return inserted.decision, inserted.replayed
 
+    async def has_any(self) -> bool:
+        """Whether any decision has been logged."""
+        return await self._store.has_any()
+
     async def get(self, decision_id: str) -> Decision:
         parsed = validate_uuid("id", decision_id)
         decision = await self._store.get(parsed)

@@ -162,6 +162,10 @@ class DecisionStore:
             assert row is not None
             return Inserted(_decision(row), replayed=True, request_hash=row["request_hash"])
 
+    async def has_any(self) -> bool:
+        found: bool = await self._db.fetchval("SELECT EXISTS (SELECT 1 FROM decision_logs)")
+        return found
+
     async def get(self, decision_id: uuid.UUID) -> Decision | None:
         row = await self._db.fetchrow(f"SELECT {_COLUMNS} FROM decision_logs WHERE id = $1", decision_id)
         return None if row is None else _decision(row)

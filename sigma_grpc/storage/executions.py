@@ -138,13 +138,14 @@ class ExecutionStore:
         account_address: str | None,
         dry_run: bool,
         order_expires_at: datetime,
+        actor: str = "execute_signal",
     ) -> Execution | None:
         """Insert the PENDING execution that claims the decision; None when another caller has it."""
         row = await self._db.fetchrow(
             f"""
             INSERT INTO execution_logs (decision_id, symbol, side, leverage, cloid, network,
-                                        account_address, dry_run, order_expires_at)
-            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+                                        account_address, dry_run, order_expires_at, changed_by)
+            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
             -- No conflict target: the cloid is derived from the decision id, so two racing
             -- claims can trip either unique index first, and both mean "already claimed".
             ON CONFLICT DO NOTHING
@@ -159,6 +160,7 @@ class ExecutionStore:
             account_address,
             dry_run,
             order_expires_at,
+            actor,
         )
         return None if row is None else _execution(row)
 
