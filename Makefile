@@ -7,6 +7,8 @@ PY := $(VENV)/bin/python
 BUF := node_modules/.bin/buf
 PY_STAMP := $(VENV)/.installed
 NODE_STAMP := node_modules/.installed
+TS_CLIENT := clients/typescript
+TS_STAMP := $(TS_CLIENT)/node_modules/.installed
 # The released sigma.v1 contract (a buf image): later changes must not break it.
 BASELINE := protos/released/sigma-v1.json
 
@@ -23,7 +25,11 @@ $(NODE_STAMP): package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
 	@touch $@
 
-setup: $(PY_STAMP) $(NODE_STAMP)
+$(TS_STAMP): $(TS_CLIENT)/package.json $(TS_CLIENT)/package-lock.json
+	cd $(TS_CLIENT) && npm ci --no-audit --no-fund --loglevel=error
+	@touch $@
+
+setup: $(PY_STAMP) $(NODE_STAMP) $(TS_STAMP)
 
 ## Start the service (embedded PostgreSQL unless SIGMA_DATABASE_URL is set).
 run: $(PY_STAMP)
@@ -32,13 +38,15 @@ run: $(PY_STAMP)
 migrate: $(PY_STAMP)
 	$(VENV)/bin/sigma-grpc migrate
 
-## Regenerate sigma_grpc/gen from protos/.
-gen: $(PY_STAMP)
+## Regenerate the generated code (server, Python client, TypeScript client) from protos/.
+gen: setup
 	$(PY) scripts/gen_protos.py
+	npm --prefix $(TS_CLIENT) run --silent gen
 
 ## Fail when the committed generated code differs from what the protos give.
-gen-check: $(PY_STAMP)
+gen-check: setup
 	$(PY) scripts/gen_protos.py --check
+	npm --prefix $(TS_CLIENT) run --silent gen:check
 
 lint: setup
 	$(VENV)/bin/ruff check .
@@ -65,4 +73,4 @@ bench: $(PY_STAMP)
 	$(PY) benchmarks/bench_list_pages.py
 
 clean:
-	rm -rf $(VENV) node_modules .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) node_modules .mypy_cache .ruff_cache .pytest_cache $(TS_CLIENT)/node_modules $(TS_CLIENT)/dist*
