@@ -12,7 +12,7 @@ TS_STAMP := $(TS_CLIENT)/node_modules/.installed
 # The released sigma.v1 contract (a buf image): later changes must not break it.
 BASELINE := protos/released/sigma-v1.json
 
-.PHONY: setup run migrate test check lint gen gen-check breaking release-contract bench clean
+.PHONY: setup run demo migrate test check lint gen gen-check breaking release-contract bench clean
 
 $(PY_STAMP): pyproject.toml clients/python/pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11) and "Python 3.11+ is required")'
@@ -34,6 +34,10 @@ setup: $(PY_STAMP) $(NODE_STAMP) $(TS_STAMP)
 ## Start the service (embedded PostgreSQL unless SIGMA_DATABASE_URL is set).
 run: $(PY_STAMP)
 	$(VENV)/bin/sigma-grpc serve
+
+## The service with a week of sample data in an empty decision log (for a first look at the dashboard).
+demo: $(PY_STAMP)
+	$(VENV)/bin/sigma-grpc serve --demo
 
 migrate: $(PY_STAMP)
 	$(VENV)/bin/sigma-grpc migrate
