@@ -12,7 +12,7 @@ TS_STAMP := $(TS_CLIENT)/node_modules/.installed
 # The released sigma.v1 contract (a buf image): later changes must not break it.
 BASELINE := protos/released/sigma-v1.json
 
-.PHONY: setup run demo migrate test check lint gen gen-check breaking release-contract bench clean
+.PHONY: setup run demo migrate test check lint gen gen-check breaking release-contract bench clean browser
 
 $(PY_STAMP): pyproject.toml clients/python/pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11) and "Python 3.11+ is required")'
@@ -68,8 +68,12 @@ release-contract: setup
 
 check: lint gen-check breaking
 
+## Chromium for the dashboard's browser tests (Debian's package via apt-get when root; or SIGMA_CHROMIUM_PATH).
+browser:
+	@sh scripts/ensure_chromium.sh >/dev/null
+
 ## The whole test suite: lint, type checks, buf lint and breaking, generated-code drift, then pytest.
-test: check
+test: check browser
 	$(PY) -m pytest
 
 ## Benchmarks: each prints its figures and a ratio against a baseline measured in the same run.

@@ -162,7 +162,8 @@ class Gateway:
 
 
 async def _to_dashboard(request: Request) -> Response:
-    return RedirectResponse("/dashboard/", status_code=308)
+    query = f"?{request.url.query}" if request.url.query else ""
+    return RedirectResponse(f"/dashboard/{query}", status_code=308)
 
 
 async def _not_found(request: Request, exc: HTTPException) -> Response:
