@@ -18,10 +18,11 @@ COPY migrations /app/migrations
 ENV PATH=/opt/venv/bin:$PATH \
     SIGMA_MIGRATIONS_DIR=/app/migrations \
     SIGMA_DATA_DIR=/app/data \
-    SIGMA_GRPC_ADDR=0.0.0.0:50051
+    SIGMA_GRPC_ADDR=0.0.0.0:50051 \
+    SIGMA_HTTP_ADDR=0.0.0.0:8080
 WORKDIR /app
 USER sigma
-EXPOSE 50051
+EXPOSE 50051 8080
 HEALTHCHECK --interval=10s --timeout=5s --start-period=30s --retries=3 \
     CMD ["sigma-grpc", "healthcheck"]
 ENTRYPOINT ["sigma-grpc"]
