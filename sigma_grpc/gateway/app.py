@@ -147,7 +147,7 @@ class Gateway:
 
     def app(self) -> Starlette:
         routes: list[BaseRoute] = [
-            Route(r.starlette_path, self._endpoint(r), methods=[r.http_method]) for r in self._routes
+            Route(r.template, self._endpoint(r), methods=[r.http_method]) for r in self._routes
         ]
         routes += [
             Route("/dashboard/api/decisions", self._legacy_decisions, methods=["GET"]),

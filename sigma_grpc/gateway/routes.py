@@ -29,17 +29,12 @@ class Route:
     """One HTTP route of one RPC."""
 
     http_method: str  # GET, POST, ...
-    template: str  # /v1/decisions/{id}
+    template: str  # /v1/decisions/{id}: also Starlette's syntax (a variable is one path segment)
     path_fields: tuple[str, ...]  # the fields the template's variables set
     body: str  # "" (no body), "*" (the whole request) or a top-level field's name
     rpc_path: str  # /sigma.v1.DecisionService/GetDecision, as gRPC calls it
     request_class: type[Message]
     response_class: type[Message]
-
-    @property
-    def starlette_path(self) -> str:
-        """The template in Starlette's syntax (the same `{name}` form, one path segment each)."""
-        return self.template
 
 
 def _route(method: descriptor.MethodDescriptor, rule: http_pb2.HttpRule) -> Route:
