@@ -61,7 +61,7 @@ class RunningServer:
         await self.health.enter_graceful_shutdown()
         self.reconciler.cancel()
         if self.gateway is not None:
-            await self.gateway.stop()
+            await self.gateway.stop(grace)
         await self.server.stop(grace)
         await self.in_flight.wait(grace)
         await self.executor.drain(grace)
@@ -76,6 +76,16 @@ def build_exchange(settings: Settings) -> Hyperliquid:
         private_key=settings.hl_private_key,
         account_address=settings.hl_account_address,
     )
+
+
+def _local_target(addr: str, port: int) -> str:
+    """Where this process reaches its own gRPC port: the address it listens on (loopback for "any")."""
+    host = split_host_port(addr)[0]
+    if host in ("0.0.0.0", ""):  # noqa: S104 (reading the bind address, not binding)
+        host = "127.0.0.1"
+    elif host == "::":
+        host = "::1"
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 async def start_server(
@@ -125,7 +135,7 @@ async def start_server(
     reconciler = asyncio.create_task(executor.run_reconciler(settings.reconcile_interval_s))
     gateway, http_port = None, None
     if http_addr is not None:
-        gateway = GatewayServer(f"127.0.0.1:{port}")
+        gateway = GatewayServer(_local_target(addr, port))
         try:
             http_port = await gateway.start(*split_host_port(http_addr))
         except OSError:

@@ -771,3 +771,24 @@ def test_a_reason_from_another_error_domain_is_not_taken_for_sigmas() -> None:
 
     assert from_rpc_error(failed_call("sigma.v1")).reason == ErrorReason.DECISION_NOT_FOUND
     assert from_rpc_error(failed_call("envoy.example")).reason is None
+
+
+async def test_a_page_of_decisions_at_the_contracts_limits_is_received(
+    client: SigmaClient, clean_db: asyncpg.Pool
+) -> None:
+    """500 decisions with 64 gates of 64-character names: several MB, above gRPC's default 4 MB."""
+    gates = [
+        {"name": f"g{i:02d}".ljust(64, "x"), "passed": True, "value": 0.5, "threshold": 0.5}
+        for i in range(64)
+    ]
+    await clean_db.execute(
+        """
+        INSERT INTO decision_logs (symbol, direction, decision_type, trader_count, agreement_pct, effective_k,
+                                   gates, risk_checks, reasoning)
+        SELECT 'BTC', 'long', 'signal', 5, 0.8, 3.0, $1::jsonb, $1::jsonb, repeat('r', 400)
+        FROM generate_series(1, 500)
+        """,
+        gates,
+    )
+    page = await client.list_decisions(page_size=500)
+    assert len(page.decisions) == 500

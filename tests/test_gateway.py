@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
@@ -256,7 +258,7 @@ async def test_failed_precondition_and_already_exists(http: httpx.AsyncClient) -
     [
         (b"{not json", ""),
         (b"[1, 2]", ""),
-        (b'{"symbol": "BTC", "noSuchField": 1}', ""),
+        (b'{"symbol": "BTC", "noSuchField": 1}', "noSuchField"),
         (b'{"traderCount": "many"}', ""),
         (b'{"gates": {"name": "x"}}', ""),
         (b"[" * 5000, ""),
@@ -279,7 +281,7 @@ async def test_bodies_that_are_no_request_are_400_never_500(
     [
         ({"noSuchParam": "1"}, "noSuchParam"),
         ({"pageSize": "ten"}, "pageSize"),
-        ({"startTime": "yesterday"}, ""),
+        ({"startTime": "yesterday"}, "startTime"),
         ({"symbol": ["BTC", "ETH"]}, "symbol"),
     ],
 )
@@ -333,7 +335,9 @@ async def test_unknown_routes_and_methods(http: httpx.AsyncClient) -> None:
     assert (missing.status_code, missing.json()["code"]) == (404, 5)
     not_allowed = await http.delete("/v1/decisions")
     assert (not_allowed.status_code, not_allowed.json()["code"]) == (405, 12)
-    with_body = await http.request("GET", "/v1/stats", content=b'{"days": 1}')
+    with_body = await http.request(
+        "GET", "/v1/stats", content=b'{"days": 1}', headers={"content-type": "application/json"}
+    )
     assert with_body.status_code == 400
 
 
@@ -396,6 +400,8 @@ async def test_the_plans_decision_list_with_type_words_offset_and_stats(http: ht
         ({"limit": "0"}, "limit"),
         ({"limit": "x"}, "limit"),
         ({"symbol": "BT-C"}, "symbol"),
+        ({"pageSize": "10"}, "pageSize"),  # not this route's: silently ignoring it would page forever
+        ({"type": ["signal", "skip"]}, "type"),
     ],
 )
 async def test_the_plans_routes_refuse_bad_parameters(
@@ -406,3 +412,138 @@ async def test_the_plans_routes_refuse_bad_parameters(
     assert list(violations(response.json())) == [field]
     bad_days = await http.get("/dashboard/api/decisions/stats", params={"days": "400"})
     assert list(violations(bad_days.json())) == ["days"]
+
+
+# -- findings of the gateway's review ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("params", "field"),
+    [
+        ({"decisionType": "\u00b2"}, "decisionType"),  # a superscript two: a digit to str.isdigit, not to int
+        ({"decisionType": "\u0663"}, "decisionType"),  # an Arabic-Indic three
+        ({"pageSize": "1_0"}, "pageSize"),  # int() reads underscores
+        ({"startTime": "yesterday"}, "startTime"),
+    ],
+)
+async def test_odd_query_values_are_400_naming_the_parameter(
+    http: httpx.AsyncClient, params: dict[str, str], field: str
+) -> None:
+    response = await http.get("/v1/decisions", params=params)
+    assert response.status_code == 400, response.text
+    assert list(violations(response.json())) == [field]
+
+
+@pytest.mark.parametrize(
+    "content",
+    [b'{"\\ud800": 1}', b'{"direction": "\\ud800"}', b'{"symbol": "BTC\\udfff"}'],
+    ids=["surrogate-key", "surrogate-enum", "surrogate-string"],
+)
+async def test_lone_surrogates_in_a_body_are_400(http: httpx.AsyncClient, content: bytes) -> None:
+    response = await http.post("/v1/decisions", content=content, headers={"content-type": "application/json"})
+    assert response.status_code == 400, response.text
+    assert reason(response.json()) == "VALIDATION_FAILED"
+
+
+@pytest.mark.parametrize("value", [b"\xe9", b"a\tb"], ids=["non-ascii", "tab"])
+async def test_headers_that_cannot_be_grpc_metadata_are_400(http: httpx.AsyncClient, value: bytes) -> None:
+    response = await http.get("/v1/stats", headers={b"x-sigma-actor": value})
+    assert response.status_code == 400, response.text
+    assert list(violations(response.json())) == ["x-sigma-actor"]
+
+
+async def test_a_body_must_be_declared_json(http: httpx.AsyncClient, clean_db: asyncpg.Pool) -> None:
+    """A cross-site page can send text/plain or a form without asking; it cannot send JSON unasked."""
+    for content_type in ("text/plain", "application/x-www-form-urlencoded", None):
+        headers = {"content-type": content_type} if content_type else {}
+        response = await http.post("/v1/decisions", content=json.dumps(SIGNAL).encode(), headers=headers)
+        assert response.status_code == 415, (content_type, response.text)
+    charset = await http.post(
+        "/v1/decisions",
+        content=json.dumps(SIGNAL).encode(),
+        headers={"content-type": "application/json; charset=utf-8"},
+    )
+    assert charset.status_code == 200
+    assert await clean_db.fetchval("SELECT count(*) FROM decision_logs") == 1
+
+
+async def test_a_loopback_gateway_answers_only_to_loopback_host_names(http: httpx.AsyncClient) -> None:
+    """DNS rebinding: a page on evil.example resolving to 127.0.0.1 must not reach the API."""
+    for host in ("evil.example", "evil.example:8080", "127.0.0.1.evil.example"):
+        response = await http.get("/v1/execution-config", headers={"host": host})
+        assert response.status_code == 403, (host, response.text)
+    for host in ("localhost", "127.0.0.1:8080", "[::1]:8080", "LOCALHOST"):
+        assert (await http.get("/v1/execution-config", headers={"host": host})).status_code == 200, host
+
+
+async def test_a_body_over_the_limit_is_413_and_not_read_whole(http: httpx.AsyncClient) -> None:
+    from sigma_grpc.gateway.app import MAX_BODY_BYTES
+
+    declared = await http.post(
+        "/v1/decisions",
+        content=b" " * (MAX_BODY_BYTES + 1),
+        headers={"content-type": "application/json"},
+    )
+    assert declared.status_code == 413, declared.text
+
+    async def chunks() -> AsyncIterator[bytes]:
+        for _ in range(MAX_BODY_BYTES // 65536 + 2):
+            yield b" " * 65536
+
+    streamed = await http.post(
+        "/v1/decisions", content=chunks(), headers={"content-type": "application/json"}
+    )
+    assert streamed.status_code == 413, streamed.text
+
+
+async def test_a_page_of_large_decisions_fits(http: httpx.AsyncClient, clean_db: asyncpg.Pool) -> None:
+    """500 decisions at the contract's limits (64 gates with 64-character names): over gRPC's default 4 MB."""
+    gates = [
+        {"name": f"g{i:02d}".ljust(64, "x"), "passed": True, "value": 0.5, "threshold": 0.5}
+        for i in range(64)
+    ]
+    await clean_db.execute(
+        """
+        INSERT INTO decision_logs (symbol, direction, decision_type, trader_count, agreement_pct, effective_k,
+                                   gates, risk_checks, reasoning)
+        SELECT 'BTC', 'long', 'signal', 5, 0.8, 3.0, $1::jsonb, $1::jsonb, repeat('r', 400)
+        FROM generate_series(1, 500)
+        """,
+        gates,
+    )
+    response = await http.get("/v1/decisions", params={"pageSize": 500})
+    assert response.status_code == 200, response.text[:300]
+    assert len(response.json()["decisions"]) == 500
+
+
+async def test_the_gateway_reaches_the_grpc_port_on_the_address_it_listens_on(database_url: str) -> None:
+    pool = await create_pool(database_url, max_size=2)
+    running = await start_server(
+        pool, "127.0.0.2:0", Settings(reconcile_interval_s=3600), http_addr="127.0.0.1:0"
+    )
+    try:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{running.http_port}") as client:
+            assert (await client.get("/v1/stats")).status_code == 200
+    finally:
+        await running.stop(grace=1)
+        await pool.close()
+
+
+async def test_a_stop_does_not_wait_past_its_grace_for_a_stalled_request(database_url: str) -> None:
+    pool = await create_pool(database_url, max_size=2)
+    running = await start_server(
+        pool, "127.0.0.1:0", Settings(reconcile_interval_s=3600), http_addr="127.0.0.1:0"
+    )
+    _, writer = await asyncio.open_connection("127.0.0.1", running.http_port)
+    try:
+        # A request whose body never finishes arriving.
+        writer.write(
+            b"POST /v1/decisions HTTP/1.1\r\nHost: 127.0.0.1\r\ncontent-type: application/json\r\n"
+            b"Content-Length: 100\r\n\r\n{"
+        )
+        await writer.drain()
+        await asyncio.sleep(0.2)
+        await asyncio.wait_for(running.stop(grace=1), timeout=10)
+    finally:
+        writer.close()
+        await pool.close()

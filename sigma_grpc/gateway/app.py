@@ -4,10 +4,15 @@ Every request is forwarded as a gRPC call over a channel to the service (in the
 same process, or a remote one with `sigma-grpc gateway --target`), so the same
 validation, errors and (later) authentication apply as for gRPC clients. The
 `authorization` and `x-sigma-actor` headers travel as call metadata.
+
+What a browser on another site could send without asking (a text/plain or form
+body, a request to a rebound DNS name) is refused: bodies must be declared
+`application/json`, and a gateway on loopback answers only to loopback host names.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -15,11 +20,13 @@ from typing import Any
 import grpc
 from google.protobuf.message import Message
 from starlette.applications import Starlette
+from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from sigma_grpc.gateway import errors
 from sigma_grpc.gateway.routes import Route as RpcRoute
@@ -28,7 +35,12 @@ from sigma_grpc.gateway.transcode import BadInput, build_request, to_json
 from sigma_grpc.gen.sigma.v1 import decision_service_pb2 as dpb
 from sigma_grpc.gen.sigma.v1 import execution_service_pb2 as epb
 
+log = logging.getLogger(__name__)
+
 STATIC_DIR = Path(__file__).resolve().parent / "static"
+# The largest body accepted (a LogDecision at the contract's limits is about 20 kB).
+MAX_BODY_BYTES = 4 * 1024 * 1024
+LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
 # How long a forwarded call may take (an ExecuteSignal waits for its order within it).
 CALL_TIMEOUT_S = 30.0
 FORWARDED_HEADERS = ("authorization", "x-sigma-actor")
@@ -49,12 +61,59 @@ def _answer(status_and_body: tuple[int, dict[str, Any]]) -> JSONResponse:
     return JSONResponse(body, status_code=status)
 
 
+class _TooLarge(Exception):
+    pass
+
+
+class _NotJson(Exception):
+    pass
+
+
+async def _read_body(request: Request) -> bytes:
+    """The body, refusing one that is not declared JSON or is larger than MAX_BODY_BYTES (read no further)."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > MAX_BODY_BYTES:
+        raise _TooLarge
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > MAX_BODY_BYTES:
+            raise _TooLarge
+        chunks.append(chunk)
+    body = b"".join(chunks)
+    media_type = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    if body.strip() and media_type != "application/json":
+        raise _NotJson
+    return body
+
+
+def _metadata(request: Request) -> tuple[tuple[str, str], ...]:
+    """The forwarded headers as gRPC metadata; a value gRPC cannot carry is a BadInput naming it."""
+    metadata = []
+    for name in FORWARDED_HEADERS:
+        value = request.headers.get(name)
+        if value is None:
+            continue
+        if not all(" " <= c <= "~" for c in value):
+            raise BadInput(name, "must be printable ASCII")
+        metadata.append((name, value))
+    return tuple(metadata)
+
+
 class Gateway:
     """The routes of the sigma.v1 services over a gRPC channel to the service."""
 
-    def __init__(self, channel: grpc.aio.Channel, *, static_dir: Path = STATIC_DIR) -> None:
+    def __init__(
+        self,
+        channel: grpc.aio.Channel,
+        *,
+        static_dir: Path = STATIC_DIR,
+        allowed_hosts: frozenset[str] | None = None,
+    ) -> None:
+        """`allowed_hosts`: the host names requests may name (any port); None: any."""
         self._channel = channel
         self._static_dir = static_dir
+        self._allowed_hosts = allowed_hosts
         self._routes = routes_of(
             dpb.DESCRIPTOR.services_by_name["DecisionService"],
             epb.DESCRIPTOR.services_by_name["ExecutionService"],
@@ -66,9 +125,7 @@ class Gateway:
         return list(self._routes)
 
     async def _call(self, route: RpcRoute, message: Message, request: Request) -> Message:
-        metadata = tuple(
-            (name, value) for name in FORWARDED_HEADERS if (value := request.headers.get(name)) is not None
-        )
+        metadata = _metadata(request)
         call = self._channel.unary_unary(
             route.rpc_path,
             request_serializer=type(message).SerializeToString,
@@ -80,13 +137,15 @@ class Gateway:
     def _endpoint(self, route: RpcRoute) -> Endpoint:
         async def endpoint(request: Request) -> Response:
             try:
-                message = build_request(
-                    route, request.path_params, request.query_params.multi_items(), await request.body()
-                )
+                body = await _read_body(request)
+                message = build_request(route, request.path_params, request.query_params.multi_items(), body)
+                return JSONResponse(to_json(await self._call(route, message, request)))
             except BadInput as bad:
                 return _answer(errors.bad_request(bad.field, bad.description))
-            try:
-                return JSONResponse(to_json(await self._call(route, message, request)))
+            except _TooLarge:
+                return _answer(errors.too_large(MAX_BODY_BYTES))
+            except _NotJson:
+                return _answer(errors.not_json())
             except grpc.aio.AioRpcError as error:
                 return _answer(errors.from_rpc_error(error))
 
@@ -96,15 +155,24 @@ class Gateway:
         return await self._call(self._by_rpc[rpc_path], message, request)
 
     async def _legacy_decisions(self, request: Request) -> Response:
-        """The plan's `GET /dashboard/api/decisions?symbol=&type=&limit=&offset=`: items and stats."""
+        """The plan's `GET /dashboard/api/decisions?symbol=&type=&limit=&offset=`: items and stats.
+
+        The stats are GetStats' for the symbol (not the type) over its default 7 days, as the
+        plan's stats cards show them.
+        """
         query = request.query_params
         try:
+            _only(query.multi_items(), ("symbol", "type", "limit", "offset"))
             decision_type = _plan_type(query.get("type", ""))
             limit = _bounded(query.get("limit", ""), "limit", default=50, low=1, high=MAX_LEGACY_LIMIT)
             offset = _bounded(query.get("offset", ""), "offset", default=0, low=0, high=MAX_LEGACY_OFFSET)
         except BadInput as bad:
             return _answer(errors.bad_request(bad.field, bad.description))
         symbol = query.get("symbol", "")
+        try:
+            _metadata(request)
+        except BadInput as bad:
+            return _answer(errors.bad_request(bad.field, bad.description))
         try:
             items: list[dpb.Decision] = []
             token = ""
@@ -134,7 +202,9 @@ class Gateway:
     async def _legacy_stats(self, request: Request) -> Response:
         """The plan's `GET /dashboard/api/decisions/stats?days=`: the GetStats response."""
         try:
+            _only(request.query_params.multi_items(), ("days",))
             days = _bounded(request.query_params.get("days", ""), "days", default=0, low=0, high=2**31 - 1)
+            _metadata(request)
         except BadInput as bad:
             return _answer(errors.bad_request(bad.field, bad.description))
         try:
@@ -145,7 +215,7 @@ class Gateway:
             return _answer(errors.from_rpc_error(error))
         return JSONResponse(to_json(stats))
 
-    def app(self) -> Starlette:
+    def app(self) -> ASGIApp:
         routes: list[BaseRoute] = [
             Route(r.template, self._endpoint(r), methods=[r.http_method]) for r in self._routes
         ]
@@ -155,10 +225,13 @@ class Gateway:
             Route("/dashboard", _to_dashboard, methods=["GET"]),
             Mount("/dashboard", StaticFiles(directory=self._static_dir, html=True, check_dir=False)),
         ]
-        return Starlette(
+        app = Starlette(
             routes=routes,
-            exception_handlers={404: _not_found, 405: _not_allowed},  # type: ignore[dict-item]
+            exception_handlers={404: _not_found, 405: _not_allowed, 500: _failed},  # type: ignore[dict-item]
         )
+        if self._allowed_hosts is None:
+            return app
+        return _HostCheck(app, self._allowed_hosts)
 
 
 async def _to_dashboard(request: Request) -> Response:
@@ -170,12 +243,52 @@ async def _not_found(request: Request, exc: HTTPException) -> Response:
     return _answer(errors.plain_error(grpc.StatusCode.NOT_FOUND, f"no route {request.url.path}"))
 
 
+class _HostCheck:
+    """Answers 403 to a request naming a host outside `allowed` (DNS rebinding: a page on evil.example
+    resolving to 127.0.0.1 names evil.example); the port does not matter."""
+
+    def __init__(self, app: ASGIApp, allowed: frozenset[str]) -> None:
+        self._app = app
+        self._allowed = allowed
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            host = Headers(scope=scope).get("host", "").lower()
+            name = host if host.endswith("]") else host.rsplit(":", 1)[0]
+            if name.strip("[]") not in self._allowed:
+                _, body = errors.plain_error(
+                    grpc.StatusCode.PERMISSION_DENIED, "this gateway answers only to loopback host names"
+                )
+                await JSONResponse(body, status_code=403)(scope, receive, send)
+                return
+        await self._app(scope, receive, send)
+
+
+async def _failed(request: Request, exc: Exception) -> Response:
+    # A bug of ours: logged with its traceback, answered as INTERNAL in the usual shape.
+    log.error("gateway failed on %s %s", request.method, request.url.path, exc_info=exc)
+    return _answer(
+        errors.plain_error(grpc.StatusCode.INTERNAL, "internal error; the server log has the details")
+    )
+
+
 async def _not_allowed(request: Request, exc: HTTPException) -> Response:
     # grpc-gateway answers 405 with code UNIMPLEMENTED.
     _, body = errors.plain_error(
         grpc.StatusCode.UNIMPLEMENTED, f"{request.method} is not allowed on {request.url.path}"
     )
     return JSONResponse(body, status_code=405)
+
+
+def _only(items: list[tuple[str, str]], known: tuple[str, ...]) -> None:
+    """The plan's routes take each of `known` at most once, and nothing else."""
+    seen: set[str] = set()
+    for name, _ in items:
+        if name not in known:
+            raise BadInput(name, f"is not a parameter of this route (it takes {', '.join(known)})")
+        if name in seen:
+            raise BadInput(name, "is given more than once")
+        seen.add(name)
 
 
 def _plan_type(word: str) -> dpb.DecisionType.ValueType:

@@ -71,3 +71,13 @@ def bad_request(field: str, description: str) -> tuple[int, dict[str, Any]]:
 def plain_error(code: grpc.StatusCode, message: str) -> tuple[int, dict[str, Any]]:
     """An error the gateway answers itself (no such route, method not allowed)."""
     return HTTP_STATUS.get(code, 500), _status_json(status_pb2.Status(code=code.value[0], message=message))
+
+
+def too_large(limit: int) -> tuple[int, dict[str, Any]]:
+    """A 413: the body is larger than the gateway accepts."""
+    return 413, bad_request("", f"the body is larger than {limit} bytes")[1]
+
+
+def not_json() -> tuple[int, dict[str, Any]]:
+    """A 415: a body not declared as JSON (what a cross-site form or text/plain request would send)."""
+    return 415, bad_request("", "the body must be sent as Content-Type: application/json")[1]

@@ -10,9 +10,16 @@ from collections.abc import Iterator
 import grpc
 import uvicorn
 
-from sigma_grpc.gateway.app import Gateway
+from sigma_grpc.gateway.app import LOOPBACK_HOSTS, Gateway
 
 log = logging.getLogger(__name__)
+
+# A page of 500 decisions at the contract's limits is several MB: above gRPC's default 4 MB.
+_MAX_MESSAGE_BYTES = 64 * 1024 * 1024
+_CHANNEL_OPTIONS = [
+    ("grpc.max_receive_message_length", _MAX_MESSAGE_BYTES),
+    ("grpc.max_send_message_length", _MAX_MESSAGE_BYTES),
+]
 
 
 class _EmbeddedServer(uvicorn.Server):
@@ -26,6 +33,7 @@ class GatewayServer:
     """The HTTP/JSON gateway listening on `host:port` (port 0: a free one), forwarding to `target`."""
 
     def __init__(self, target: str) -> None:
+        """`target`: the gRPC server, "host:port"."""
         self._target = target
         self._channel: grpc.aio.Channel | None = None
         self._server: _EmbeddedServer | None = None
@@ -33,9 +41,11 @@ class GatewayServer:
 
     async def start(self, host: str, port: int) -> int:
         """Listen and return the bound port; raises OSError when the address cannot be bound."""
-        self._channel = grpc.aio.insecure_channel(self._target)
+        self._channel = grpc.aio.insecure_channel(self._target, options=_CHANNEL_OPTIONS)
+        loopback = host in ("localhost", "::1") or host.startswith("127.")
+        gateway = Gateway(self._channel, allowed_hosts=LOOPBACK_HOSTS if loopback else None)
         config = uvicorn.Config(
-            Gateway(self._channel).app(),
+            gateway.app(),
             host=host,
             port=port,
             lifespan="off",
@@ -55,9 +65,14 @@ class GatewayServer:
         bound: int = sockets[0].getsockname()[1]
         return bound
 
-    async def stop(self) -> None:
+    async def stop(self, grace: float | None = None) -> None:
+        """Stop listening; requests still running get `grace` seconds (None: as long as they take)."""
         if self._server is not None and self._task is not None:
+            self._server.config.timeout_graceful_shutdown = None if grace is None else max(int(grace), 1)
             self._server.should_exit = True
-            await self._task
+            done, _ = await asyncio.wait({self._task}, timeout=None if grace is None else grace + 1)
+            if not done:
+                self._server.force_exit = True
+                await self._task
         if self._channel is not None:
             await self._channel.close()

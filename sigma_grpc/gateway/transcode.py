@@ -10,16 +10,19 @@ fields, as grpc-gateway's do. Anything the request cannot be made of is a
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from google.protobuf import descriptor, json_format
+from google.protobuf import descriptor, field_mask_pb2, json_format, timestamp_pb2
 from google.protobuf.message import Message
 
 from sigma_grpc.gateway.routes import Route
 
 FieldDescriptor = descriptor.FieldDescriptor
 
+_ASCII_INTEGER = re.compile(r"-?[0-9]+")
+_UNKNOWN_FIELD = re.compile(r'has no field named "([^"]+)"')
 _TRUE = ("true", "1")
 _FALSE = ("false", "0")
 _INTEGERS = (
@@ -55,8 +58,16 @@ def _field(message: Any, name: str) -> Any:
 def _json_value(field: Any, text: str, parameter: str) -> Any:
     """A query or path string as the JSON value the proto3 mapping expects for the field."""
     if field.message_type is not None:
-        if field.message_type.full_name in ("google.protobuf.Timestamp", "google.protobuf.FieldMask"):
-            return text  # RFC 3339 / comma-separated paths, as their JSON forms are
+        if field.message_type.full_name == "google.protobuf.Timestamp":
+            try:
+                timestamp_pb2.Timestamp().FromJsonString(text)
+            except ValueError:
+                example = "2026-01-31T12:00:00Z"
+                raise BadInput(parameter, f"must be an RFC 3339 time ({example}), got {text!r}") from None
+            return text
+        if field.message_type.full_name == "google.protobuf.FieldMask":
+            field_mask_pb2.FieldMask().FromJsonString(text)
+            return text  # comma-separated paths, as its JSON form is
         raise BadInput(parameter, f"cannot be set from a query parameter (a {field.message_type.name})")
     if field.type == FieldDescriptor.TYPE_BOOL:
         if text.lower() in _TRUE:
@@ -64,13 +75,17 @@ def _json_value(field: Any, text: str, parameter: str) -> Any:
         if text.lower() in _FALSE:
             return False
         raise BadInput(parameter, f"must be true or false, got {text!r}")
+    # ASCII digits only: int() also reads "1_0", "²" or "٣".
     if field.type in _INTEGERS:
-        try:
-            return int(text)
-        except ValueError:
-            raise BadInput(parameter, f"must be an integer, got {text!r}") from None
+        if not _ASCII_INTEGER.fullmatch(text):
+            raise BadInput(parameter, f"must be an integer, got {text!r}")
+        return int(text)
     if field.enum_type is not None:
-        return int(text) if text.lstrip("-").isdigit() else text
+        if _ASCII_INTEGER.fullmatch(text):
+            return int(text)  # a number the service does not know is its to refuse, naming it
+        if text not in field.enum_type.values_by_name:
+            raise BadInput(parameter, f"is not a value of {field.enum_type.full_name}: {text!r}")
+        return text
     return text  # strings; doubles and floats take their JSON string forms ("1.5", "NaN")
 
 
@@ -97,9 +112,14 @@ def _body(raw: bytes) -> Any:
     if not raw.strip():
         return {}
     try:
-        return json.loads(raw)
+        body = json.loads(raw)
+        # JSON lets a string hold a lone UTF-16 surrogate ("\ud800"), which is no character.
+        json.dumps(body, ensure_ascii=False).encode()
+    except UnicodeEncodeError:
+        raise BadInput("", "the body holds a lone UTF-16 surrogate (\\ud800-\\udfff): no character") from None
     except (ValueError, RecursionError) as error:
         raise BadInput("", f"the body is not JSON: {error}") from None
+    return body
 
 
 def build_request(
@@ -130,8 +150,11 @@ def build_request(
     message = route.request_class()
     try:
         json_format.ParseDict(values, message)
-    except json_format.ParseError as error:
-        raise BadInput("", str(error)) from None
+    except (json_format.ParseError, ValueError, TypeError, SystemError) as error:
+        # protobuf's sentence, without its list of every field the message has.
+        text = str(error).split("\n", 1)[0].strip()
+        unknown = _UNKNOWN_FIELD.search(text)
+        raise BadInput(unknown.group(1) if unknown else "", text) from None
     return message
 
 

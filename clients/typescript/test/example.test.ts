@@ -8,7 +8,7 @@ import type { Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import { after, before, describe, test } from "node:test";
 
-import type { SigmaClient } from "@sigmapilot/sigma-client";
+import type { GetStatsResponseJson, SigmaClient } from "@sigmapilot/sigma-client";
 
 import type { DecisionsPageBody, ErrorBody } from "../../../examples/hl-stream/src/dashboard.js";
 import { createApp } from "../../../examples/hl-stream/src/server.js";
@@ -38,7 +38,7 @@ describe("the hl-stream example over a live server", { skip: SKIP_LIVE }, () => 
     assert.equal(response.status, 200);
     const body = (await response.json()) as DecisionsPageBody;
     assert.deepEqual(
-      body.decisions.map((d) => [d.id, d.decisionType, d.priceAtDecision]),
+      body.items.map((d) => [d.id, d.decisionType, d.priceAtDecision]),
       [[signal.decision.id, "DECISION_TYPE_SIGNAL", "97123.50000000"]],
     );
     assert.equal(body.nextPageToken, "");
@@ -46,6 +46,10 @@ describe("the hl-stream example over a live server", { skip: SKIP_LIVE }, () => 
     assert.equal(body.stats.totals?.skipCount, "1");
     assert.equal(body.stats.days, 1);
     assert.deepEqual(body.stats.gateFailures, [{ name: "supermajority", count: "1" }]);
+
+    const stats = await fetch(`${base}/dashboard/api/decisions/stats?days=1&symbol=${symbol}`);
+    assert.equal(stats.status, 200);
+    assert.equal(((await stats.json()) as GetStatsResponseJson).totals?.totalDecisions, "2");
 
     const one = await fetch(`${base}/dashboard/api/decisions/${signal.decision.id}`);
     assert.equal(one.status, 200);

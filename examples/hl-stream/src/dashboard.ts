@@ -2,7 +2,10 @@
 // client and answer JSON. Copy into hl-stream (see ../README.md).
 //
 //   GET /dashboard/api/decisions?symbol=BTC&type=signal&pageSize=20&pageToken=...&days=7
-//     -> { decisions: Decision[] (proto3 JSON), nextPageToken, stats: GetStatsResponse (proto3 JSON) }
+//     -> { items: Decision[] (proto3 JSON), nextPageToken, stats: GetStatsResponse (proto3 JSON) }
+//        (the plan's shape, {items, stats}, which the dashboard's frontend reads, plus a page token)
+//   GET /dashboard/api/decisions/stats?days=7
+//     -> GetStatsResponse (proto3 JSON)
 //   GET /dashboard/api/decisions/:id
 //     -> { decision: Decision (proto3 JSON) }
 //
@@ -26,7 +29,7 @@ import {
 
 /** The body of GET /dashboard/api/decisions. */
 export interface DecisionsPageBody {
-  decisions: DecisionJson[];
+  items: DecisionJson[];
   nextPageToken: string;
   stats: GetStatsResponseJson;
 }
@@ -98,10 +101,19 @@ export function dashboardRouter(sigma: SigmaClient): Router {
       sigma.getStats({ days: intParam(req, "days"), symbol }, call),
     ]);
     res.json({
-      decisions: page.decisions.map((decision) => toJson(DecisionSchema, decision)),
+      items: page.decisions.map((decision) => toJson(DecisionSchema, decision)),
       nextPageToken: page.nextPageToken,
       stats: toJson(GetStatsResponseSchema, stats),
     });
+  });
+
+  // Before /:id, which would otherwise take "stats" for an id.
+  router.get("/dashboard/api/decisions/stats", async (req, res: Response<GetStatsResponseJson>) => {
+    const stats = await sigma.getStats(
+      { days: intParam(req, "days"), symbol: stringParam(req, "symbol") },
+      { timeoutMs: SIGMA_TIMEOUT_MS, signal: abortOnClose(res) },
+    );
+    res.json(toJson(GetStatsResponseSchema, stats));
   });
 
   router.get("/dashboard/api/decisions/:id", async (req, res: Response<{ decision: DecisionJson }>) => {

@@ -128,12 +128,17 @@
     return sign === '-' ? `\u2212${body}` : `+${body}`;
   }
 
+  /** A gate's or check's double (up to 6 significant digits), or a decimal string as given. */
   function formatNumber(value) {
     if (value === undefined || value === null) return '\u2014';
+    if (typeof value === 'string' && /^-?\d+\.\d+$/.test(value)) {
+      // Sizes and prices are exact decimals: 0.00012 must not show as 0.0001.
+      return value.replace(/\.?0+$/, '');
+    }
     const n = Number(value);
     if (!Number.isFinite(n)) return String(value);
     if (Number.isInteger(n)) return String(n);
-    return String(Number(n.toFixed(4)));
+    return String(Number(n.toPrecision(6)));
   }
 
   function words(enumName, prefix) {

@@ -244,6 +244,8 @@ class SigmaClient:
             ("grpc.initial_reconnect_backoff_ms", 100),
             ("grpc.min_reconnect_backoff_ms", 100),
             ("grpc.max_reconnect_backoff_ms", 2000),
+            # A page of 500 decisions at the contract's limits is several MB: above gRPC's 4 MB default.
+            ("grpc.max_receive_message_length", 64 * 1024 * 1024),
             *channel_options,
         ]
         self._random = random.Random()  # noqa: S311  # backoff jitter, not cryptography
