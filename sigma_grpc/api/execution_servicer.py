@@ -6,6 +6,7 @@ import time
 
 import grpc
 
+from sigma_grpc import deadline
 from sigma_grpc.api.errors import rpc
 from sigma_grpc.api.execution_convert import (
     STATUS_FROM_PB,
@@ -22,6 +23,8 @@ from sigma_grpc.services.execution import Executor
 Context = grpc.aio.ServicerContext
 # Callers may name who changes the config; otherwise the peer address is recorded.
 ACTOR_METADATA_KEY = "x-sigma-actor"
+# Time kept for reading the execution after waiting for it.
+_LAST_READ_S = 0.25
 
 
 class ExecutionServicer(pb_grpc.ExecutionServiceServicer):
@@ -35,8 +38,10 @@ class ExecutionServicer(pb_grpc.ExecutionServiceServicer):
         context: Context[pb.ExecuteSignalRequest, pb.ExecuteSignalResponse],
     ) -> pb.ExecuteSignalResponse:
         remaining = context.time_remaining()
-        # Answer a little before the caller's deadline, with the execution as it stands.
-        wait_until = None if remaining is None else time.monotonic() + max(remaining - 0.25, 0.0)
+        # Stop waiting for an execution in progress early enough to read it once more (a storage
+        # call, which ends its own margins before the deadline) and answer with it as it stands.
+        room = deadline.ANSWER_MARGIN_S + deadline.CLEANUP_MARGIN_S + _LAST_READ_S
+        wait_until = None if remaining is None else time.monotonic() + max(remaining - room, 0.0)
         execution = await self._executor.execute(request.decision_id, wait_until)
         return pb.ExecuteSignalResponse(execution=execution_message(execution))
 
