@@ -15,6 +15,9 @@ RUN useradd --create-home --uid 10001 sigma \
     && chown sigma:sigma /app/data
 COPY --from=build /opt/venv /opt/venv
 COPY migrations /app/migrations
+# Listening on every interface, the service refuses to start without credentials:
+# mount a tokens file and set SIGMA_AUTH_TOKENS_FILE (or SIGMA_AUTH=none on a
+# trusted network). README: "Running in production".
 ENV PATH=/opt/venv/bin:$PATH \
     SIGMA_MIGRATIONS_DIR=/app/migrations \
     SIGMA_DATA_DIR=/app/data \

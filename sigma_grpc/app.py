@@ -1,26 +1,31 @@
-"""Wiring: database → migrations → stores → services → gRPC server, and a graceful stop."""
+"""Wiring: database → stores → services → gRPC server (and gateway); `migrate`; the gateway alone."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import logging
+import secrets
+import shutil
 import signal
+import tempfile
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import asyncpg
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from sigma_grpc.api.authentication import Authentication
 from sigma_grpc.api.decision_servicer import DecisionServicer
 from sigma_grpc.api.execution_servicer import ExecutionServicer
 from sigma_grpc.api.in_flight import InFlightCalls
 from sigma_grpc.api.undecodable import UndecodableRequests
+from sigma_grpc.auth.store import CredentialStore
 from sigma_grpc.clock import Clock, utc_now
 from sigma_grpc.config import ConfigError, Settings, redact_url, split_host_port
-from sigma_grpc.demo import seed_demo
 from sigma_grpc.exchange.hyperliquid import Hyperliquid
 from sigma_grpc.gateway.server import GatewayServer
 from sigma_grpc.gen.sigma.v1 import (
@@ -32,12 +37,19 @@ from sigma_grpc.gen.sigma.v1 import (
 from sigma_grpc.services.decisions import DecisionLog
 from sigma_grpc.services.execution import Executor
 from sigma_grpc.storage.decisions import DecisionStore
-from sigma_grpc.storage.embedded import EmbeddedPostgres, start_embedded
+from sigma_grpc.storage.embedded import EmbeddedDatabaseError, EmbeddedPostgres, start_embedded
 from sigma_grpc.storage.executions import ExecutionStore
 from sigma_grpc.storage.migrate import apply_migrations
-from sigma_grpc.storage.pool import Database, create_pool
+from sigma_grpc.storage.pool import Database
+from sigma_grpc.tls import TlsFiles
 
 log = logging.getLogger(__name__)
+
+# The largest request accepted over gRPC (a LogDecision at the contract's limits is about 20 kB);
+# larger ones end RESOURCE_EXHAUSTED before any handler runs.
+MAX_REQUEST_BYTES = 4 * 1024 * 1024
+# How long connecting (for migrations at start) may take before the attempt counts as failed.
+DB_CONNECT_TIMEOUT_S = 5.0
 
 SERVICE_NAMES = (
     decision_service_pb2.DESCRIPTOR.services_by_name["DecisionService"].full_name,
@@ -55,16 +67,29 @@ class RunningServer:
     in_flight: InFlightCalls
     gateway: GatewayServer | None = None
     http_port: int | None = None
+    credentials: CredentialStore | None = None
+    credentials_watch: asyncio.Task[None] | None = None
+    # The private directory of the socket the built-in gateway reaches the server through.
+    private_dir: Path | None = None
+
+    def reload_credentials(self) -> None:
+        """Re-read the tokens file now (SIGHUP); a file that does not parse leaves the current ones."""
+        if self.credentials is not None:
+            self.credentials.reload()
 
     async def stop(self, grace: float | None) -> None:
         """Refuse new calls, let in-flight ones (and execution attempts) finish within `grace` seconds."""
         await self.health.enter_graceful_shutdown()
         self.reconciler.cancel()
+        if self.credentials_watch is not None:
+            self.credentials_watch.cancel()
         if self.gateway is not None:
             await self.gateway.stop(grace)
         await self.server.stop(grace)
         await self.in_flight.wait(grace)
         await self.executor.drain(grace)
+        if self.private_dir is not None:
+            shutil.rmtree(self.private_dir, ignore_errors=True)
 
 
 def build_exchange(settings: Settings) -> Hyperliquid:
@@ -76,16 +101,6 @@ def build_exchange(settings: Settings) -> Hyperliquid:
         private_key=settings.hl_private_key,
         account_address=settings.hl_account_address,
     )
-
-
-def _local_target(addr: str, port: int) -> str:
-    """Where this process reaches its own gRPC port: the address it listens on (loopback for "any")."""
-    host = split_host_port(addr)[0]
-    if host in ("0.0.0.0", ""):  # noqa: S104 (reading the bind address, not binding)
-        host = "127.0.0.1"
-    elif host == "::":
-        host = "::1"
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 async def start_server(
@@ -100,10 +115,13 @@ async def start_server(
     """Serve sigma.v1, health and reflection on `addr` (port 0 picks a free port).
 
     With `http_addr`, the HTTP/JSON gateway and the dashboard are served there too,
-    in this event loop, forwarding to the gRPC port. `interceptors` run inside the
-    service's own (tests use them to inject faults).
+    in this event loop, forwarding to the gRPC server over a private unix socket.
+    Credentials (off when `settings` has none) and TLS come from `settings`.
+    `interceptors` run inside the service's own (tests use them to inject faults).
     """
     settings = settings or Settings()
+    tls = TlsFiles.from_settings(settings)
+    credentials = CredentialStore.from_settings(settings)
     db = Database(pool)
     decisions = DecisionStore(db)
     executor = Executor(
@@ -115,7 +133,17 @@ async def start_server(
         clock=clock,
     )
     in_flight = InFlightCalls()
-    server = grpc.aio.server(interceptors=[in_flight, UndecodableRequests(), *interceptors])
+    # Only the built-in gateway knows this key: it vouches for the client certificates it relays.
+    gateway_key = secrets.token_urlsafe(32) if http_addr is not None else None
+    server = grpc.aio.server(
+        interceptors=[
+            in_flight,
+            Authentication(credentials, gateway_key),
+            UndecodableRequests(),
+            *interceptors,
+        ],
+        options=[("grpc.max_receive_message_length", MAX_REQUEST_BYTES)],
+    )
     decision_service_pb2_grpc.add_DecisionServiceServicer_to_server(
         DecisionServicer(DecisionLog(decisions)), server
     )
@@ -126,23 +154,34 @@ async def start_server(
         (*SERVICE_NAMES, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME),
         server,
     )
-    port = server.add_insecure_port(addr)
+    port = server.add_secure_port(addr, tls.grpc_credentials()) if tls else server.add_insecure_port(addr)
     if port == 0:
         raise RuntimeError(f"could not bind {addr}")
+    private_dir = None
+    if http_addr is not None:
+        # The gateway's own hop: plaintext, on a socket in a directory only this user can enter
+        # (so it keeps working under mutual TLS, where the TCP port wants a client certificate).
+        private_dir = Path(tempfile.mkdtemp(prefix="sigma-grpc-"))
+        if server.add_insecure_port(f"unix:{private_dir / 'grpc.sock'}") == 0:
+            raise RuntimeError(f"could not bind a unix socket in {private_dir}")
     await server.start()
     for name in ("", *SERVICE_NAMES):
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
     reconciler = asyncio.create_task(executor.run_reconciler(settings.reconcile_interval_s))
     gateway, http_port = None, None
-    if http_addr is not None:
-        gateway = GatewayServer(_local_target(addr, port))
+    if private_dir is not None and http_addr is not None:
+        gateway = GatewayServer(f"unix:{private_dir / 'grpc.sock'}", relay_key=gateway_key, tls=tls)
         try:
             http_port = await gateway.start(*split_host_port(http_addr))
         except OSError:
             reconciler.cancel()
             await server.stop(None)
+            shutil.rmtree(private_dir, ignore_errors=True)
             raise
     return RunningServer(
+        credentials=credentials,
+        credentials_watch=asyncio.create_task(credentials.watch()) if credentials else None,
+        private_dir=private_dir,
         gateway=gateway,
         http_port=http_port,
         server=server,
@@ -156,12 +195,20 @@ async def start_server(
 
 @contextlib.asynccontextmanager
 async def database(settings: Settings) -> AsyncIterator[str]:
-    """The database URL to use: SIGMA_DATABASE_URL, or an embedded server stopped on exit."""
+    """The database URL to use: SIGMA_DATABASE_URL, or an embedded server stopped on exit.
+
+    The embedded server's folder is locked for this process: when another process
+    has it, this logs why and exits with status 2 (SystemExit) rather than share it.
+    """
     if settings.database_url:
         log.info("using database %s", redact_url(settings.database_url))
         yield settings.database_url
         return
-    embedded: EmbeddedPostgres = await asyncio.to_thread(start_embedded, settings.data_dir)
+    try:
+        embedded: EmbeddedPostgres = await asyncio.to_thread(start_embedded, settings.data_dir)
+    except EmbeddedDatabaseError as error:
+        log.error("%s", error)
+        raise SystemExit(2) from None
     try:
         yield embedded.url
     finally:
@@ -170,7 +217,7 @@ async def database(settings: Settings) -> AsyncIterator[str]:
 
 async def migrate(settings: Settings) -> list[str]:
     async with database(settings) as url:
-        conn = await asyncpg.connect(url)
+        conn = await asyncpg.connect(url, timeout=DB_CONNECT_TIMEOUT_S)
         try:
             return await apply_migrations(conn, settings.migrations_dir)
         finally:
@@ -185,48 +232,19 @@ async def run_gateway(settings: Settings, target: str) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    gateway = GatewayServer(target)
+    tls = TlsFiles.from_settings(settings)
+    # Tokens pass through to the target, which checks them; certificate names cannot be vouched for.
+    gateway = GatewayServer(target, tls=tls)
     host, port = split_host_port(settings.http_addr)
     bound = await gateway.start(host, port)
+    scheme = "https" if tls else "http"
     log.info(
-        "HTTP/JSON gateway on http://%s:%d (dashboard: /dashboard), forwarding to %s", host, bound, target
+        "HTTP/JSON gateway on %s://%s:%d (dashboard: /dashboard), forwarding to %s",
+        scheme,
+        host,
+        bound,
+        target,
     )
     await stop.wait()
     await gateway.stop()
-    log.info("stopped")
-
-
-async def serve(settings: Settings, *, demo: bool = False) -> None:
-    """Run until SIGTERM or SIGINT, then stop gracefully; `demo` seeds sample data into an empty log."""
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    async with database(settings) as url:
-        pool = await create_pool(url, max_size=settings.db_pool_size)
-        try:
-            async with pool.acquire() as conn:
-                applied = await apply_migrations(conn, settings.migrations_dir)
-            log.info("migrations applied at start: %s", ", ".join(applied) or "none pending")
-            if demo:
-                db = Database(pool)
-                await seed_demo(
-                    DecisionLog(DecisionStore(db)),
-                    ExecutionStore(db),
-                    clock=utc_now,
-                    network=settings.hl_network,
-                )
-            running = await start_server(pool, settings.grpc_addr, settings, http_addr=settings.http_addr)
-            host = settings.grpc_addr.rsplit(":", 1)[0]
-            log.info("sigma-grpc listening on %s:%d", host, running.port)
-            if settings.http_addr is not None:
-                http_host = split_host_port(settings.http_addr)[0]
-                log.info(
-                    "HTTP/JSON gateway on http://%s:%d (dashboard: /dashboard)", http_host, running.http_port
-                )
-            await stop.wait()
-            log.info("stopping: finishing in-flight calls (up to %ss)", settings.shutdown_grace_s)
-            await running.stop(settings.shutdown_grace_s)
-        finally:
-            await pool.close()
     log.info("stopped")

@@ -6,12 +6,15 @@ import argparse
 import asyncio
 import logging
 import sys
+from pathlib import Path
 
 import grpc
 
-from sigma_grpc import app
+from sigma_grpc import app, serving
+from sigma_grpc.auth.store import CredentialStore
 from sigma_grpc.config import ConfigError, Settings
 from sigma_grpc.healthcheck import probe
+from sigma_grpc.tls import TlsFiles
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -32,12 +35,19 @@ def main(argv: list[str] | None = None) -> int:
     gateway.add_argument("--target", required=True, help="the gRPC server to forward to (host:port)")
     check = commands.add_parser("healthcheck", help="exit 0 when the server at SIGMA_GRPC_ADDR is SERVING")
     check.add_argument("--service", default="", help="service name to check (default: the whole server)")
+    check.add_argument("--ca", help="with TLS: the CA of the server's certificate (default: the system's)")
+    check.add_argument("--cert", help="under mutual TLS: a client certificate (PEM)")
+    check.add_argument("--key", help="under mutual TLS: the client certificate's key (PEM)")
+    check.add_argument("--server-name", help="with TLS: the name the server's certificate is for")
     options = parser.parse_args(argv)
 
     try:
         settings = Settings.from_env()
         if options.command == "serve":
             app.build_exchange(settings)  # refuse a network/URL mismatch before starting anything
+            CredentialStore.from_settings(settings)  # a malformed tokens file names its line, here
+        if options.command in ("serve", "gateway"):
+            TlsFiles.from_settings(settings)  # a key that does not match its certificate, here
     except ConfigError as error:
         print(f"sigma-grpc: {error}", file=sys.stderr)
         return 2
@@ -47,7 +57,12 @@ def main(argv: list[str] | None = None) -> int:
     # pgserver logs every initdb/pg_ctl command line at INFO.
     logging.getLogger("pgserver").setLevel(max(logging.WARNING, logging.getLevelName(settings.log_level)))
     if options.command == "healthcheck":
-        with grpc.insecure_channel(settings.grpc_addr) as channel:
+        try:
+            channel = _probe_channel(settings, options)
+        except OSError as error:
+            print(f"sigma-grpc: cannot read {error.filename}: {error.strerror}", file=sys.stderr)
+            return 2
+        with channel:
             healthy, seen = probe(channel, options.service)
         print(seen)
         return 0 if healthy else 1
@@ -62,8 +77,23 @@ def main(argv: list[str] | None = None) -> int:
         applied = asyncio.run(app.migrate(settings))
         print(f"applied: {', '.join(applied)}" if applied else "nothing to apply")
         return 0
-    asyncio.run(app.serve(settings, demo=options.demo))
+    asyncio.run(serving.serve(settings, demo=options.demo))
     return 0
+
+
+def _probe_channel(settings: Settings, options: argparse.Namespace) -> grpc.Channel:
+    """A channel to SIGMA_GRPC_ADDR: TLS when the server serves TLS (SIGMA_TLS_CERT is set)."""
+    if settings.tls_cert is None:
+        return grpc.insecure_channel(settings.grpc_addr)
+    if (options.cert is None) != (options.key is None):
+        raise SystemExit("sigma-grpc: --cert and --key go together")
+    credentials = grpc.ssl_channel_credentials(
+        root_certificates=Path(options.ca).read_bytes() if options.ca else None,
+        private_key=Path(options.key).read_bytes() if options.key else None,
+        certificate_chain=Path(options.cert).read_bytes() if options.cert else None,
+    )
+    channel_options = [("grpc.ssl_target_name_override", options.server_name)] if options.server_name else []
+    return grpc.secure_channel(settings.grpc_addr, credentials, options=channel_options)
 
 
 if __name__ == "__main__":

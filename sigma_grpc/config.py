@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
@@ -110,6 +111,26 @@ def redact_url(url: str) -> str:
     return urlunsplit(parts._replace(netloc=netloc))
 
 
+def is_loopback(host: str) -> bool:
+    """Whether `host` (a name or an address) only reaches this machine."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def _file(env: Mapping[str, str], name: str) -> Path | None:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return None
+    path = Path(raw)
+    if not path.is_file():
+        raise ConfigError(f"{name}: {raw} is not a readable file")
+    return path
+
+
 def _int(env: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:
     raw = env.get(name, "").strip()
     if not raw:
@@ -147,12 +168,27 @@ class Settings:
     order_expiry_s: int = 60
     reconcile_interval_s: int = 5
     paper_equity: Decimal = Decimal(10000)
+    # Authentication (see the README's "Running in production"): a tokens file, or the
+    # same entries inline; with neither, only loopback addresses may be bound unless
+    # auth_none (SIGMA_AUTH=none) says the network is trusted.
+    auth_tokens_file: Path | None = None
+    auth_tokens: Secret | None = field(default=None, repr=False)
+    auth_none: bool = False
+    # TLS for gRPC and the gateway; a client CA turns on mutual TLS.
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    tls_client_ca: Path | None = None
+
+    @property
+    def auth_configured(self) -> bool:
+        return self.auth_tokens_file is not None or self.auth_tokens is not None
 
     def __repr__(self) -> str:
         # Derived from the fields, so a new setting shows up; secrets are redacted.
         shown = {f.name: getattr(self, f.name) for f in fields(self)}
         shown["database_url"] = redact_url(self.database_url) if self.database_url else None
         shown["hl_private_key"] = "set" if self.hl_private_key else None
+        shown["auth_tokens"] = "set" if self.auth_tokens else None
         return "Settings(" + ", ".join(f"{name}={value!r}" for name, value in shown.items()) + ")"
 
     def __post_init__(self) -> None:
@@ -164,6 +200,26 @@ class Settings:
                 f"SIGMA_ORDER_EXPIRY_S ({self.order_expiry_s}) must exceed 2 x (SIGMA_HL_TIMEOUT_S + 1) + 5 "
                 f"= {needed}: every live execution would run out of time before signing"
             )
+        self._check_security()
+
+    def _check_security(self) -> None:
+        if self.auth_tokens_file is not None and self.auth_tokens is not None:
+            raise ConfigError("set SIGMA_AUTH_TOKENS_FILE or SIGMA_AUTH_TOKENS, not both")
+        if self.auth_none and self.auth_configured:
+            raise ConfigError("SIGMA_AUTH=none turns authentication off, yet tokens are configured")
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise ConfigError("SIGMA_TLS_CERT and SIGMA_TLS_KEY go together")
+        if self.tls_client_ca is not None and self.tls_cert is None:
+            raise ConfigError("SIGMA_TLS_CLIENT_CA (mutual TLS) needs SIGMA_TLS_CERT and SIGMA_TLS_KEY")
+        if self.auth_configured or self.auth_none:
+            return
+        for name, addr in (("SIGMA_GRPC_ADDR", self.grpc_addr), ("SIGMA_HTTP_ADDR", self.http_addr)):
+            if addr is not None and not is_loopback(split_host_port(addr)[0]):
+                raise ConfigError(
+                    f"{name} is {addr}, which other machines can reach, and no credentials are configured: "
+                    "set SIGMA_AUTH_TOKENS_FILE (or SIGMA_AUTH_TOKENS), or SIGMA_AUTH=none to serve "
+                    "without authentication on a network you trust"
+                )
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -178,6 +234,10 @@ class Settings:
         level = env.get("SIGMA_LOG_LEVEL", "").strip().upper() or "INFO"
         if level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
             raise ConfigError(f"SIGMA_LOG_LEVEL must be DEBUG, INFO, WARNING or ERROR, got {level!r}")
+        auth = env.get("SIGMA_AUTH", "").strip().lower()
+        if auth not in ("", "none"):
+            raise ConfigError(f"SIGMA_AUTH must be unset or none, got {auth!r}")
+        inline_tokens = env.get("SIGMA_AUTH_TOKENS", "").strip()
         network = env.get("SIGMA_HL_NETWORK", "").strip().lower() or "testnet"
         if network not in ("mainnet", "testnet"):
             raise ConfigError(f"SIGMA_HL_NETWORK must be mainnet or testnet, got {network!r}")
@@ -199,4 +259,10 @@ class Settings:
             order_expiry_s=_int(env, "SIGMA_ORDER_EXPIRY_S", 60, 10, 600),
             reconcile_interval_s=_int(env, "SIGMA_RECONCILE_INTERVAL_S", 5, 1, 3600),
             paper_equity=_decimal(env, "SIGMA_PAPER_EQUITY", "10000"),
+            auth_tokens_file=_file(env, "SIGMA_AUTH_TOKENS_FILE"),
+            auth_tokens=Secret(inline_tokens) if inline_tokens else None,
+            auth_none=auth == "none",
+            tls_cert=_file(env, "SIGMA_TLS_CERT"),
+            tls_key=_file(env, "SIGMA_TLS_KEY"),
+            tls_client_ca=_file(env, "SIGMA_TLS_CLIENT_CA"),
         )

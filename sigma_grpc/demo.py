@@ -136,6 +136,7 @@ async def _paper_execution(executions: ExecutionStore, decision: Decision, netwo
         account_address=None,
         dry_run=True,
         order_expires_at=decision.decided_at + timedelta(seconds=60),
+        requested_by="demo",
         actor="demo",
     )
     if claim is None:

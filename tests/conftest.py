@@ -7,6 +7,7 @@ its own database, migrated once; every test starts from empty tables.
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import tempfile
@@ -24,8 +25,28 @@ from sigma_grpc.config import DEFAULT_MIGRATIONS_DIR, Settings
 from sigma_grpc.storage.embedded import start_embedded
 from sigma_grpc.storage.migrate import apply_migrations
 from sigma_grpc.storage.pool import create_pool
+from tests.auth_env import certificates  # noqa: F401 (a fixture of the TLS tests)
 from tests.execution_env import env, fake, start  # noqa: F401 (fixtures of the execution tests)
 from tests.helpers import Stub
+from tests.secret_scan import RecordingHandler, scan, take_outputs
+
+_LOG_RECORDS = RecordingHandler()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    logging.getLogger().addHandler(_LOG_RECORDS)
+    # The service's DEBUG lines (each error status it answers among them) are scanned too.
+    logging.getLogger("sigma_grpc").setLevel(logging.DEBUG)
+
+
+@pytest.fixture(autouse=True)
+def no_secret_in_logs() -> Iterator[None]:
+    """Fails the test when a secret (private key, auth token) reached a log line or error text."""
+    _LOG_RECORDS.take()
+    take_outputs()
+    yield
+    scan(_LOG_RECORDS.take(), "a log line")
+    scan(take_outputs(), "a subprocess's output")
 
 
 def with_database(url: str, name: str) -> str:

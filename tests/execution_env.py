@@ -27,6 +27,7 @@ from sigma_grpc.gen.sigma.v1 import execution_service_pb2_grpc as pb_grpc
 from sigma_grpc.storage.pool import create_pool
 from tests.fake_hyperliquid import FakeHyperliquid
 from tests.helpers import Stub, gate
+from tests.secret_scan import register_secret
 
 if TYPE_CHECKING:
     ExecStub = pb_grpc.ExecutionServiceAsyncStub
@@ -34,8 +35,8 @@ else:
     ExecStub = pb_grpc.ExecutionServiceStub
 
 # Test-only keys, never funded anywhere.
-MAIN_KEY = "0x" + "4c" * 32
-AGENT_KEY = "0x" + "a7" * 32
+MAIN_KEY = register_secret("0x" + "4c" * 32)
+AGENT_KEY = register_secret("0x" + "a7" * 32)
 MAIN = Account.from_key(MAIN_KEY).address.lower()
 AGENT = Account.from_key(AGENT_KEY).address.lower()
 ETH_MID = Decimal("1903.95")  # the recorded allMids

@@ -20,6 +20,7 @@ from google.rpc import error_details_pb2, status_pb2
 
 from sigma_grpc.gen.sigma.v1 import decision_service_pb2 as pb
 from sigma_grpc.gen.sigma.v1 import decision_service_pb2_grpc as pb_grpc
+from tests.secret_scan import watch_output
 
 # The async stub type exists only in the generated .pyi; at run time the one
 # stub class serves both kinds of channel.
@@ -47,7 +48,7 @@ def start_serve_process(env: Mapping[str, str], *args: str) -> tuple[subprocess.
         stderr=subprocess.PIPE,
         text=True,
     )
-    lines: list[str] = []
+    lines: list[str] = watch_output([])
     port: list[int] = []
     ready = threading.Event()
 
@@ -73,7 +74,7 @@ def http_port_of(lines: list[str], timeout: float = 30) -> int:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         for line in list(lines):
-            match = re.search(r"HTTP/JSON gateway on http://127\.0\.0\.1:(\d+)", line)
+            match = re.search(r"HTTP/JSON gateway on https?://127\.0\.0\.1:(\d+)", line)
             if match:
                 return int(match.group(1))
         time.sleep(0.05)

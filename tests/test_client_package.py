@@ -262,8 +262,8 @@ async def test_the_execution_flow_in_dry_run_on_the_paper_account(
         )
         assert updated.hl_max_position_pct == config.hl_max_position_pct  # not in the mask: unchanged
         assert await sigma.get_execution_config() == updated
-        audit = await clean_db.fetch("SELECT field, changed_by FROM execution_config_audit ORDER BY field")
-        assert [(r["field"], r["changed_by"]) for r in audit] == [
+        audit = await clean_db.fetch("SELECT field, note FROM execution_config_audit ORDER BY field")
+        assert [(r["field"], r["note"]) for r in audit] == [
             ("enabled", "test-suite"),
             ("hl_enabled", "test-suite"),
             ("hl_max_leverage", "test-suite"),
@@ -603,7 +603,7 @@ async def test_metadata_and_user_agent_reach_the_server(start: Starter) -> None:
     seen = faults.seen[0].metadata
     assert (seen["authorization"], seen["x-trace-id"]) == ("Bearer t0k3n", "abc")
     assert str(seen["user-agent"]).startswith(f"sigma-grpc-client/{sigma_client.__version__} ")
-    assert sigma_client.USER_AGENT == "sigma-grpc-client/1.0.0"
+    assert sigma_client.USER_AGENT == "sigma-grpc-client/1.1.0"
 
 
 def _free_port() -> int:

@@ -18,15 +18,18 @@ from pathlib import Path
 import grpc
 import pytest
 from google.protobuf import field_mask_pb2
+from google.rpc import error_details_pb2, status_pb2
 
-from sigma_grpc.api.errors import REASON_CODES
+from sigma_grpc.api.errors import REASON_CODES, to_status
 from sigma_grpc.app import start_server
+from sigma_grpc.auth.policy import Role
 from sigma_grpc.config import Secret, Settings
 from sigma_grpc.domain.errors import Reason
 from sigma_grpc.gen.sigma.v1 import decision_service_pb2 as dpb
 from sigma_grpc.gen.sigma.v1 import decision_service_pb2_grpc, errors_pb2
 from sigma_grpc.gen.sigma.v1 import execution_service_pb2 as pb
 from sigma_grpc.storage.pool import create_pool
+from tests.auth_env import TOKENS, call_metadata
 from tests.execution_env import AGENT, AGENT_KEY, MAIN, MAIN_KEY, Env, Starter
 from tests.fake_hyperliquid import FakeHyperliquid
 from tests.helpers import Stub, error_reason, field_violations, signal, skip
@@ -199,6 +202,16 @@ async def _database_unavailable(ctx: Ctx) -> object:
         await pool.close()
 
 
+async def _not_authenticated(ctx: Ctx) -> object:
+    guarded = await ctx.start(auth_tokens=Secret(f"alice admin {TOKENS[Role.ADMIN]}"))
+    return await guarded.decisions.GetStats(dpb.GetStatsRequest())
+
+
+async def _role_not_allowed(ctx: Ctx) -> object:
+    guarded = await ctx.start(auth_tokens=Secret(f"dashboard reader {TOKENS[Role.READER]}"))
+    return await guarded.decisions.LogDecision(signal(), metadata=call_metadata(Role.READER))
+
+
 TRIGGERS: dict[Reason, Trigger] = {
     Reason.VALIDATION_FAILED: _validation_failed,
     Reason.INVALID_PAGE_TOKEN: _invalid_page_token,
@@ -214,6 +227,8 @@ TRIGGERS: dict[Reason, Trigger] = {
     Reason.SIGNER_ACCOUNT_MISMATCH: _signer_account_mismatch,
     Reason.EXCHANGE_UNAVAILABLE: _exchange_unavailable,
     Reason.DATABASE_UNAVAILABLE: _database_unavailable,
+    Reason.NOT_AUTHENTICATED: _not_authenticated,
+    Reason.ROLE_NOT_ALLOWED: _role_not_allowed,
 }
 
 
@@ -349,3 +364,22 @@ async def test_an_undecodable_request_is_invalid_argument_with_a_reason(channel:
         assert error_reason(caught.value) == "VALIDATION_FAILED"
         (description,) = field_violations(caught.value).values()
         assert description.startswith("is not a valid sigma.v1."), description
+
+
+def test_an_error_of_any_size_fits_the_metadata_clients_accept() -> None:
+    # Clients refuse trailing metadata beyond 8 KiB (sometimes) and 16 KiB (always).
+    from sigma_grpc.domain.errors import FieldViolation, InvalidArgument
+
+    echo = "ü€" * 5000  # non-ASCII: three bytes on the wire for each byte of UTF-8
+    violations = [FieldViolation(f"gates[{i}].name", f"is not allowed: {echo}") for i in range(500)]
+    status = to_status(InvalidArgument(violations))
+    sizes = {key: len(value) for key, value in status.trailing_metadata}
+    encoded = sum(3 if not (0x20 <= b <= 0x7E) or b == 0x25 else 1 for b in status.details.encode())
+    assert encoded <= 1024
+    assert sizes["grpc-status-details-bin"] <= 3072
+    details = status_pb2.Status.FromString(dict(status.trailing_metadata)["grpc-status-details-bin"])
+    assert "500 violations" in details.message
+    bad = error_details_pb2.BadRequest()
+    assert details.details[1].Unpack(bad)
+    assert 0 < len(bad.field_violations) < 500
+    assert bad.field_violations[0].field == "gates[0].name"

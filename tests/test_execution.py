@@ -526,8 +526,9 @@ async def test_config_updates_are_masked_and_audited(env: Env) -> None:
     assert (updated.hl_max_leverage, updated.hl_max_exposure_pct, updated.enabled) == (5, 0.25, True)
     assert updated.hl_max_position_pct == 0.02  # not in the mask: unchanged
     rows = await env.db.fetch(
-        "SELECT changed_by, field, old_value, new_value FROM execution_config_audit ORDER BY field"
+        "SELECT note, field, old_value, new_value FROM execution_config_audit ORDER BY field"
     )
+    # Authentication is off here; the actor header is a note (test_auth: the authenticated name).
     assert [tuple(r) for r in rows] == [
         ("alice", "enabled", "false", "true"),
         ("alice", "hl_max_exposure_pct", '"0.10000000"', '"0.25000000"'),

@@ -22,11 +22,12 @@ from sigma_grpc.storage.executions import lock_key
 from tests.execution_env import AGENT, AGENT_KEY, MAIN, MAIN_KEY, Env, Starter
 from tests.fake_hyperliquid import FakeHyperliquid
 from tests.helpers import error_reason, expect_error, ts
+from tests.secret_scan import register_secret
 
 # Test-only keys, never funded anywhere.
-OTHER_KEY = "0x" + "5d" * 32
+OTHER_KEY = register_secret("0x" + "5d" * 32)
 OTHER = Account.from_key(OTHER_KEY).address.lower()
-AGENT2_KEY = "0x" + "b8" * 32
+AGENT2_KEY = register_secret("0x" + "b8" * 32)
 AGENT2 = Account.from_key(AGENT2_KEY).address.lower()
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
@@ -183,13 +184,21 @@ async def test_execution_routes(http: httpx.AsyncClient) -> None:
 SIGNAL_ID = "0b7f2c1e-6a4d-4e5b-9a8f-3c2d1e0f9a8b"
 
 
-async def test_the_audit_records_the_actor_header(http: httpx.AsyncClient, clean_db: asyncpg.Pool) -> None:
+async def test_the_audit_keeps_the_actor_header_only_as_a_note(
+    http: httpx.AsyncClient, clean_db: asyncpg.Pool
+) -> None:
+    # Authentication is off here: the audit names where the call came from, and keeps what the
+    # caller said about themselves beside it (tests/test_auth.py: the authenticated name).
     await http.patch(
         "/v1/execution-config",
         json={"config": {"maxSignalAgeS": 60}, "updateMask": "maxSignalAgeS"},
-        headers={"x-sigma-actor": "bob"},
+        # Where the call came from is the socket's peer, whatever a forwarded-for header claims.
+        headers={"x-sigma-actor": "bob", "x-forwarded-for": "10.9.8.7"},
     )
-    assert await clean_db.fetchval("SELECT changed_by FROM execution_config_audit") == "bob"
+    row = await clean_db.fetchrow("SELECT changed_by, note FROM execution_config_audit")
+    assert row is not None
+    assert re.fullmatch(r"anonymous \(127\.0\.0\.1:\d+ via the HTTP gateway\)", row["changed_by"])
+    assert row["note"] == "bob"
 
 
 # -- errors: grpc-gateway's mapping, the google.rpc.Status as the body ----------------------------------

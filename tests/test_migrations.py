@@ -24,7 +24,13 @@ from tests.conftest import create_database, drop_database
 from tests.helpers import Stub
 
 ROOT = Path(__file__).resolve().parent.parent
-ALL = ["060_decision_logs", "061_execution_config", "062_decision_contract_v1", "063_execution_history"]
+ALL = [
+    "060_decision_logs",
+    "061_execution_config",
+    "062_decision_contract_v1",
+    "063_execution_history",
+    "064_authenticated_audit",
+]
 
 
 @pytest.fixture

@@ -19,11 +19,18 @@ import asyncpg
 import pytest
 
 from sigma_grpc.app import RunningServer
+from sigma_grpc.auth.policy import Role
+from sigma_grpc.config import Settings
+from tests.auth_env import TOKENS, Certificates, serving, write_tokens_file
 
 ROOT = Path(__file__).resolve().parent.parent
 TS_CLIENT = ROOT / "clients" / "typescript"
 SETUP_HINT = "run `make setup` (or `npm ci` in clients/typescript, and at the repository root for buf)"
-LIVE_SUITES = ("SigmaClient against a live server", "the hl-stream example over a live server")
+LIVE_SUITES = (
+    "SigmaClient against a live server",
+    "the hl-stream example over a live server",
+    "SigmaClient over mutual TLS with a token",
+)
 SUMMARY = re.compile(r"^\S* ?(tests|pass|fail|skipped) (\d+)$", re.MULTILINE)
 
 
@@ -61,10 +68,35 @@ async def _npm_run(*args: str, env: dict[str, str] | None = None, timeout: float
 
 
 async def test_typescript_client_typechecks_and_passes_its_tests_against_the_server(
-    server: RunningServer, clean_db: asyncpg.Pool
+    server: RunningServer,
+    clean_db: asyncpg.Pool,
+    database_url: str,
+    tmp_path: Path,
+    certificates: Certificates,
 ) -> None:
     await _npm_run("run", "--silent", "typecheck")
-    output = await _npm_run("test", env={"SIGMA_TARGET": f"http://127.0.0.1:{server.port}"})
+    # A second server requiring a token over mutual TLS, for the TLS suite.
+    files = certificates.server_files()
+    client_cert, client_key = certificates.client("hl-stream.sigma.internal")
+    guarded = Settings(
+        reconcile_interval_s=3600,
+        auth_tokens_file=write_tokens_file(tmp_path),
+        tls_cert=files["tls_cert"],
+        tls_key=files["tls_key"],
+        tls_client_ca=files["ca"],
+    )
+    async with serving(database_url, guarded) as tls_server:
+        output = await _npm_run(
+            "test",
+            env={
+                "SIGMA_TARGET": f"http://127.0.0.1:{server.port}",
+                "SIGMA_TLS_TARGET": f"https://127.0.0.1:{tls_server.server.port}",
+                "SIGMA_TLS_CA": str(files["ca"]),
+                "SIGMA_TLS_CERT": str(client_cert),
+                "SIGMA_TLS_KEY": str(client_key),
+                "SIGMA_TLS_TOKEN": TOKENS[Role.WRITER],
+            },
+        )
     counts = {name: int(n) for name, n in SUMMARY.findall(output)}
     assert counts.get("tests", 0) > 0 and counts.get("fail") == 0 and counts.get("skipped") == 0, output
     assert counts["pass"] == counts["tests"], output

@@ -48,6 +48,7 @@ def execution_message(e: Execution) -> pb.Execution:
         dry_run=e.dry_run,
         mid_price=decimal_text(e.mid_price),
         limit_price=decimal_text(e.limit_price),
+        requested_by=e.requested_by or "",
     )
 
 

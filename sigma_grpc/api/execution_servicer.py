@@ -7,6 +7,7 @@ import time
 import grpc
 
 from sigma_grpc import deadline
+from sigma_grpc.api.authentication import audit_name
 from sigma_grpc.api.errors import rpc
 from sigma_grpc.api.execution_convert import (
     STATUS_FROM_PB,
@@ -15,14 +16,17 @@ from sigma_grpc.api.execution_convert import (
     execution_message,
 )
 from sigma_grpc.api.wire import enum_value
+from sigma_grpc.domain.errors import FieldViolation, InvalidArgument
 from sigma_grpc.domain.execution import UPDATABLE_FIELDS
 from sigma_grpc.gen.sigma.v1 import execution_service_pb2 as pb
 from sigma_grpc.gen.sigma.v1 import execution_service_pb2_grpc as pb_grpc
 from sigma_grpc.services.execution import Executor
 
 Context = grpc.aio.ServicerContext
-# Callers may name who changes the config; otherwise the peer address is recorded.
-ACTOR_METADATA_KEY = "x-sigma-actor"
+# What a caller says about a config change (a ticket, the person behind a shared
+# token): recorded as a note beside the authenticated name, never instead of it.
+NOTE_METADATA_KEY = "x-sigma-actor"
+MAX_NOTE_LENGTH = 200
 # Time kept for reading the execution after waiting for it.
 _LAST_READ_S = 0.25
 
@@ -42,7 +46,9 @@ class ExecutionServicer(pb_grpc.ExecutionServiceServicer):
         # call, which ends its own margins before the deadline) and answer with it as it stands.
         room = deadline.ANSWER_MARGIN_S + deadline.CLEANUP_MARGIN_S + _LAST_READ_S
         wait_until = None if remaining is None else time.monotonic() + max(remaining - room, 0.0)
-        execution = await self._executor.execute(request.decision_id, wait_until)
+        execution = await self._executor.execute(
+            request.decision_id, wait_until, requested_by=audit_name(context)
+        )
         return pb.ExecuteSignalResponse(execution=execution_message(execution))
 
     @rpc
@@ -88,6 +94,15 @@ class ExecutionServicer(pb_grpc.ExecutionServiceServicer):
         context: Context[pb.UpdateExecutionConfigRequest, pb.UpdateExecutionConfigResponse],
     ) -> pb.UpdateExecutionConfigResponse:
         values = {name: getattr(request.config, name) for name in UPDATABLE_FIELDS}
-        actor = dict(context.invocation_metadata() or ()).get(ACTOR_METADATA_KEY) or context.peer()
-        config = await self._executor.update_config(values, list(request.update_mask.paths), str(actor))
+        note = dict(context.invocation_metadata() or ()).get(NOTE_METADATA_KEY)
+        if isinstance(note, str) and len(note) > MAX_NOTE_LENGTH:
+            raise InvalidArgument(
+                [FieldViolation(NOTE_METADATA_KEY, f"must be at most {MAX_NOTE_LENGTH} characters")]
+            )
+        config = await self._executor.update_config(
+            values,
+            list(request.update_mask.paths),
+            audit_name(context),
+            note if isinstance(note, str) and note else None,
+        )
         return pb.UpdateExecutionConfigResponse(config=config_message(config))

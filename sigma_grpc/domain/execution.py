@@ -171,6 +171,8 @@ class Execution:
     exposure_after: Decimal | None = None
     mid_price: Decimal | None = None
     limit_price: Decimal | None = None
+    # The authenticated caller whose ExecuteSignal claimed it (None: claimed before that was kept).
+    requested_by: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -2,8 +2,9 @@
 
 Every request is forwarded as a gRPC call over a channel to the service (in the
 same process, or a remote one with `sigma-grpc gateway --target`), so the same
-validation, errors and (later) authentication apply as for gRPC clients. The
-`authorization` and `x-sigma-actor` headers travel as call metadata.
+validation, errors and authentication apply as for gRPC clients. The
+`authorization` and `x-sigma-actor` headers travel as call metadata; under mutual
+TLS, the built-in gateway relays its client's certificate names to its own server.
 
 What a browser on another site could send without asking (a text/plain or form
 body, a request to a rebound DNS name) is refused: bodies must be declared
@@ -28,6 +29,7 @@ from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from sigma_grpc.api.authentication import GATEWAY_KEY, RELAYED_CERTIFICATE_NAME, RELAYED_CLIENT_ADDRESS
 from sigma_grpc.gateway import errors
 from sigma_grpc.gateway.routes import Route as RpcRoute
 from sigma_grpc.gateway.routes import routes_of
@@ -44,6 +46,8 @@ LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
 # How long a forwarded call may take (an ExecuteSignal waits for its order within it).
 CALL_TIMEOUT_S = 30.0
 FORWARDED_HEADERS = ("authorization", "x-sigma-actor")
+# Where the server puts the subject alternative names of a verified client certificate (server.py).
+CLIENT_CERTIFICATE_NAMES = "sigma.client_certificate_names"
 # The plan's routes page with offsets; further than this, clients use page tokens.
 MAX_LEGACY_OFFSET = 1000
 MAX_LEGACY_LIMIT = 500
@@ -58,7 +62,9 @@ Endpoint = Callable[[Request], Awaitable[Response]]
 
 def _answer(status_and_body: tuple[int, dict[str, Any]]) -> JSONResponse:
     status, body = status_and_body
-    return JSONResponse(body, status_code=status)
+    # RFC 6750: a 401 names the scheme that would be accepted.
+    headers = {"WWW-Authenticate": 'Bearer realm="sigma"'} if status == 401 else None
+    return JSONResponse(body, status_code=status, headers=headers)
 
 
 class _TooLarge(Exception):
@@ -87,16 +93,32 @@ async def _read_body(request: Request) -> bytes:
     return body
 
 
-def _metadata(request: Request) -> tuple[tuple[str, str], ...]:
-    """The forwarded headers as gRPC metadata; a value gRPC cannot carry is a BadInput naming it."""
+def _printable(value: str) -> bool:
+    return all(" " <= c <= "~" for c in value)
+
+
+def _metadata(request: Request, relay_key: str | None = None) -> tuple[tuple[str, str], ...]:
+    """The forwarded headers as gRPC metadata; a value gRPC cannot carry is a BadInput naming it.
+
+    With `relay_key` (the built-in gateway), the names of the client certificate the
+    TLS handshake verified go along, proven by the key.
+    """
     metadata = []
     for name in FORWARDED_HEADERS:
         value = request.headers.get(name)
         if value is None:
             continue
-        if not all(" " <= c <= "~" for c in value):
+        if not _printable(value):
             raise BadInput(name, "must be printable ASCII")
         metadata.append((name, value))
+    if relay_key is not None:
+        metadata.append((GATEWAY_KEY, relay_key))
+        if request.client is not None:
+            address = f"{request.client.host}:{request.client.port}"
+            if _printable(address):
+                metadata.append((RELAYED_CLIENT_ADDRESS, address))
+        names = request.scope.get(CLIENT_CERTIFICATE_NAMES, ())
+        metadata.extend((RELAYED_CERTIFICATE_NAME, name) for name in names if _printable(name))
     return tuple(metadata)
 
 
@@ -109,9 +131,15 @@ class Gateway:
         *,
         static_dir: Path = STATIC_DIR,
         allowed_hosts: frozenset[str] | None = None,
+        relay_key: str | None = None,
     ) -> None:
-        """`allowed_hosts`: the host names requests may name (any port); None: any."""
+        """`allowed_hosts`: the host names requests may name (any port); None: any.
+
+        `relay_key`: the key proving to this process's own gRPC server that the client
+        certificate names relayed with a call come from this gateway.
+        """
         self._channel = channel
+        self._relay_key = relay_key
         self._static_dir = static_dir
         self._allowed_hosts = allowed_hosts
         self._routes = routes_of(
@@ -125,7 +153,7 @@ class Gateway:
         return list(self._routes)
 
     async def _call(self, route: RpcRoute, message: Message, request: Request) -> Message:
-        metadata = _metadata(request)
+        metadata = _metadata(request, self._relay_key)
         call = self._channel.unary_unary(
             route.rpc_path,
             request_serializer=type(message).SerializeToString,

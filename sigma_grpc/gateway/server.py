@@ -9,8 +9,12 @@ from collections.abc import Iterator
 
 import grpc
 import uvicorn
+from starlette.types import Receive, Scope, Send
+from uvicorn.protocols.http.h11_impl import H11Protocol
 
-from sigma_grpc.gateway.app import LOOPBACK_HOSTS, Gateway
+from sigma_grpc.auth.credentials import certificate_name
+from sigma_grpc.gateway.app import CLIENT_CERTIFICATE_NAMES, LOOPBACK_HOSTS, Gateway
+from sigma_grpc.tls import TlsFiles
 
 log = logging.getLogger(__name__)
 
@@ -20,6 +24,34 @@ _CHANNEL_OPTIONS = [
     ("grpc.max_receive_message_length", _MAX_MESSAGE_BYTES),
     ("grpc.max_send_message_length", _MAX_MESSAGE_BYTES),
 ]
+
+
+def _certificate_names(transport: asyncio.BaseTransport) -> tuple[str, ...]:
+    """The subject alternative names of the client certificate the handshake verified (none: ())."""
+    peer = transport.get_extra_info("peercert")
+    if not peer:
+        return ()
+    return tuple(
+        certificate_name(str(value))
+        for kind, value in peer.get("subjectAltName", ())
+        if kind in ("DNS", "URI", "email", "IP Address")
+    )
+
+
+class _CertificateAwareH11(H11Protocol):
+    """uvicorn's HTTP/1.1 protocol, putting the client certificate's names into each request's scope."""
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        names = _certificate_names(transport)
+        if names:
+            app = self.app
+
+            async def with_names(scope: Scope, receive: Receive, send: Send) -> None:
+                scope[CLIENT_CERTIFICATE_NAMES] = names
+                await app(scope, receive, send)
+
+            self.app = with_names
 
 
 class _EmbeddedServer(uvicorn.Server):
@@ -32,9 +64,12 @@ class _EmbeddedServer(uvicorn.Server):
 class GatewayServer:
     """The HTTP/JSON gateway listening on `host:port` (port 0: a free one), forwarding to `target`."""
 
-    def __init__(self, target: str) -> None:
-        """`target`: the gRPC server, "host:port"."""
+    def __init__(self, target: str, *, relay_key: str | None = None, tls: TlsFiles | None = None) -> None:
+        """`target`: the gRPC server ("host:port", "unix:/path"); `relay_key`: see Gateway;
+        `tls`: serve HTTPS (with a client CA: clients must present a certificate)."""
         self._target = target
+        self._relay_key = relay_key
+        self._tls = tls
         self._channel: grpc.aio.Channel | None = None
         self._server: _EmbeddedServer | None = None
         self._task: asyncio.Task[None] | None = None
@@ -43,15 +78,21 @@ class GatewayServer:
         """Listen and return the bound port; raises OSError when the address cannot be bound."""
         self._channel = grpc.aio.insecure_channel(self._target, options=_CHANNEL_OPTIONS)
         loopback = host in ("localhost", "::1") or host.startswith("127.")
-        gateway = Gateway(self._channel, allowed_hosts=LOOPBACK_HOSTS if loopback else None)
+        gateway = Gateway(
+            self._channel, allowed_hosts=LOOPBACK_HOSTS if loopback else None, relay_key=self._relay_key
+        )
         config = uvicorn.Config(
             gateway.app(),
             host=host,
             port=port,
+            http=_CertificateAwareH11,
+            # The client's address is the socket's: X-Forwarded-For is anyone's to write.
+            proxy_headers=False,
             lifespan="off",
             log_config=None,
             access_log=False,
             server_header=False,
+            **(self._tls.uvicorn_options() if self._tls else {}),
         )
         self._server = _EmbeddedServer(config)
         self._task = asyncio.create_task(self._server.serve())

@@ -101,8 +101,11 @@ class Executor:
 
     # -- ExecuteSignal ---------------------------------------------------------------------------
 
-    async def execute(self, decision_id: str, wait_until: float | None = None) -> Execution:
-        """Execute a SIGNAL decision once; `wait_until` (monotonic) bounds waiting for another caller."""
+    async def execute(self, decision_id: str, wait_until: float | None, *, requested_by: str) -> Execution:
+        """Execute a SIGNAL decision once; `wait_until` (monotonic) bounds waiting for another caller.
+
+        `requested_by` (the authenticated caller) is recorded with the execution this call claims.
+        """
         parsed = validate_uuid("decision_id", decision_id)
         if wait_until is None:
             # No deadline: wait as long as the order could take to settle.
@@ -142,6 +145,7 @@ class Executor:
             account_address=self._exchange.account_address,
             dry_run=config.dry_run,
             order_expires_at=self._clock() + self._order_expiry,
+            requested_by=requested_by,
         )
         if claim is None:
             existing = await self._executions.by_decision(parsed)
@@ -479,12 +483,21 @@ class Executor:
         return changed
 
     async def run_reconciler(self, interval_s: float) -> None:
+        database_down = False
         while True:
             await asyncio.sleep(interval_s)
             try:
                 await self.reconcile_once()
+            except DomainError as error:
+                if error.reason is not Reason.DATABASE_UNAVAILABLE:
+                    log.exception("reconciliation pass failed")
+                elif not database_down:  # once per outage: the health monitor reports it too
+                    log.warning("reconciliation waits for the database: %s", error.message)
+                database_down = error.reason is Reason.DATABASE_UNAVAILABLE
+                continue
             except Exception:
                 log.exception("reconciliation pass failed")
+            database_down = False
 
     async def drain(self, timeout: float | None) -> None:
         """Wait up to `timeout` seconds for attempts in progress (at shutdown)."""
@@ -534,11 +547,12 @@ class Executor:
         return await self._executions.config()
 
     async def update_config(
-        self, values: Mapping[str, Any], paths: Sequence[str], actor: str | None
+        self, values: Mapping[str, Any], paths: Sequence[str], actor: str, note: str | None = None
     ) -> ExecutionConfig:
+        """Apply the update, audited as made by `actor` (the authenticated caller), with their `note`."""
         # Validated against the locked row; an invalid update raises and rolls back.
         return await self._executions.update_config(
-            lambda current: apply_config_update(current, values, paths), actor
+            lambda current: apply_config_update(current, values, paths), actor, note
         )
 
 

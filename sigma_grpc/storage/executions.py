@@ -34,7 +34,8 @@ _CONFIG_COLUMNS = """
 _COLUMNS = """
     id, decision_id, created_at, updated_at, symbol, side, size, leverage, cloid, order_expires_at,
     network, account_address, dry_run, status, reason, fill_price, fill_size, error_message,
-    exchange_order_id, position_pct, exposure_before, exposure_after, mid_price, limit_price
+    exchange_order_id, position_pct, exposure_before, exposure_after, mid_price, limit_price,
+    requested_by
 """
 _EVENT_COLUMNS = "recorded_at, from_status, to_status, reason, error_message, actor"
 _RESULT_FIELDS = (
@@ -99,7 +100,7 @@ class ExecutionStore:
         return _config(row)
 
     async def update_config(
-        self, change: Callable[[ExecutionConfig], ExecutionConfig], actor: str | None
+        self, change: Callable[[ExecutionConfig], ExecutionConfig], actor: str, note: str | None = None
     ) -> ExecutionConfig:
         """Apply `change` to the config under a row lock and audit every changed field."""
         async with self._db.connection() as conn, conn.transaction():
@@ -119,9 +120,12 @@ class ExecutionStore:
                 *(value for _, _, value in changes),
             )
             await conn.executemany(
-                "INSERT INTO execution_config_audit (changed_by, field, old_value, new_value) "
-                "VALUES ($1, $2, $3::jsonb, $4::jsonb)",
-                [(actor, name, _json_value(before), _json_value(after)) for name, before, after in changes],
+                "INSERT INTO execution_config_audit (changed_by, note, field, old_value, new_value) "
+                "VALUES ($1, $2, $3, $4::jsonb, $5::jsonb)",
+                [
+                    (actor, note, name, _json_value(before), _json_value(after))
+                    for name, before, after in changes
+                ],
             )
             assert updated is not None
             return _config(updated)
@@ -138,14 +142,17 @@ class ExecutionStore:
         account_address: str | None,
         dry_run: bool,
         order_expires_at: datetime,
+        requested_by: str,
         actor: str = "execute_signal",
     ) -> Execution | None:
-        """Insert the PENDING execution that claims the decision; None when another caller has it."""
+        """Insert the PENDING execution that claims the decision for `requested_by`; None when
+        another caller has it."""
         row = await self._db.fetchrow(
             f"""
             INSERT INTO execution_logs (decision_id, symbol, side, leverage, cloid, network,
-                                        account_address, dry_run, order_expires_at, changed_by)
-            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+                                        account_address, dry_run, order_expires_at, changed_by,
+                                        requested_by)
+            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
             -- No conflict target: the cloid is derived from the decision id, so two racing
             -- claims can trip either unique index first, and both mean "already claimed".
             ON CONFLICT DO NOTHING
@@ -161,6 +168,7 @@ class ExecutionStore:
             dry_run,
             order_expires_at,
             actor,
+            requested_by[:200],
         )
         return None if row is None else _execution(row)
 

@@ -158,7 +158,10 @@ class Database:
             yield conn
         finally:
             if conn.failure == "lost":
-                raw.terminate()  # the pool replaces it; release then returns at once
+                # The pool replaces it; release then returns at once. When asyncpg saw the
+                # connection close first, it has already taken it back and refuses the call.
+                with contextlib.suppress(asyncpg.InterfaceError):
+                    raw.terminate()
             try:
                 # Waits for a timed-out statement's cancellation, then resets; asyncpg
                 # terminates the connection when that does not finish in time.

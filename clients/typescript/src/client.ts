@@ -56,7 +56,7 @@ export interface SigmaClientOptions {
   token?: string;
   /** Prepended to the user agent: "hl-stream/1.4.0" gives `hl-stream/1.4.0 sigma-client-ts/0.1.0`. */
   userAgent?: string;
-  /** Headers sent on every call, e.g. `{"x-sigma-actor": "hl-stream"}` (the config audit's "who"). */
+  /** Headers sent on every call, e.g. `{"x-sigma-actor": "hl-stream"}` (a note beside the config audit's authenticated "who"). */
   headers?: HeaderValues;
   /** Connect interceptors run around every call (logging, metrics, retries). */
   interceptors?: Interceptor[];
@@ -140,6 +140,8 @@ export class SigmaClient {
   readonly executions: Client<typeof ExecutionService>;
   private readonly session: Http2SessionManager;
   private readonly defaultHeaders: Headers;
+  /** How many times close() was called: a call that sees it change was cancelled by it. */
+  private closes = 0;
 
   constructor(options: SigmaClientOptions) {
     const url = new URL(options.baseUrl); // throws on a malformed URL, before any call
@@ -178,13 +180,13 @@ export class SigmaClient {
   async logDecision(input: LogDecisionInput, options: CallOptions = {}): Promise<LoggedDecision> {
     assertDecimalString("priceAtDecision", input.priceAtDecision);
     const requestId = input.requestId ?? randomUUID();
-    const response = await this.call(() => this.decisions.logDecision({ ...input, requestId }, this.callOptions(options)));
+    const response = await this.call(options, (callOptions) => this.decisions.logDecision({ ...input, requestId }, callOptions));
     return { decision: required(response.decision, "decision"), replayed: response.replayed, requestId };
   }
 
   /** GetDecision: one decision by id. Errors: NOT_FOUND (DECISION_NOT_FOUND), INVALID_ARGUMENT. */
   async getDecision(id: string, options: CallOptions = {}): Promise<Decision> {
-    const response = await this.call(() => this.decisions.getDecision({ id }, this.callOptions(options)));
+    const response = await this.call(options, (callOptions) => this.decisions.getDecision({ id }, callOptions));
     return required(response.decision, "decision");
   }
 
@@ -194,7 +196,7 @@ export class SigmaClient {
    * Errors: INVALID_ARGUMENT (VALIDATION_FAILED, INVALID_PAGE_TOKEN).
    */
   async listDecisions(input: ListDecisionsInput = {}, options: CallOptions = {}): Promise<DecisionPage> {
-    const response = await this.call(() => this.decisions.listDecisions(input, this.callOptions(options)));
+    const response = await this.call(options, (callOptions) => this.decisions.listDecisions(input, callOptions));
     return { decisions: response.decisions, nextPageToken: response.nextPageToken };
   }
 
@@ -203,7 +205,7 @@ export class SigmaClient {
    * bigint (`totals.totalDecisions`); `totalPnl` is a decimal string.
    */
   async getStats(input: GetStatsInput = {}, options: CallOptions = {}): Promise<GetStatsResponse> {
-    return this.call(() => this.decisions.getStats(input, this.callOptions(options)));
+    return this.call(options, (callOptions) => this.decisions.getStats(input, callOptions));
   }
 
   /**
@@ -214,7 +216,7 @@ export class SigmaClient {
    */
   async recordOutcome(input: RecordOutcomeInput, options: CallOptions = {}): Promise<Decision> {
     assertDecimalString("outcomePnl", input.outcomePnl);
-    const response = await this.call(() => this.decisions.recordOutcome(input, this.callOptions(options)));
+    const response = await this.call(options, (callOptions) => this.decisions.recordOutcome(input, callOptions));
     return required(response.decision, "decision");
   }
 
@@ -225,32 +227,33 @@ export class SigmaClient {
    * UNAVAILABLE (EXCHANGE_UNAVAILABLE, DATABASE_UNAVAILABLE; safe to retry).
    */
   async executeSignal(decisionId: string, options: CallOptions = {}): Promise<Execution> {
-    const response = await this.call(() => this.executions.executeSignal({ decisionId }, this.callOptions(options)));
+    const response = await this.call(options, (callOptions) => this.executions.executeSignal({ decisionId }, callOptions));
     return required(response.execution, "execution");
   }
 
   /** GetExecution: one execution with its events, oldest first. Errors: NOT_FOUND (EXECUTION_NOT_FOUND). */
   async getExecution(id: string, options: CallOptions = {}): Promise<ExecutionWithEvents> {
-    const response = await this.call(() => this.executions.getExecution({ id }, this.callOptions(options)));
+    const response = await this.call(options, (callOptions) => this.executions.getExecution({ id }, callOptions));
     return { execution: required(response.execution, "execution"), events: response.events };
   }
 
   /** ListExecutions: newest first; filters decisionId / decisionIds / status. */
   async listExecutions(input: ListExecutionsInput = {}, options: CallOptions = {}): Promise<ExecutionPage> {
-    const response = await this.call(() => this.executions.listExecutions(input, this.callOptions(options)));
+    const response = await this.call(options, (callOptions) => this.executions.listExecutions(input, callOptions));
     return { executions: response.executions, nextPageToken: response.nextPageToken };
   }
 
   /** GetExecutionConfig: the execution settings. */
   async getExecutionConfig(options: CallOptions = {}): Promise<ExecutionConfig> {
-    const response = await this.call(() => this.executions.getExecutionConfig({}, this.callOptions(options)));
+    const response = await this.call(options, (callOptions) => this.executions.getExecutionConfig({}, callOptions));
     return required(response.config, "config");
   }
 
   /**
    * UpdateExecutionConfig: changes exactly the settings present in `changes` (their
    * proto names form the update mask), e.g. `{ enabled: false }` as a kill switch.
-   * `actor` is sent as `x-sigma-actor`, the audit's "who". An empty `changes` is
+   * `actor` is sent as `x-sigma-actor`: the audit records the authenticated caller as
+   * "who" and keeps `actor` (at most 200 characters) beside it as a note. An empty `changes` is
    * INVALID_ARGUMENT (VALIDATION_FAILED) from the server.
    */
   async updateExecutionConfig(
@@ -264,9 +267,9 @@ export class SigmaClient {
       if (field === undefined) throw new TypeError(`ExecutionConfig has no field ${JSON.stringify(key)}`);
       paths.push(field.name);
     }
-    const callOptions = this.callOptions(options);
-    if (options.actor !== undefined) callOptions.headers.set("x-sigma-actor", options.actor);
-    const response = await this.call(() =>
+    const headers = new Headers(options.headers);
+    if (options.actor !== undefined) headers.set("x-sigma-actor", options.actor);
+    const response = await this.call({ ...options, headers }, (callOptions) =>
       this.executions.updateExecutionConfig({ config: changes, updateMask: { paths } }, callOptions),
     );
     return required(response.config, "config");
@@ -278,6 +281,7 @@ export class SigmaClient {
    * so calling this is optional.
    */
   close(): void {
+    this.closes += 1;
     this.session.abort();
   }
 
@@ -296,10 +300,18 @@ export class SigmaClient {
     return out;
   }
 
-  private async call<T>(run: () => Promise<T>): Promise<T> {
+  private async call<T>(options: CallOptions, run: (callOptions: ReturnType<SigmaClient["callOptions"]>) => Promise<T>): Promise<T> {
+    const callOptions = this.callOptions(options);
+    const closes = this.closes;
     try {
-      return await run();
+      return await run(callOptions);
     } catch (error) {
+      const failure = ConnectError.from(error);
+      // A stream the transport cancelled (the server closed the connection, e.g. refusing a TLS
+      // handshake) is not a cancellation of ours: it is a server that could not be reached.
+      if (failure.code === Code.Canceled && !options.signal?.aborted && this.closes === closes) {
+        throw new SigmaError(new ConnectError(`the connection was closed before an answer (${failure.rawMessage})`, Code.Unavailable));
+      }
       throw SigmaError.from(error);
     }
   }

@@ -170,7 +170,11 @@ class SigmaClient:
     Arguments (all but `target` keyword-only):
 
     - `target`: "host:port" (any gRPC target string).
-    - `credentials`: grpc.ssl_channel_credentials(...) for TLS; None for a plaintext channel.
+    - `token`: the bearer token the server gave this client (sent as `authorization: Bearer
+      <token>` with every call); None when the server authenticates by certificate or not at all.
+      It is never shown by repr or in errors.
+    - `credentials`: TLS: grpc.ssl_channel_credentials(root_certificates, private_key,
+      certificate_chain); the last two present a client certificate (mutual TLS). None: plaintext.
     - `timeout`: the default overall deadline of a call in seconds, retries included (10 s).
     - `attempt_timeout`: the cap of one attempt of LogDecision and RecordOutcome, whose timed-out
       attempts are retried (3 s); None lets an attempt use all the time left.
@@ -190,6 +194,7 @@ class SigmaClient:
         self,
         target: str,
         *,
+        token: str | None = None,
         credentials: grpc.ChannelCredentials | None = None,
         timeout: float = DEFAULT_TIMEOUT_S,
         attempt_timeout: float | None = DEFAULT_ATTEMPT_TIMEOUT_S,
@@ -232,6 +237,11 @@ class SigmaClient:
             raise ValueError(f"wait_for_ready must be a bool, got {wait_for_ready!r}")
         self._wait_for_ready = wait_for_ready
         self._metadata = _metadata_pairs("metadata", metadata)
+        if token is not None:
+            if not isinstance(token, str) or not token or not all("!" <= c <= "~" for c in token):
+                # Never echo it: it may be a real token with a stray newline.
+                raise ValueError("token must be a non-empty string of printable ASCII without spaces")
+            self._metadata = (("authorization", f"Bearer {token}"), *self._metadata)
         if isinstance(channel_options, str | bytes) or not all(
             isinstance(o, tuple) and len(o) == 2 and isinstance(o[0], str) for o in channel_options
         ):
@@ -706,8 +716,10 @@ class SigmaClient:
         """Change the settings given (the others stay as they are); the settings after the change.
 
         The update mask is the names of the arguments given (not None); `_pct` values are
-        fractions (0.02 = 2 %). `actor` is recorded in the audit table as who made the change
-        (the `x-sigma-actor` metadata). Retrying after UNAVAILABLE sets the same values again.
+        fractions (0.02 = 2 %). The audit table records the authenticated caller as who made the
+        change; `actor` (the `x-sigma-actor` metadata, at most 200 characters) is kept beside it as
+        a note, e.g. the person behind a shared token. Retrying after UNAVAILABLE sets the same
+        values again.
         """
         flags = {"enabled": enabled, "hl_enabled": hl_enabled, "dry_run": dry_run}
         counts = {"hl_max_leverage": hl_max_leverage, "max_signal_age_s": max_signal_age_s}

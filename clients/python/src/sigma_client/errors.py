@@ -66,6 +66,8 @@ class ErrorReason(enum.StrEnum):
     EXCHANGE_UNAVAILABLE = "EXCHANGE_UNAVAILABLE"  # UNAVAILABLE; retried by the client
     DATABASE_UNAVAILABLE = "DATABASE_UNAVAILABLE"  # UNAVAILABLE; retried by the client
     SIGNER_ACCOUNT_MISMATCH = "SIGNER_ACCOUNT_MISMATCH"  # FAILED_PRECONDITION (ExecuteSignal)
+    NOT_AUTHENTICATED = "NOT_AUTHENTICATED"  # UNAUTHENTICATED; no token, or one the server does not know
+    ROLE_NOT_ALLOWED = "ROLE_NOT_ALLOWED"  # PERMISSION_DENIED; the token's role may not call this RPC
 
 
 class FieldViolation(NamedTuple):

@@ -26,6 +26,11 @@ Conventions used by every message in this package:
   reason is an ErrorReason (errors.proto); each RPC lists its codes and
   reasons. Any RPC may also fail with UNAVAILABLE (DATABASE_UNAVAILABLE),
   which is safe to retry.
+- A server configured with credentials authenticates every call by the
+  `authorization: Bearer <token>` metadata (HTTP header through the
+  gateway) or, under mutual TLS, by a client certificate mapped to a name.
+  Each credential has a role (reader < writer < executor < admin); each RPC
+  names the least role it needs. Health and reflection need none.
 """
 
 from collections import abc as _abc

@@ -77,7 +77,11 @@ class DecisionServiceServicer:
         content is compared after normalisation (numbers rounded to their stored
         scale), and an unset `decided_at` matches only an unset `decided_at`.
 
+        Role: `writer` or above.
+
         Errors:
+        - UNAUTHENTICATED (NOT_AUTHENTICATED): no accepted credentials.
+        - PERMISSION_DENIED (ROLE_NOT_ALLOWED): the caller's role is below `writer`.
         - INVALID_ARGUMENT (VALIDATION_FAILED): a field is malformed or out of
         range, or the decision is inconsistent with its type (see
         LogDecisionRequest). Every violation is listed; nothing is written.
@@ -92,7 +96,10 @@ class DecisionServiceServicer:
     def GetDecision(self, request, context):
         """GetDecision returns one decision by id.
 
+        Role: `reader` or above.
+
         Errors:
+        - UNAUTHENTICATED (NOT_AUTHENTICATED): no accepted credentials.
         - INVALID_ARGUMENT (VALIDATION_FAILED): `id` is not a canonical UUID.
         - NOT_FOUND (DECISION_NOT_FOUND): no decision has that id.
         - UNAVAILABLE (DATABASE_UNAVAILABLE).
@@ -107,7 +114,10 @@ class DecisionServiceServicer:
         page costs the same, and rows inserted while paging never cause
         duplicates or gaps among the rows that existed when paging started).
 
+        Role: `reader` or above.
+
         Errors:
+        - UNAUTHENTICATED (NOT_AUTHENTICATED): no accepted credentials.
         - INVALID_ARGUMENT (VALIDATION_FAILED): a malformed filter, an unknown
         enum value in a filter, `end_time` not after `start_time`, or a
         negative `page_size`.
@@ -124,7 +134,10 @@ class DecisionServiceServicer:
         `decided_at`): counts, skip rate, win rate, average R-multiple, total P&L,
         the same statistics per symbol, and how often each gate failed.
 
+        Role: `reader` or above.
+
         Errors:
+        - UNAUTHENTICATED (NOT_AUTHENTICATED): no accepted credentials.
         - INVALID_ARGUMENT (VALIDATION_FAILED): `days` outside 1-365, or a
         malformed `symbol`.
         - UNAVAILABLE (DATABASE_UNAVAILABLE).
@@ -139,7 +152,11 @@ class DecisionServiceServicer:
         Idempotent by value: repeating the outcome already recorded returns the
         decision unchanged (an omitted `outcome_closed_at` is not a difference).
 
+        Role: `writer` or above.
+
         Errors:
+        - UNAUTHENTICATED (NOT_AUTHENTICATED): no accepted credentials.
+        - PERMISSION_DENIED (ROLE_NOT_ALLOWED): the caller's role is below `writer`.
         - INVALID_ARGUMENT (VALIDATION_FAILED): a malformed `decision_id`, a
         missing or malformed `outcome_pnl` or `outcome_r_multiple`, or an
         `outcome_closed_at` in the future or before the decision was made.

@@ -298,6 +298,7 @@ class Execution(_message.Message):
     MID_PRICE_FIELD_NUMBER: _builtins.int
     LIMIT_PRICE_FIELD_NUMBER: _builtins.int
     UPDATED_AT_FIELD_NUMBER: _builtins.int
+    REQUESTED_BY_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     """Server-assigned id, a UUID."""
     decision_id: _builtins.str
@@ -352,6 +353,11 @@ class Execution(_message.Message):
     """Limit price of the order in USD, a decimal string; unset when no order
     was made.
     """
+    requested_by: _builtins.str
+    """Who asked for it: the authenticated name of the caller whose
+    ExecuteSignal claimed it ("anonymous (<address>)" on a server without
+    authentication); empty for executions claimed before it was kept.
+    """
     @_builtins.property
     def created_at(self) -> _timestamp_pb2.Timestamp:
         """When the execution was claimed."""
@@ -386,10 +392,11 @@ class Execution(_message.Message):
         mid_price: _builtins.str | None = ...,
         limit_price: _builtins.str | None = ...,
         updated_at: _timestamp_pb2.Timestamp | None = ...,
+        requested_by: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_exchange_order_id", b"_exchange_order_id", "_exposure_after", b"_exposure_after", "_exposure_before", b"_exposure_before", "_fill_price", b"_fill_price", "_fill_size", b"_fill_size", "_limit_price", b"_limit_price", "_mid_price", b"_mid_price", "_position_pct", b"_position_pct", "created_at", b"created_at", "exchange_order_id", b"exchange_order_id", "exposure_after", b"exposure_after", "exposure_before", b"exposure_before", "fill_price", b"fill_price", "fill_size", b"fill_size", "limit_price", b"limit_price", "mid_price", b"mid_price", "position_pct", b"position_pct", "updated_at", b"updated_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_exchange_order_id", b"_exchange_order_id", "_exposure_after", b"_exposure_after", "_exposure_before", b"_exposure_before", "_fill_price", b"_fill_price", "_fill_size", b"_fill_size", "_limit_price", b"_limit_price", "_mid_price", b"_mid_price", "_position_pct", b"_position_pct", "account_address", b"account_address", "cloid", b"cloid", "created_at", b"created_at", "decision_id", b"decision_id", "dry_run", b"dry_run", "error_message", b"error_message", "exchange_order_id", b"exchange_order_id", "exposure_after", b"exposure_after", "exposure_before", b"exposure_before", "fill_price", b"fill_price", "fill_size", b"fill_size", "id", b"id", "leverage", b"leverage", "limit_price", b"limit_price", "mid_price", b"mid_price", "network", b"network", "position_pct", b"position_pct", "reason", b"reason", "side", b"side", "size", b"size", "status", b"status", "symbol", b"symbol", "updated_at", b"updated_at"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_exchange_order_id", b"_exchange_order_id", "_exposure_after", b"_exposure_after", "_exposure_before", b"_exposure_before", "_fill_price", b"_fill_price", "_fill_size", b"_fill_size", "_limit_price", b"_limit_price", "_mid_price", b"_mid_price", "_position_pct", b"_position_pct", "account_address", b"account_address", "cloid", b"cloid", "created_at", b"created_at", "decision_id", b"decision_id", "dry_run", b"dry_run", "error_message", b"error_message", "exchange_order_id", b"exchange_order_id", "exposure_after", b"exposure_after", "exposure_before", b"exposure_before", "fill_price", b"fill_price", "fill_size", b"fill_size", "id", b"id", "leverage", b"leverage", "limit_price", b"limit_price", "mid_price", b"mid_price", "network", b"network", "position_pct", b"position_pct", "reason", b"reason", "requested_by", b"requested_by", "side", b"side", "size", b"size", "status", b"status", "symbol", b"symbol", "updated_at", b"updated_at"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__exchange_order_id: _TypeAlias = _typing.Literal["exchange_order_id"]  # noqa: Y015
     _WhichOneofArgType__exchange_order_id: _TypeAlias = _typing.Literal["_exchange_order_id", b"_exchange_order_id"]  # noqa: Y015

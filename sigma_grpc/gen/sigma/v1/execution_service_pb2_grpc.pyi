@@ -51,7 +51,11 @@ class ExecutionServiceStub:
     execution still in progress waits for it within its deadline and
     otherwise gets it as PENDING. A rejected decision stays rejected.
 
+    Role: `executor` or above.
+
     Errors:
+    - UNAUTHENTICATED (NOT_AUTHENTICATED): no accepted credentials.
+    - PERMISSION_DENIED (ROLE_NOT_ALLOWED): the caller's role is below `executor`.
     - INVALID_ARGUMENT (VALIDATION_FAILED): `decision_id` is not a canonical
       UUID.
     - NOT_FOUND (DECISION_NOT_FOUND): no decision has that id.
@@ -80,7 +84,10 @@ class ExecutionServiceStub:
     changes. An UNKNOWN execution (or a PENDING one past its order's expiry)
     is first reconciled with the exchange by its cloid.
 
+    Role: `reader` or above.
+
     Errors:
+    - UNAUTHENTICATED (NOT_AUTHENTICATED): no accepted credentials.
     - INVALID_ARGUMENT (VALIDATION_FAILED): `id` is not a canonical UUID.
     - NOT_FOUND (EXECUTION_NOT_FOUND): no execution has that id.
     - UNAVAILABLE (DATABASE_UNAVAILABLE).
@@ -89,7 +96,10 @@ class ExecutionServiceStub:
     """ListExecutions returns executions newest first by (`created_at`, `id`),
     with keyset pagination.
 
+    Role: `reader` or above.
+
     Errors:
+    - UNAUTHENTICATED (NOT_AUTHENTICATED): no accepted credentials.
     - INVALID_ARGUMENT (VALIDATION_FAILED): a malformed `decision_id`, an
       unknown `status` value, or a negative `page_size`.
     - INVALID_ARGUMENT (INVALID_PAGE_TOKEN): a `page_token` this service did
@@ -99,13 +109,17 @@ class ExecutionServiceStub:
     GetExecutionConfig: _grpc.UnaryUnaryMultiCallable[_execution_service_pb2.GetExecutionConfigRequest, _execution_service_pb2.GetExecutionConfigResponse]
     """GetExecutionConfig returns the execution settings.
 
+    Role: `reader` or above.
+
     Errors:
+    - UNAUTHENTICATED (NOT_AUTHENTICATED): no accepted credentials.
     - UNAVAILABLE (DATABASE_UNAVAILABLE).
     """
     UpdateExecutionConfig: _grpc.UnaryUnaryMultiCallable[_execution_service_pb2.UpdateExecutionConfigRequest, _execution_service_pb2.UpdateExecutionConfigResponse]
     """UpdateExecutionConfig changes the fields named in `update_mask` and
     records each change in the audit table (old value, new value, when, and
-    who: the `x-sigma-actor` request metadata when given, else the peer).
+    who: the authenticated caller's name; an `x-sigma-actor` request
+    metadata value is kept beside it only as a free-text note).
 
     A change waits for an order being signed to get its answer: once it
     returns, nothing checked against the old settings is in flight, so
@@ -113,7 +127,11 @@ class ExecutionServiceStub:
     call's deadline, the call ends UNAVAILABLE (DATABASE_UNAVAILABLE) with
     nothing changed, and retrying is safe.
 
+    Role: `admin` or above.
+
     Errors:
+    - UNAUTHENTICATED (NOT_AUTHENTICATED): no accepted credentials.
+    - PERMISSION_DENIED (ROLE_NOT_ALLOWED): the caller's role is below `admin`.
     - INVALID_ARGUMENT (VALIDATION_FAILED): an empty mask, an unknown or
       output-only path (`updated_at`), or a value out of range (NaN,
       infinities and huge numbers included), naming the field. Nothing
@@ -137,7 +155,11 @@ class ExecutionServiceAsyncStub(ExecutionServiceStub):
     execution still in progress waits for it within its deadline and
     otherwise gets it as PENDING. A rejected decision stays rejected.
 
+    Role: `executor` or above.
+
     Errors:
+    - UNAUTHENTICATED (NOT_AUTHENTICATED): no accepted credentials.
+    - PERMISSION_DENIED (ROLE_NOT_ALLOWED): the caller's role is below `executor`.
     - INVALID_ARGUMENT (VALIDATION_FAILED): `decision_id` is not a canonical
       UUID.
     - NOT_FOUND (DECISION_NOT_FOUND): no decision has that id.
@@ -166,7 +188,10 @@ class ExecutionServiceAsyncStub(ExecutionServiceStub):
     changes. An UNKNOWN execution (or a PENDING one past its order's expiry)
     is first reconciled with the exchange by its cloid.
 
+    Role: `reader` or above.
+
     Errors:
+    - UNAUTHENTICATED (NOT_AUTHENTICATED): no accepted credentials.
     - INVALID_ARGUMENT (VALIDATION_FAILED): `id` is not a canonical UUID.
     - NOT_FOUND (EXECUTION_NOT_FOUND): no execution has that id.
     - UNAVAILABLE (DATABASE_UNAVAILABLE).
@@ -175,7 +200,10 @@ class ExecutionServiceAsyncStub(ExecutionServiceStub):
     """ListExecutions returns executions newest first by (`created_at`, `id`),
     with keyset pagination.
 
+    Role: `reader` or above.
+
     Errors:
+    - UNAUTHENTICATED (NOT_AUTHENTICATED): no accepted credentials.
     - INVALID_ARGUMENT (VALIDATION_FAILED): a malformed `decision_id`, an
       unknown `status` value, or a negative `page_size`.
     - INVALID_ARGUMENT (INVALID_PAGE_TOKEN): a `page_token` this service did
@@ -185,13 +213,17 @@ class ExecutionServiceAsyncStub(ExecutionServiceStub):
     GetExecutionConfig: _aio.UnaryUnaryMultiCallable[_execution_service_pb2.GetExecutionConfigRequest, _execution_service_pb2.GetExecutionConfigResponse]  # type: ignore[assignment]
     """GetExecutionConfig returns the execution settings.
 
+    Role: `reader` or above.
+
     Errors:
+    - UNAUTHENTICATED (NOT_AUTHENTICATED): no accepted credentials.
     - UNAVAILABLE (DATABASE_UNAVAILABLE).
     """
     UpdateExecutionConfig: _aio.UnaryUnaryMultiCallable[_execution_service_pb2.UpdateExecutionConfigRequest, _execution_service_pb2.UpdateExecutionConfigResponse]  # type: ignore[assignment]
     """UpdateExecutionConfig changes the fields named in `update_mask` and
     records each change in the audit table (old value, new value, when, and
-    who: the `x-sigma-actor` request metadata when given, else the peer).
+    who: the authenticated caller's name; an `x-sigma-actor` request
+    metadata value is kept beside it only as a free-text note).
 
     A change waits for an order being signed to get its answer: once it
     returns, nothing checked against the old settings is in flight, so
@@ -199,7 +231,11 @@ class ExecutionServiceAsyncStub(ExecutionServiceStub):
     call's deadline, the call ends UNAVAILABLE (DATABASE_UNAVAILABLE) with
     nothing changed, and retrying is safe.
 
+    Role: `admin` or above.
+
     Errors:
+    - UNAUTHENTICATED (NOT_AUTHENTICATED): no accepted credentials.
+    - PERMISSION_DENIED (ROLE_NOT_ALLOWED): the caller's role is below `admin`.
     - INVALID_ARGUMENT (VALIDATION_FAILED): an empty mask, an unknown or
       output-only path (`updated_at`), or a value out of range (NaN,
       infinities and huge numbers included), naming the field. Nothing
@@ -226,7 +262,11 @@ class ExecutionServiceServicer(metaclass=_abc_1.ABCMeta):
         execution still in progress waits for it within its deadline and
         otherwise gets it as PENDING. A rejected decision stays rejected.
 
+        Role: `executor` or above.
+
         Errors:
+        - UNAUTHENTICATED (NOT_AUTHENTICATED): no accepted credentials.
+        - PERMISSION_DENIED (ROLE_NOT_ALLOWED): the caller's role is below `executor`.
         - INVALID_ARGUMENT (VALIDATION_FAILED): `decision_id` is not a canonical
           UUID.
         - NOT_FOUND (DECISION_NOT_FOUND): no decision has that id.
@@ -261,7 +301,10 @@ class ExecutionServiceServicer(metaclass=_abc_1.ABCMeta):
         changes. An UNKNOWN execution (or a PENDING one past its order's expiry)
         is first reconciled with the exchange by its cloid.
 
+        Role: `reader` or above.
+
         Errors:
+        - UNAUTHENTICATED (NOT_AUTHENTICATED): no accepted credentials.
         - INVALID_ARGUMENT (VALIDATION_FAILED): `id` is not a canonical UUID.
         - NOT_FOUND (EXECUTION_NOT_FOUND): no execution has that id.
         - UNAVAILABLE (DATABASE_UNAVAILABLE).
@@ -276,7 +319,10 @@ class ExecutionServiceServicer(metaclass=_abc_1.ABCMeta):
         """ListExecutions returns executions newest first by (`created_at`, `id`),
         with keyset pagination.
 
+        Role: `reader` or above.
+
         Errors:
+        - UNAUTHENTICATED (NOT_AUTHENTICATED): no accepted credentials.
         - INVALID_ARGUMENT (VALIDATION_FAILED): a malformed `decision_id`, an
           unknown `status` value, or a negative `page_size`.
         - INVALID_ARGUMENT (INVALID_PAGE_TOKEN): a `page_token` this service did
@@ -292,7 +338,10 @@ class ExecutionServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_execution_service_pb2.GetExecutionConfigResponse, _abc.Awaitable[_execution_service_pb2.GetExecutionConfigResponse]]:
         """GetExecutionConfig returns the execution settings.
 
+        Role: `reader` or above.
+
         Errors:
+        - UNAUTHENTICATED (NOT_AUTHENTICATED): no accepted credentials.
         - UNAVAILABLE (DATABASE_UNAVAILABLE).
         """
 
@@ -304,7 +353,8 @@ class ExecutionServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_execution_service_pb2.UpdateExecutionConfigResponse, _abc.Awaitable[_execution_service_pb2.UpdateExecutionConfigResponse]]:
         """UpdateExecutionConfig changes the fields named in `update_mask` and
         records each change in the audit table (old value, new value, when, and
-        who: the `x-sigma-actor` request metadata when given, else the peer).
+        who: the authenticated caller's name; an `x-sigma-actor` request
+        metadata value is kept beside it only as a free-text note).
 
         A change waits for an order being signed to get its answer: once it
         returns, nothing checked against the old settings is in flight, so
@@ -312,7 +362,11 @@ class ExecutionServiceServicer(metaclass=_abc_1.ABCMeta):
         call's deadline, the call ends UNAVAILABLE (DATABASE_UNAVAILABLE) with
         nothing changed, and retrying is safe.
 
+        Role: `admin` or above.
+
         Errors:
+        - UNAUTHENTICATED (NOT_AUTHENTICATED): no accepted credentials.
+        - PERMISSION_DENIED (ROLE_NOT_ALLOWED): the caller's role is below `admin`.
         - INVALID_ARGUMENT (VALIDATION_FAILED): an empty mask, an unknown or
           output-only path (`updated_at`), or a value out of range (NaN,
           infinities and huge numbers included), naming the field. Nothing

@@ -27,6 +27,11 @@
 //   reason is an ErrorReason (errors.proto); each RPC lists its codes and
 //   reasons. Any RPC may also fail with UNAVAILABLE (DATABASE_UNAVAILABLE),
 //   which is safe to retry.
+// - A server configured with credentials authenticates every call by the
+//   `authorization: Bearer <token>` metadata (HTTP header through the
+//   gateway) or, under mutual TLS, by a client certificate mapped to a name.
+//   Each credential has a role (reader < writer < executor < admin); each RPC
+//   names the least role it needs. Health and reflection need none.
 
 import type { GenEnum, GenFile, GenMessage, GenService } from "@bufbuild/protobuf/codegenv2";
 import { enumDesc, fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2";
@@ -1810,7 +1815,11 @@ export const DecisionService: GenService<{
    * content is compared after normalisation (numbers rounded to their stored
    * scale), and an unset `decided_at` matches only an unset `decided_at`.
    *
+   * Role: `writer` or above.
+   *
    * Errors:
+   * - UNAUTHENTICATED (NOT_AUTHENTICATED): no accepted credentials.
+   * - PERMISSION_DENIED (ROLE_NOT_ALLOWED): the caller's role is below `writer`.
    * - INVALID_ARGUMENT (VALIDATION_FAILED): a field is malformed or out of
    *   range, or the decision is inconsistent with its type (see
    *   LogDecisionRequest). Every violation is listed; nothing is written.
@@ -1828,7 +1837,10 @@ export const DecisionService: GenService<{
   /**
    * GetDecision returns one decision by id.
    *
+   * Role: `reader` or above.
+   *
    * Errors:
+   * - UNAUTHENTICATED (NOT_AUTHENTICATED): no accepted credentials.
    * - INVALID_ARGUMENT (VALIDATION_FAILED): `id` is not a canonical UUID.
    * - NOT_FOUND (DECISION_NOT_FOUND): no decision has that id.
    * - UNAVAILABLE (DATABASE_UNAVAILABLE).
@@ -1846,7 +1858,10 @@ export const DecisionService: GenService<{
    * page costs the same, and rows inserted while paging never cause
    * duplicates or gaps among the rows that existed when paging started).
    *
+   * Role: `reader` or above.
+   *
    * Errors:
+   * - UNAUTHENTICATED (NOT_AUTHENTICATED): no accepted credentials.
    * - INVALID_ARGUMENT (VALIDATION_FAILED): a malformed filter, an unknown
    *   enum value in a filter, `end_time` not after `start_time`, or a
    *   negative `page_size`.
@@ -1866,7 +1881,10 @@ export const DecisionService: GenService<{
    * `decided_at`): counts, skip rate, win rate, average R-multiple, total P&L,
    * the same statistics per symbol, and how often each gate failed.
    *
+   * Role: `reader` or above.
+   *
    * Errors:
+   * - UNAUTHENTICATED (NOT_AUTHENTICATED): no accepted credentials.
    * - INVALID_ARGUMENT (VALIDATION_FAILED): `days` outside 1-365, or a
    *   malformed `symbol`.
    * - UNAVAILABLE (DATABASE_UNAVAILABLE).
@@ -1884,7 +1902,11 @@ export const DecisionService: GenService<{
    * Idempotent by value: repeating the outcome already recorded returns the
    * decision unchanged (an omitted `outcome_closed_at` is not a difference).
    *
+   * Role: `writer` or above.
+   *
    * Errors:
+   * - UNAUTHENTICATED (NOT_AUTHENTICATED): no accepted credentials.
+   * - PERMISSION_DENIED (ROLE_NOT_ALLOWED): the caller's role is below `writer`.
    * - INVALID_ARGUMENT (VALIDATION_FAILED): a malformed `decision_id`, a
    *   missing or malformed `outcome_pnl` or `outcome_r_multiple`, or an
    *   `outcome_closed_at` in the future or before the decision was made.

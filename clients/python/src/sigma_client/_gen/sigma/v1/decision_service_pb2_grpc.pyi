@@ -26,6 +26,11 @@ Conventions used by every message in this package:
   reason is an ErrorReason (errors.proto); each RPC lists its codes and
   reasons. Any RPC may also fail with UNAVAILABLE (DATABASE_UNAVAILABLE),
   which is safe to retry.
+- A server configured with credentials authenticates every call by the
+  `authorization: Bearer <token>` metadata (HTTP header through the
+  gateway) or, under mutual TLS, by a client certificate mapped to a name.
+  Each credential has a role (reader < writer < executor < admin); each RPC
+  names the least role it needs. Health and reflection need none.
 """
 
 from collections import abc as _abc
@@ -68,7 +73,11 @@ class DecisionServiceStub:
     content is compared after normalisation (numbers rounded to their stored
     scale), and an unset `decided_at` matches only an unset `decided_at`.
 
+    Role: `writer` or above.
+
     Errors:
+    - UNAUTHENTICATED (NOT_AUTHENTICATED): no accepted credentials.
+    - PERMISSION_DENIED (ROLE_NOT_ALLOWED): the caller's role is below `writer`.
     - INVALID_ARGUMENT (VALIDATION_FAILED): a field is malformed or out of
       range, or the decision is inconsistent with its type (see
       LogDecisionRequest). Every violation is listed; nothing is written.
@@ -79,7 +88,10 @@ class DecisionServiceStub:
     GetDecision: _grpc.UnaryUnaryMultiCallable[_decision_service_pb2.GetDecisionRequest, _decision_service_pb2.GetDecisionResponse]
     """GetDecision returns one decision by id.
 
+    Role: `reader` or above.
+
     Errors:
+    - UNAUTHENTICATED (NOT_AUTHENTICATED): no accepted credentials.
     - INVALID_ARGUMENT (VALIDATION_FAILED): `id` is not a canonical UUID.
     - NOT_FOUND (DECISION_NOT_FOUND): no decision has that id.
     - UNAVAILABLE (DATABASE_UNAVAILABLE).
@@ -90,7 +102,10 @@ class DecisionServiceStub:
     page costs the same, and rows inserted while paging never cause
     duplicates or gaps among the rows that existed when paging started).
 
+    Role: `reader` or above.
+
     Errors:
+    - UNAUTHENTICATED (NOT_AUTHENTICATED): no accepted credentials.
     - INVALID_ARGUMENT (VALIDATION_FAILED): a malformed filter, an unknown
       enum value in a filter, `end_time` not after `start_time`, or a
       negative `page_size`.
@@ -103,7 +118,10 @@ class DecisionServiceStub:
     `decided_at`): counts, skip rate, win rate, average R-multiple, total P&L,
     the same statistics per symbol, and how often each gate failed.
 
+    Role: `reader` or above.
+
     Errors:
+    - UNAUTHENTICATED (NOT_AUTHENTICATED): no accepted credentials.
     - INVALID_ARGUMENT (VALIDATION_FAILED): `days` outside 1-365, or a
       malformed `symbol`.
     - UNAVAILABLE (DATABASE_UNAVAILABLE).
@@ -114,7 +132,11 @@ class DecisionServiceStub:
     Idempotent by value: repeating the outcome already recorded returns the
     decision unchanged (an omitted `outcome_closed_at` is not a difference).
 
+    Role: `writer` or above.
+
     Errors:
+    - UNAUTHENTICATED (NOT_AUTHENTICATED): no accepted credentials.
+    - PERMISSION_DENIED (ROLE_NOT_ALLOWED): the caller's role is below `writer`.
     - INVALID_ARGUMENT (VALIDATION_FAILED): a malformed `decision_id`, a
       missing or malformed `outcome_pnl` or `outcome_r_multiple`, or an
       `outcome_closed_at` in the future or before the decision was made.
@@ -140,7 +162,11 @@ class DecisionServiceAsyncStub(DecisionServiceStub):
     content is compared after normalisation (numbers rounded to their stored
     scale), and an unset `decided_at` matches only an unset `decided_at`.
 
+    Role: `writer` or above.
+
     Errors:
+    - UNAUTHENTICATED (NOT_AUTHENTICATED): no accepted credentials.
+    - PERMISSION_DENIED (ROLE_NOT_ALLOWED): the caller's role is below `writer`.
     - INVALID_ARGUMENT (VALIDATION_FAILED): a field is malformed or out of
       range, or the decision is inconsistent with its type (see
       LogDecisionRequest). Every violation is listed; nothing is written.
@@ -151,7 +177,10 @@ class DecisionServiceAsyncStub(DecisionServiceStub):
     GetDecision: _aio.UnaryUnaryMultiCallable[_decision_service_pb2.GetDecisionRequest, _decision_service_pb2.GetDecisionResponse]  # type: ignore[assignment]
     """GetDecision returns one decision by id.
 
+    Role: `reader` or above.
+
     Errors:
+    - UNAUTHENTICATED (NOT_AUTHENTICATED): no accepted credentials.
     - INVALID_ARGUMENT (VALIDATION_FAILED): `id` is not a canonical UUID.
     - NOT_FOUND (DECISION_NOT_FOUND): no decision has that id.
     - UNAVAILABLE (DATABASE_UNAVAILABLE).
@@ -162,7 +191,10 @@ class DecisionServiceAsyncStub(DecisionServiceStub):
     page costs the same, and rows inserted while paging never cause
     duplicates or gaps among the rows that existed when paging started).
 
+    Role: `reader` or above.
+
     Errors:
+    - UNAUTHENTICATED (NOT_AUTHENTICATED): no accepted credentials.
     - INVALID_ARGUMENT (VALIDATION_FAILED): a malformed filter, an unknown
       enum value in a filter, `end_time` not after `start_time`, or a
       negative `page_size`.
@@ -175,7 +207,10 @@ class DecisionServiceAsyncStub(DecisionServiceStub):
     `decided_at`): counts, skip rate, win rate, average R-multiple, total P&L,
     the same statistics per symbol, and how often each gate failed.
 
+    Role: `reader` or above.
+
     Errors:
+    - UNAUTHENTICATED (NOT_AUTHENTICATED): no accepted credentials.
     - INVALID_ARGUMENT (VALIDATION_FAILED): `days` outside 1-365, or a
       malformed `symbol`.
     - UNAVAILABLE (DATABASE_UNAVAILABLE).
@@ -186,7 +221,11 @@ class DecisionServiceAsyncStub(DecisionServiceStub):
     Idempotent by value: repeating the outcome already recorded returns the
     decision unchanged (an omitted `outcome_closed_at` is not a difference).
 
+    Role: `writer` or above.
+
     Errors:
+    - UNAUTHENTICATED (NOT_AUTHENTICATED): no accepted credentials.
+    - PERMISSION_DENIED (ROLE_NOT_ALLOWED): the caller's role is below `writer`.
     - INVALID_ARGUMENT (VALIDATION_FAILED): a malformed `decision_id`, a
       missing or malformed `outcome_pnl` or `outcome_r_multiple`, or an
       `outcome_closed_at` in the future or before the decision was made.
@@ -215,7 +254,11 @@ class DecisionServiceServicer(metaclass=_abc_1.ABCMeta):
         content is compared after normalisation (numbers rounded to their stored
         scale), and an unset `decided_at` matches only an unset `decided_at`.
 
+        Role: `writer` or above.
+
         Errors:
+        - UNAUTHENTICATED (NOT_AUTHENTICATED): no accepted credentials.
+        - PERMISSION_DENIED (ROLE_NOT_ALLOWED): the caller's role is below `writer`.
         - INVALID_ARGUMENT (VALIDATION_FAILED): a field is malformed or out of
           range, or the decision is inconsistent with its type (see
           LogDecisionRequest). Every violation is listed; nothing is written.
@@ -232,7 +275,10 @@ class DecisionServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_decision_service_pb2.GetDecisionResponse, _abc.Awaitable[_decision_service_pb2.GetDecisionResponse]]:
         """GetDecision returns one decision by id.
 
+        Role: `reader` or above.
+
         Errors:
+        - UNAUTHENTICATED (NOT_AUTHENTICATED): no accepted credentials.
         - INVALID_ARGUMENT (VALIDATION_FAILED): `id` is not a canonical UUID.
         - NOT_FOUND (DECISION_NOT_FOUND): no decision has that id.
         - UNAVAILABLE (DATABASE_UNAVAILABLE).
@@ -249,7 +295,10 @@ class DecisionServiceServicer(metaclass=_abc_1.ABCMeta):
         page costs the same, and rows inserted while paging never cause
         duplicates or gaps among the rows that existed when paging started).
 
+        Role: `reader` or above.
+
         Errors:
+        - UNAUTHENTICATED (NOT_AUTHENTICATED): no accepted credentials.
         - INVALID_ARGUMENT (VALIDATION_FAILED): a malformed filter, an unknown
           enum value in a filter, `end_time` not after `start_time`, or a
           negative `page_size`.
@@ -268,7 +317,10 @@ class DecisionServiceServicer(metaclass=_abc_1.ABCMeta):
         `decided_at`): counts, skip rate, win rate, average R-multiple, total P&L,
         the same statistics per symbol, and how often each gate failed.
 
+        Role: `reader` or above.
+
         Errors:
+        - UNAUTHENTICATED (NOT_AUTHENTICATED): no accepted credentials.
         - INVALID_ARGUMENT (VALIDATION_FAILED): `days` outside 1-365, or a
           malformed `symbol`.
         - UNAVAILABLE (DATABASE_UNAVAILABLE).
@@ -285,7 +337,11 @@ class DecisionServiceServicer(metaclass=_abc_1.ABCMeta):
         Idempotent by value: repeating the outcome already recorded returns the
         decision unchanged (an omitted `outcome_closed_at` is not a difference).
 
+        Role: `writer` or above.
+
         Errors:
+        - UNAUTHENTICATED (NOT_AUTHENTICATED): no accepted credentials.
+        - PERMISSION_DENIED (ROLE_NOT_ALLOWED): the caller's role is below `writer`.
         - INVALID_ARGUMENT (VALIDATION_FAILED): a malformed `decision_id`, a
           missing or malformed `outcome_pnl` or `outcome_r_multiple`, or an
           `outcome_closed_at` in the future or before the decision was made.

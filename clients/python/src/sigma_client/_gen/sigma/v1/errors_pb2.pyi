@@ -97,6 +97,19 @@ class _ErrorReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ErrorReas
     API wallet of another account, or a vault's or sub-account's address,
     which this service does not trade for. The message names both addresses.
     """
+    ERROR_REASON_NOT_AUTHENTICATED: _ErrorReason.ValueType  # 15
+    """UNAUTHENTICATED: the server requires credentials and the call carried
+    none it accepts: no `authorization: Bearer <token>` metadata (or HTTP
+    header), a token it does not know, or, under mutual TLS, a client
+    certificate mapped to no one. The message says which; it never repeats
+    the token.
+    """
+    ERROR_REASON_ROLE_NOT_ALLOWED: _ErrorReason.ValueType  # 16
+    """PERMISSION_DENIED: the caller is known but their role may not call this
+    RPC (roles: reader < writer < executor < admin; each RPC's comment names
+    the least role it needs). The message names the caller, their role and
+    the role needed.
+    """
 
 class ErrorReason(_ErrorReason, metaclass=_ErrorReasonEnumTypeWrapper):
     """ErrorReason is the `reason` of the google.rpc.ErrorInfo of every error."""
@@ -161,5 +174,18 @@ ERROR_REASON_SIGNER_ACCOUNT_MISMATCH: ErrorReason.ValueType  # 14
 account (SIGMA_HL_ACCOUNT_ADDRESS): it is another account's own key, an
 API wallet of another account, or a vault's or sub-account's address,
 which this service does not trade for. The message names both addresses.
+"""
+ERROR_REASON_NOT_AUTHENTICATED: ErrorReason.ValueType  # 15
+"""UNAUTHENTICATED: the server requires credentials and the call carried
+none it accepts: no `authorization: Bearer <token>` metadata (or HTTP
+header), a token it does not know, or, under mutual TLS, a client
+certificate mapped to no one. The message says which; it never repeats
+the token.
+"""
+ERROR_REASON_ROLE_NOT_ALLOWED: ErrorReason.ValueType  # 16
+"""PERMISSION_DENIED: the caller is known but their role may not call this
+RPC (roles: reader < writer < executor < admin; each RPC's comment names
+the least role it needs). The message names the caller, their role and
+the role needed.
 """
 Global___ErrorReason: _TypeAlias = ErrorReason  # noqa: Y015

@@ -78,7 +78,11 @@ class ExecutionServiceServicer:
         execution still in progress waits for it within its deadline and
         otherwise gets it as PENDING. A rejected decision stays rejected.
 
+        Role: `executor` or above.
+
         Errors:
+        - UNAUTHENTICATED (NOT_AUTHENTICATED): no accepted credentials.
+        - PERMISSION_DENIED (ROLE_NOT_ALLOWED): the caller's role is below `executor`.
         - INVALID_ARGUMENT (VALIDATION_FAILED): `decision_id` is not a canonical
         UUID.
         - NOT_FOUND (DECISION_NOT_FOUND): no decision has that id.
@@ -111,7 +115,10 @@ class ExecutionServiceServicer:
         changes. An UNKNOWN execution (or a PENDING one past its order's expiry)
         is first reconciled with the exchange by its cloid.
 
+        Role: `reader` or above.
+
         Errors:
+        - UNAUTHENTICATED (NOT_AUTHENTICATED): no accepted credentials.
         - INVALID_ARGUMENT (VALIDATION_FAILED): `id` is not a canonical UUID.
         - NOT_FOUND (EXECUTION_NOT_FOUND): no execution has that id.
         - UNAVAILABLE (DATABASE_UNAVAILABLE).
@@ -124,7 +131,10 @@ class ExecutionServiceServicer:
         """ListExecutions returns executions newest first by (`created_at`, `id`),
         with keyset pagination.
 
+        Role: `reader` or above.
+
         Errors:
+        - UNAUTHENTICATED (NOT_AUTHENTICATED): no accepted credentials.
         - INVALID_ARGUMENT (VALIDATION_FAILED): a malformed `decision_id`, an
         unknown `status` value, or a negative `page_size`.
         - INVALID_ARGUMENT (INVALID_PAGE_TOKEN): a `page_token` this service did
@@ -138,7 +148,10 @@ class ExecutionServiceServicer:
     def GetExecutionConfig(self, request, context):
         """GetExecutionConfig returns the execution settings.
 
+        Role: `reader` or above.
+
         Errors:
+        - UNAUTHENTICATED (NOT_AUTHENTICATED): no accepted credentials.
         - UNAVAILABLE (DATABASE_UNAVAILABLE).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
@@ -148,7 +161,8 @@ class ExecutionServiceServicer:
     def UpdateExecutionConfig(self, request, context):
         """UpdateExecutionConfig changes the fields named in `update_mask` and
         records each change in the audit table (old value, new value, when, and
-        who: the `x-sigma-actor` request metadata when given, else the peer).
+        who: the authenticated caller's name; an `x-sigma-actor` request
+        metadata value is kept beside it only as a free-text note).
 
         A change waits for an order being signed to get its answer: once it
         returns, nothing checked against the old settings is in flight, so
@@ -156,7 +170,11 @@ class ExecutionServiceServicer:
         call's deadline, the call ends UNAVAILABLE (DATABASE_UNAVAILABLE) with
         nothing changed, and retrying is safe.
 
+        Role: `admin` or above.
+
         Errors:
+        - UNAUTHENTICATED (NOT_AUTHENTICATED): no accepted credentials.
+        - PERMISSION_DENIED (ROLE_NOT_ALLOWED): the caller's role is below `admin`.
         - INVALID_ARGUMENT (VALIDATION_FAILED): an empty mask, an unknown or
         output-only path (`updated_at`), or a value out of range (NaN,
         infinities and huge numbers included), naming the field. Nothing
