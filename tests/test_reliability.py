@@ -11,7 +11,9 @@ in a temporary data folder), never on the shared test server: these tests stop i
   SERVING and serving once it is there (migrated by serve);
 - SIGTERM: in-flight calls finish, exit 0 within the grace period; a second SIGTERM
   stops at once (exit 1), embedded PostgreSQL included;
-- a second serve on the same embedded data folder refuses to start.
+- a second serve on the same embedded data folder refuses to start;
+- two replicas on one database: both start at once (migrations applied once), and
+  20 concurrent ExecuteSignal calls for one decision across both place one order.
 """
 
 from __future__ import annotations
@@ -31,13 +33,18 @@ from urllib.parse import parse_qs, urlsplit
 import asyncpg
 import grpc
 import pytest
+from google.protobuf import field_mask_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from pgserver._commands import POSTGRES_BIN_PATH
 from pgserver.utils import PostmasterInfo
 from sigma_client import Gate, SigmaClient, SigmaError
 
 from sigma_grpc.config import redact_url
+from sigma_grpc.gen.sigma.v1 import execution_service_pb2 as epb
 from sigma_grpc.storage.embedded import EmbeddedPostgres, start_embedded
+from tests.execution_env import MAIN_KEY, ExecStub
+from tests.execution_env import signal_request as execution_signal
+from tests.fake_hyperliquid import FakeHyperliquid
 from tests.helpers import ROOT, Stub, error_reason, expect_error, start_serve_process
 from tests.helpers import signal as signal_request
 
@@ -408,3 +415,62 @@ async def test_a_second_serve_on_the_same_data_folder_refuses_to_start(tmp_path:
     finally:
         _stop(first)
     assert not (tmp_path / "pg" / "postmaster.pid").exists()
+
+
+async def test_two_replicas_on_one_database_migrate_once_and_place_one_order(
+    own_pg: OwnPostgres, fake: FakeHyperliquid
+) -> None:
+    """Both start at the same moment on an empty database; 20 concurrent ExecuteSignal calls for
+    one decision, spread across both, put exactly one order on the exchange."""
+    fake.add_account(key=MAIN_KEY, account_value=10_000)
+    env = {
+        "SIGMA_DATABASE_URL": own_pg.url,
+        "SIGMA_HTTP_ADDR": "off",
+        "SIGMA_HL_BASE_URL": fake.base_url,
+        "SIGMA_HL_PRIVATE_KEY": MAIN_KEY,
+        "SIGMA_HL_TIMEOUT_S": "2",
+        "SIGMA_RECONCILE_INTERVAL_S": "3600",
+    }
+    (first, first_port, first_lines), (second, second_port, second_lines) = await asyncio.gather(
+        asyncio.to_thread(start_serve_process, env), asyncio.to_thread(start_serve_process, env)
+    )
+    try:
+        applied = [line for line in first_lines + second_lines if "applied migration " in line]
+        migrations = sorted(path.stem for path in (ROOT / "migrations").glob("*.sql"))
+        assert sorted(line.rsplit(" ", 1)[1].strip() for line in applied) == migrations
+        async with (
+            grpc.aio.insecure_channel(f"127.0.0.1:{first_port}") as one,
+            grpc.aio.insecure_channel(f"127.0.0.1:{second_port}") as other,
+        ):
+            replicas = [ExecStub(one), ExecStub(other)]
+            await replicas[0].UpdateExecutionConfig(
+                epb.UpdateExecutionConfigRequest(
+                    config=epb.ExecutionConfig(enabled=True, hl_enabled=True, dry_run=False),
+                    update_mask=field_mask_pb2.FieldMask(paths=["enabled", "hl_enabled", "dry_run"]),
+                ),
+                timeout=10,
+            )
+            logged = await Stub(other).LogDecision(execution_signal("ETH"), timeout=10)
+            request = epb.ExecuteSignalRequest(decision_id=logged.decision.id)
+            answers = await asyncio.gather(
+                *(replicas[i % 2].ExecuteSignal(request, timeout=30) for i in range(20))
+            )
+        assert len({answer.execution.id for answer in answers}) == 1
+        assert {answer.execution.status for answer in answers} == {epb.EXECUTION_STATUS_FILLED}
+        assert fake.count("order") == 1
+        conn = await asyncpg.connect(own_pg.url)
+        try:
+            assert await conn.fetchval("SELECT count(*) FROM execution_logs") == 1
+            assert await conn.fetchval("SELECT count(*) FROM schema_migrations") == len(migrations)
+        finally:
+            await conn.close()
+        assert first.poll() is None and second.poll() is None
+    finally:
+        for process in (first, second):
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+        for process in (first, second):
+            try:
+                assert process.wait(20) == 0
+            finally:
+                _stop(process)

@@ -62,6 +62,14 @@ async def test_reflection_lists_the_services_and_describes_the_contract(server: 
     assert any(b"sigma/v1/decision_service.proto" in f for f in files)
 
 
+async def test_a_request_over_4_mib_is_refused_before_any_handler(stub: Stub, clean_db: asyncpg.Pool) -> None:
+    huge = signal_request(request_id="x" * (4 * 1024 * 1024 + 1))
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await stub.LogDecision(huge, timeout=10)
+    assert caught.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert await clean_db.fetchval("SELECT count(*) FROM decision_logs") == 0
+
+
 async def test_stop_lets_in_flight_calls_finish(database_url: str, clean_db: asyncpg.Pool) -> None:
     """A call blocked on the database when the stop begins still completes successfully."""
     pool = await create_pool(database_url, max_size=2)
