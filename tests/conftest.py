@@ -134,8 +134,9 @@ def stub(channel: grpc.aio.Channel) -> Stub:
 
 
 @pytest.fixture
-async def clean_db(db: asyncpg.Pool) -> asyncpg.Pool:
-    """The tests' pool, after emptying every table."""
+async def clean_db(db: asyncpg.Pool) -> AsyncIterator[asyncpg.Pool]:
+    """The tests' pool, after emptying every table; afterwards, the audit and history the test
+    left are scanned for secrets."""
     async with db.acquire() as conn, conn.transaction():
         # The audit and history tables refuse TRUNCATE by trigger; the tests' superuser may bypass triggers.
         await conn.execute("SET LOCAL session_replication_role = replica")
@@ -150,7 +151,16 @@ async def clean_db(db: asyncpg.Pool) -> asyncpg.Pool:
             hl_slippage_pct = DEFAULT, max_signal_age_s = DEFAULT, max_price_drift_pct = DEFAULT
         """
     )
-    return db
+    yield db
+    rows = await db.fetch(
+        """
+        SELECT concat_ws(' ', changed_by, note, field, old_value, new_value) FROM execution_config_audit
+        UNION ALL SELECT concat_ws(' ', actor, reason, error_message, db_user) FROM execution_events
+        UNION ALL SELECT concat_ws(' ', requested_by, changed_by, error_message) FROM execution_logs
+        UNION ALL SELECT concat_ws(' ', request_id, reasoning) FROM decision_logs
+        """
+    )
+    scan([row[0] for row in rows], "an audit or history row")
 
 
 @pytest.fixture

@@ -4,7 +4,8 @@ A handler on the root logger keeps every record (DEBUG and up, the service's
 own and the libraries') of the test that is running; the autouse fixture in
 conftest.py fails the test when one holds a registered secret. The service logs
 each error status it answers at DEBUG (api/errors.py), so error texts are
-scanned too, and tests that read a subprocess's output pass it to `scan`.
+scanned too; serve subprocesses' output is scanned (tests/helpers.py), and so are
+the audit and history rows every test using `clean_db` leaves (conftest.py).
 """
 
 from __future__ import annotations
