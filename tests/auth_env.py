@@ -59,6 +59,20 @@ def write_tokens_file(directory: Path, extra: str = "") -> Path:
     return path
 
 
+def tls_settings(
+    files: dict[str, Path], directory: Path, *, mutual: bool, extra_tokens: str = ""
+) -> Settings:
+    """Settings serving TLS with `files` (from Certificates.server_files), requiring client
+    certificates from its CA when `mutual`, with the test tokens file plus `extra_tokens`."""
+    return Settings(
+        reconcile_interval_s=3600,
+        auth_tokens_file=write_tokens_file(directory, extra=extra_tokens),
+        tls_cert=files["tls_cert"],
+        tls_key=files["tls_key"],
+        tls_client_ca=files["ca"] if mutual else None,
+    )
+
+
 def bearer(token: str | None) -> tuple[tuple[str, str], ...]:
     return (("authorization", f"Bearer {token}"),) if token else ()
 

@@ -53,6 +53,7 @@ from tests.auth_env import (
     Served,
     bearer,
     serving,
+    tls_settings,
     tokens_text,
     write_tokens_file,
 )
@@ -570,13 +571,9 @@ async def test_ip_address_certificate_names_match_on_both_ports(
     database_url: str, clean_db: asyncpg.Pool, tmp_path: Path, certificates: Certificates
 ) -> None:
     files = certificates.server_files()
-    settings = Settings(
-        reconcile_interval_s=3600,
-        # Written long-hand in the file; certificates and TLS libraries spell it their own ways.
-        auth_tokens_file=write_tokens_file(tmp_path, extra="v6-box reader cert:2001:DB8:0:0:0:0:0:1\n"),
-        tls_cert=files["tls_cert"],
-        tls_key=files["tls_key"],
-        tls_client_ca=files["ca"],
+    # Written long-hand in the file; certificates and TLS libraries spell it their own ways.
+    settings = tls_settings(
+        files, tmp_path, mutual=True, extra_tokens="v6-box reader cert:2001:DB8:0:0:0:0:0:1\n"
     )
     client = certificates.client("2001:db8::1")
     with_cert = ssl.create_default_context(cafile=str(files["ca"]))
@@ -761,12 +758,7 @@ async def test_tls_serves_grpc_and_the_gateway_and_refuses_plaintext(
     database_url: str, clean_db: asyncpg.Pool, tmp_path: Path, certificates: Certificates
 ) -> None:
     files = certificates.server_files()
-    settings = Settings(
-        reconcile_interval_s=3600,
-        auth_tokens_file=write_tokens_file(tmp_path),
-        tls_cert=files["tls_cert"],
-        tls_key=files["tls_key"],
-    )
+    settings = tls_settings(files, tmp_path, mutual=False)
     verify = ssl.create_default_context(cafile=str(files["ca"]))
     async with serving(
         database_url, settings, channel_credentials=certificates.grpc_credentials(), http_verify=verify
@@ -792,13 +784,7 @@ async def test_mutual_tls_identifies_hl_decide_by_its_certificate_alone(
     database_url: str, clean_db: asyncpg.Pool, tmp_path: Path, certificates: Certificates
 ) -> None:
     files = certificates.server_files()
-    settings = Settings(
-        reconcile_interval_s=3600,
-        auth_tokens_file=write_tokens_file(tmp_path),
-        tls_cert=files["tls_cert"],
-        tls_key=files["tls_key"],
-        tls_client_ca=files["ca"],
-    )
+    settings = tls_settings(files, tmp_path, mutual=True)
     hl_decide = certificates.client(CERT_NAME)
     with_cert = ssl.create_default_context(cafile=str(files["ca"]))
     with_cert.load_cert_chain(*hl_decide)
@@ -899,13 +885,7 @@ async def test_the_python_client_sends_its_token_and_presents_a_certificate(
     from sigma_client.errors import UnauthenticatedError
 
     files = certificates.server_files()
-    settings = Settings(
-        reconcile_interval_s=3600,
-        auth_tokens_file=write_tokens_file(tmp_path),
-        tls_cert=files["tls_cert"],
-        tls_key=files["tls_key"],
-        tls_client_ca=files["ca"],
-    )
+    settings = tls_settings(files, tmp_path, mutual=True)
     client_cert = certificates.client("dashboard-box.sigma.internal")
     credentials = certificates.grpc_credentials(client_cert)
     async with serving(database_url, settings, channel_credentials=credentials) as served:

@@ -20,8 +20,7 @@ import pytest
 
 from sigma_grpc.app import RunningServer
 from sigma_grpc.auth.policy import Role
-from sigma_grpc.config import Settings
-from tests.auth_env import TOKENS, Certificates, serving, write_tokens_file
+from tests.auth_env import TOKENS, Certificates, serving, tls_settings
 
 ROOT = Path(__file__).resolve().parent.parent
 TS_CLIENT = ROOT / "clients" / "typescript"
@@ -78,13 +77,7 @@ async def test_typescript_client_typechecks_and_passes_its_tests_against_the_ser
     # A second server requiring a token over mutual TLS, for the TLS suite.
     files = certificates.server_files()
     client_cert, client_key = certificates.client("hl-stream.sigma.internal")
-    guarded = Settings(
-        reconcile_interval_s=3600,
-        auth_tokens_file=write_tokens_file(tmp_path),
-        tls_cert=files["tls_cert"],
-        tls_key=files["tls_key"],
-        tls_client_ca=files["ca"],
-    )
+    guarded = tls_settings(files, tmp_path, mutual=True)
     async with serving(database_url, guarded) as tls_server:
         output = await _npm_run(
             "test",
