@@ -150,8 +150,9 @@ def status_details(error: grpc.aio.AioRpcError) -> status_pb2.Status:
     raise AssertionError(f"no rich status details in {error!r}")
 
 
-def error_reason(error: grpc.aio.AioRpcError) -> str:
-    for detail in status_details(error).details:
+def status_reason(status: status_pb2.Status) -> str:
+    """The ErrorInfo reason of a google.rpc.Status."""
+    for detail in status.details:
         if detail.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
             info = error_details_pb2.ErrorInfo()
             detail.Unpack(info)
@@ -160,14 +161,23 @@ def error_reason(error: grpc.aio.AioRpcError) -> str:
     raise AssertionError("no ErrorInfo detail")
 
 
-def field_violations(error: grpc.aio.AioRpcError) -> dict[str, str]:
-    """The BadRequest's violations as {field: description}."""
-    for detail in status_details(error).details:
+def status_violations(status: status_pb2.Status) -> dict[str, str]:
+    """The BadRequest's violations of a google.rpc.Status as {field: description}."""
+    for detail in status.details:
         if detail.Is(error_details_pb2.BadRequest.DESCRIPTOR):
             bad = error_details_pb2.BadRequest()
             detail.Unpack(bad)
             return {v.field: v.description for v in bad.field_violations}
     raise AssertionError("no BadRequest detail")
+
+
+def error_reason(error: grpc.aio.AioRpcError) -> str:
+    return status_reason(status_details(error))
+
+
+def field_violations(error: grpc.aio.AioRpcError) -> dict[str, str]:
+    """The BadRequest's violations as {field: description}."""
+    return status_violations(status_details(error))
 
 
 async def expect_error(call: Awaitable[T], code: grpc.StatusCode) -> grpc.aio.AioRpcError:

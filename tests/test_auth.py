@@ -77,6 +77,7 @@ def test_every_method_has_the_role_the_issue_gives_it() -> None:
         "ListExecutions": Role.READER,
         "GetExecutionConfig": Role.READER,
         "LogDecision": Role.WRITER,
+        "LogDecisions": Role.WRITER,
         "RecordOutcome": Role.WRITER,
         "ExecuteSignal": Role.EXECUTOR,
         "UpdateExecutionConfig": Role.ADMIN,
@@ -281,6 +282,12 @@ def _grpc_calls(leverage: int) -> dict[str, tuple[GrpcCall, grpc.StatusCode]]:
     mask = field_mask_pb2.FieldMask(paths=["hl_max_leverage"])
     return {
         "LogDecision": (lambda s, d, m: s.decisions.LogDecision(signal(), metadata=m), ok),
+        "LogDecisions": (
+            lambda s, d, m: s.decisions.LogDecisions(
+                dpb.LogDecisionsRequest(decisions=[signal()]), metadata=m
+            ),
+            ok,
+        ),
         "GetDecision": (
             lambda s, d, m: s.decisions.GetDecision(dpb.GetDecisionRequest(id=d), metadata=m),
             ok,
@@ -411,6 +418,7 @@ def _http_calls(decision_id: str, leverage: int) -> dict[str, tuple[str, str, di
     }
     return {
         "LogDecision": ("POST", "/v1/decisions", body, 200),
+        "LogDecisions": ("POST", "/v1/decisions:batch", {"decisions": [body]}, 200),
         "GetDecision": ("GET", f"/v1/decisions/{decision_id}", None, 200),
         "ListDecisions": ("GET", "/v1/decisions", None, 200),
         "GetStats": ("GET", "/v1/stats", None, 200),

@@ -72,6 +72,7 @@ def test_every_rpc_lists_its_errors_with_codes_that_match() -> None:
     documented = _documented_errors()
     assert set(documented) == {
         "LogDecision",
+        "LogDecisions",
         "GetDecision",
         "ListDecisions",
         "GetStats",

@@ -95,6 +95,7 @@ def test_every_rpc_has_the_route_the_issue_names() -> None:
     }
     assert routes == {
         ("POST", "/v1/decisions", "*"),
+        ("POST", "/v1/decisions:batch", "*"),
         ("GET", "/v1/decisions/{id}", ""),
         ("GET", "/v1/decisions", ""),
         ("GET", "/v1/stats", ""),

@@ -5,7 +5,8 @@ from __future__ import annotations
 import grpc
 
 from sigma_grpc.api import decision_convert as convert
-from sigma_grpc.api.errors import rpc
+from sigma_grpc.api.errors import rpc, status_message
+from sigma_grpc.domain.errors import DomainError
 from sigma_grpc.gen.sigma.v1 import decision_service_pb2 as pb
 from sigma_grpc.gen.sigma.v1 import decision_service_pb2_grpc as pb_grpc
 from sigma_grpc.services.decisions import DecisionLog
@@ -23,6 +24,26 @@ class DecisionServicer(pb_grpc.DecisionServiceServicer):
     ) -> pb.LogDecisionResponse:
         decision, replayed = await self._decisions.log(convert.decision_input(request))
         return pb.LogDecisionResponse(decision=convert.decision_message(decision), replayed=replayed)
+
+    @rpc
+    async def LogDecisions(
+        self,
+        request: pb.LogDecisionsRequest,
+        context: Context[pb.LogDecisionsRequest, pb.LogDecisionsResponse],
+    ) -> pb.LogDecisionsResponse:
+        answers = await self._decisions.log_many([convert.decision_input(d) for d in request.decisions])
+        return pb.LogDecisionsResponse(
+            results=[
+                pb.LogDecisionResult(error=status_message(answer))
+                if isinstance(answer, DomainError)
+                else pb.LogDecisionResult(
+                    logged=pb.LogDecisionResponse(
+                        decision=convert.decision_message(answer[0]), replayed=answer[1]
+                    )
+                )
+                for answer in answers
+            ]
+        )
 
     @rpc
     async def GetDecision(

@@ -102,7 +102,8 @@ def _violations(
     return listed, len(listed)
 
 
-def to_status(error: DomainError) -> grpc.Status:
+def status_message(error: DomainError) -> status_pb2.Status:
+    """The google.rpc.Status for `error`: its code, message and details, bounded as the wire needs."""
     code = REASON_CODES[error.reason]
     info = _pack(error_details_pb2.ErrorInfo(reason=error.reason.value, domain=ERROR_DOMAIN))
     details = [info]
@@ -115,9 +116,11 @@ def to_status(error: DomainError) -> grpc.Status:
                 f"invalid request ({len(error.violations)} violations, the first {count} in the details)"
             )
             message += ": " + "; ".join(f"{v.field}: {v.description}" for v in error.violations)
-    status: grpc.Status = rpc_status.to_status(
-        status_pb2.Status(code=code.value[0], message=_clip(message, MAX_MESSAGE_BYTES), details=details)
-    )
+    return status_pb2.Status(code=code.value[0], message=_clip(message, MAX_MESSAGE_BYTES), details=details)
+
+
+def to_status(error: DomainError) -> grpc.Status:
+    status: grpc.Status = rpc_status.to_status(status_message(error))
     return status
 
 

@@ -9,7 +9,7 @@ class Role(enum.IntEnum):
     """Each role may do everything the roles below it may."""
 
     READER = 1  # Get*, List*, Stats: the dashboard, people reading the log
-    WRITER = 2  # + LogDecision, RecordOutcome
+    WRITER = 2  # + LogDecision(s), RecordOutcome
     EXECUTOR = 3  # + ExecuteSignal: what hl-decide holds
     ADMIN = 4  # + UpdateExecutionConfig: people turn live trading on or raise limits
 
@@ -37,6 +37,7 @@ METHOD_ROLES: dict[str, Role] = {
     _DECISIONS + "ListDecisions": Role.READER,
     _DECISIONS + "GetStats": Role.READER,
     _DECISIONS + "LogDecision": Role.WRITER,
+    _DECISIONS + "LogDecisions": Role.WRITER,
     _DECISIONS + "RecordOutcome": Role.WRITER,
     _EXECUTION + "GetExecution": Role.READER,
     _EXECUTION + "ListExecutions": Role.READER,

@@ -39,6 +39,7 @@ MAX_GATES = 64
 MAX_RISK_CHECKS = 64
 MAX_REQUEST_ID = 128
 MAX_DECISION_IDS = 200
+MAX_BATCH = 1000
 DEFAULT_PAGE_SIZE = 50
 MAX_PAGE_SIZE = 500
 DEFAULT_STATS_DAYS = 7
@@ -265,6 +266,13 @@ def validate_uuid(path: str, text: str) -> uuid.UUID:
     v.raise_if_any()
     assert parsed is not None
     return parsed
+
+
+def validate_batch_size(size: int) -> None:
+    if not 1 <= size <= MAX_BATCH:
+        raise InvalidArgument(
+            [FieldViolation("decisions", f"must hold 1 to {MAX_BATCH} decisions, not {size}")]
+        )
 
 
 def validate_decision(raw: DecisionInput, *, now: datetime) -> NewDecision:

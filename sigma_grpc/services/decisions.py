@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from sigma_grpc.clock import Clock, utc_now
-from sigma_grpc.domain.errors import DomainError, Reason
-from sigma_grpc.domain.models import Decision, PageCursor
+from sigma_grpc.domain.errors import DomainError, InvalidArgument, Reason
+from sigma_grpc.domain.models import Decision, NewDecision, PageCursor
 from sigma_grpc.domain.outcomes import should_write_outcome
 from sigma_grpc.domain.pagination import encode_page_token
 from sigma_grpc.domain.reasoning import reasoning_for
@@ -13,13 +15,34 @@ from sigma_grpc.domain.validation import (
     DecisionInput,
     ListInput,
     OutcomeInput,
+    validate_batch_size,
     validate_decision,
     validate_list,
     validate_outcome,
     validate_stats,
     validate_uuid,
 )
-from sigma_grpc.storage.decisions import DecisionStore
+from sigma_grpc.storage.decisions import DecisionStore, Inserted, ToInsert
+
+Logged = tuple[Decision, bool]
+"""A stored decision, and whether the request replayed an earlier one."""
+
+
+def _entry(new: NewDecision) -> ToInsert:
+    request_hash = new.content_hash() if new.request_id is not None else None
+    return ToInsert(new, reasoning_for(new), request_hash)
+
+
+def _answer(entry: ToInsert, inserted: Inserted) -> Logged:
+    """What the caller is told about a stored entry; a reused request_id is refused."""
+    # Rows stored before hashes were kept (None) are taken as replays, as they were then.
+    if inserted.replayed and inserted.request_hash not in (None, entry.request_hash):
+        raise DomainError(
+            Reason.REQUEST_ID_REUSED,
+            f"request_id {entry.new.request_id!r} was already used for decision {inserted.decision.id} "
+            "with other content: use a new request_id for a new decision",
+        )
+    return inserted.decision, inserted.replayed
 
 
 class DecisionLog:
@@ -27,20 +50,34 @@ class DecisionLog:
         self._store = store
         self._clock = clock
 
-    async def log(self, raw: DecisionInput) -> tuple[Decision, bool]:
+    async def log(self, raw: DecisionInput) -> Logged:
         """Store a decision; returns it and whether the request replayed an earlier one."""
-        new = validate_decision(raw, now=self._clock())
-        reasoning = reasoning_for(new)
-        request_hash = new.content_hash() if new.request_id is not None else None
-        inserted = await self._store.insert(new, reasoning=reasoning, request_hash=request_hash)
-        # Rows stored before hashes were kept (None) are taken as replays, as they were then.
-        if inserted.replayed and inserted.request_hash not in (None, request_hash):
-            raise DomainError(
-                Reason.REQUEST_ID_REUSED,
-                f"request_id {new.request_id!r} was already used for decision {inserted.decision.id} "
-                "with other content: use a new request_id for a new decision",
-            )
-        return inserted.decision, inserted.replayed
+        entry = _entry(validate_decision(raw, now=self._clock()))
+        return _answer(entry, await self._store.insert(entry))
+
+    async def log_many(self, raws: Sequence[DecisionInput]) -> list[Logged | DomainError]:
+        """Store a batch: for each decision, in order, what `log` would have returned or raised.
+
+        Every valid decision is stored in one statement; an invalid one, or one
+        reusing a request_id with other content, is answered with its error and
+        stops nothing else.
+        """
+        validate_batch_size(len(raws))
+        now = self._clock()
+        answers: list[Logged | DomainError | None] = [None] * len(raws)
+        valid: list[tuple[int, ToInsert]] = []
+        for index, raw in enumerate(raws):
+            try:
+                valid.append((index, _entry(validate_decision(raw, now=now))))
+            except InvalidArgument as error:
+                answers[index] = error
+        stored = await self._store.insert_many([entry for _, entry in valid])
+        for (index, entry), inserted in zip(valid, stored, strict=True):
+            try:
+                answers[index] = _answer(entry, inserted)
+            except DomainError as error:
+                answers[index] = error
+        return [answer for answer in answers if answer is not None]
 
     async def has_any(self) -> bool:
         """Whether any decision has been logged."""

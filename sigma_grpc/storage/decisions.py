@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -103,6 +104,15 @@ def _filter_sql(f: DecisionFilter, args: list[Any]) -> list[str]:
 
 
 @dataclass(frozen=True, slots=True)
+class ToInsert:
+    """One entry of a batch: a validated decision, its reasoning, and its request hash (with a request_id)."""
+
+    new: NewDecision
+    reasoning: str
+    request_hash: bytes | None
+
+
+@dataclass(frozen=True, slots=True)
 class Inserted:
     """What an insert did: stored `decision`, or found the row that already had its request_id.
 
@@ -121,8 +131,9 @@ class DecisionStore:
     def __init__(self, db: Database) -> None:
         self._db = db
 
-    async def insert(self, new: NewDecision, *, reasoning: str, request_hash: bytes | None) -> Inserted:
+    async def insert(self, entry: ToInsert) -> Inserted:
         """Store a decision, unless its request_id was used: then report the row that has it."""
+        new, reasoning, request_hash = entry.new, entry.reasoning, entry.request_hash
         async with self._db.connection() as conn:
             row = await conn.fetchrow(
                 f"""
@@ -161,6 +172,106 @@ class DecisionStore:
             )
             assert row is not None
             return Inserted(_decision(row), replayed=True, request_hash=row["request_hash"])
+
+    async def insert_many(self, batch: Sequence[ToInsert]) -> list[Inserted]:
+        """Store a batch in one statement; one Inserted per entry, in order.
+
+        Like `insert` for each entry in turn: an entry whose request_id was used
+        (before, or by an earlier entry of the batch) is answered with the row
+        that has it. Rows get their ids here so the statement's rows can be told
+        apart whatever order RETURNING gives them in.
+        """
+        if not batch:
+            return []
+        ids = [uuid.uuid4() for _ in batch]
+        first_with: dict[str, int] = {}  # request_id -> the first entry carrying it
+        rows: list[int] = []  # the entries offered to the INSERT
+        for index, entry in enumerate(batch):
+            request_id = entry.new.request_id
+            if request_id is None:
+                rows.append(index)
+            elif request_id not in first_with:
+                first_with[request_id] = index
+                rows.append(index)
+        columns: list[list[Any]] = [[] for _ in range(15)]
+        for index in rows:
+            entry, new = batch[index], batch[index].new
+            for column, value in zip(
+                columns,
+                (
+                    ids[index],
+                    new.symbol,
+                    new.direction.value,
+                    new.decision_type.value,
+                    new.trader_count,
+                    new.agreement_pct,
+                    new.effective_k,
+                    new.avg_confidence,
+                    new.ev_estimate,
+                    new.price_at_decision,
+                    json.dumps([_gate_json(g) for g in new.gates]),
+                    json.dumps([_risk_json(c) for c in new.risk_checks]),
+                    entry.reasoning,
+                    new.request_id,
+                    new.decided_at,
+                ),
+                strict=True,
+            ):
+                column.append(value)
+        hashes = [batch[i].request_hash if batch[i].new.request_id is not None else None for i in rows]
+        async with self._db.connection() as conn:
+            stored = await conn.fetch(
+                f"""
+                INSERT INTO decision_logs (
+                    id, symbol, direction, decision_type, trader_count, agreement_pct, effective_k,
+                    avg_confidence, ev_estimate, price_at_decision, gates, risk_checks, reasoning,
+                    request_id, request_hash, decided_at
+                )
+                SELECT id, symbol, direction, decision_type, trader_count, agreement_pct, effective_k,
+                       avg_confidence, ev_estimate, price_at_decision, gates::jsonb, risk_checks::jsonb,
+                       reasoning, request_id, request_hash, COALESCE(decided_at, NOW())
+                FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::int[], $6::numeric[],
+                            $7::numeric[], $8::numeric[], $9::numeric[], $10::numeric[], $11::text[],
+                            $12::text[], $13::text[], $14::text[], $15::bytea[], $16::timestamptz[])
+                    AS r(id, symbol, direction, decision_type, trader_count, agreement_pct, effective_k,
+                         avg_confidence, ev_estimate, price_at_decision, gates, risk_checks, reasoning,
+                         request_id, request_hash, decided_at)
+                ON CONFLICT (request_id) DO NOTHING
+                RETURNING {_COLUMNS}
+                """,
+                *columns[:14],
+                hashes,
+                columns[14],
+            )
+            by_id = {row["id"]: row for row in stored}
+            # Request ids the statement found taken: their rows have committed (ON CONFLICT
+            # waited for them), so this statement's fresh snapshot sees them.
+            taken = [batch[i].new.request_id for i in rows if ids[i] not in by_id]
+            earlier = {
+                row["request_id"]: row
+                for row in (
+                    await conn.fetch(
+                        f"SELECT {_COLUMNS}, request_hash FROM decision_logs WHERE request_id = ANY($1)",
+                        taken,
+                    )
+                    if taken
+                    else []
+                )
+            }
+        answers: list[Inserted] = []
+        for index, entry in enumerate(batch):
+            request_id = entry.new.request_id
+            owner = index if request_id is None else first_with[request_id]
+            if ids[owner] in by_id:
+                decision = _decision(by_id[ids[owner]])
+                if owner == index:
+                    answers.append(Inserted(decision, replayed=False, request_hash=entry.request_hash))
+                else:
+                    answers.append(Inserted(decision, replayed=True, request_hash=batch[owner].request_hash))
+            else:
+                row = earlier[request_id]
+                answers.append(Inserted(_decision(row), replayed=True, request_hash=row["request_hash"]))
+        return answers
 
     async def has_any(self) -> bool:
         found: bool = await self._db.fetchval("SELECT EXISTS (SELECT 1 FROM decision_logs)")

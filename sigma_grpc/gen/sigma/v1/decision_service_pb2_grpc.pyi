@@ -85,6 +85,34 @@ class DecisionServiceStub:
       decision with other content. Nothing is written.
     - UNAVAILABLE (DATABASE_UNAVAILABLE): retry with the same `request_id`.
     """
+    LogDecisions: _grpc.UnaryUnaryMultiCallable[_decision_service_pb2.LogDecisionsRequest, _decision_service_pb2.LogDecisionsResponse]
+    """LogDecisions records up to 1,000 consensus evaluations in one call, for
+    a client that buffers them (the Python client's batcher does). Each
+    decision is validated, stored and answered on its own, exactly as
+    LogDecision would: one refused decision does not stop the others, and
+    `results` says, in the request's order, which were stored, which
+    replayed an earlier request and which were refused and why. The stored
+    ones are written in one statement.
+
+    A `request_id` used twice within one call is handled as two calls in
+    order: the second is a replay when its content is the same and
+    REQUEST_ID_REUSED otherwise.
+
+    Role: `writer` or above.
+
+    Errors: of the whole call, when nothing is written:
+    - UNAUTHENTICATED (NOT_AUTHENTICATED): no accepted credentials.
+    - PERMISSION_DENIED (ROLE_NOT_ALLOWED): the caller's role is below `writer`.
+    - INVALID_ARGUMENT (VALIDATION_FAILED): `decisions` is empty or holds
+      more than 1,000 entries.
+    - UNAVAILABLE (DATABASE_UNAVAILABLE): retry the whole call; request ids
+      make the stored ones replays.
+
+    and of one decision, in its LogDecisionResult:
+    - INVALID_ARGUMENT (VALIDATION_FAILED), with the violations named from
+      the decision itself (`gates[0].name`, not `decisions[3].gates[0].name`).
+    - ALREADY_EXISTS (REQUEST_ID_REUSED).
+    """
     GetDecision: _grpc.UnaryUnaryMultiCallable[_decision_service_pb2.GetDecisionRequest, _decision_service_pb2.GetDecisionResponse]
     """GetDecision returns one decision by id.
 
@@ -173,6 +201,34 @@ class DecisionServiceAsyncStub(DecisionServiceStub):
     - ALREADY_EXISTS (REQUEST_ID_REUSED): `request_id` was already used for a
       decision with other content. Nothing is written.
     - UNAVAILABLE (DATABASE_UNAVAILABLE): retry with the same `request_id`.
+    """
+    LogDecisions: _aio.UnaryUnaryMultiCallable[_decision_service_pb2.LogDecisionsRequest, _decision_service_pb2.LogDecisionsResponse]  # type: ignore[assignment]
+    """LogDecisions records up to 1,000 consensus evaluations in one call, for
+    a client that buffers them (the Python client's batcher does). Each
+    decision is validated, stored and answered on its own, exactly as
+    LogDecision would: one refused decision does not stop the others, and
+    `results` says, in the request's order, which were stored, which
+    replayed an earlier request and which were refused and why. The stored
+    ones are written in one statement.
+
+    A `request_id` used twice within one call is handled as two calls in
+    order: the second is a replay when its content is the same and
+    REQUEST_ID_REUSED otherwise.
+
+    Role: `writer` or above.
+
+    Errors: of the whole call, when nothing is written:
+    - UNAUTHENTICATED (NOT_AUTHENTICATED): no accepted credentials.
+    - PERMISSION_DENIED (ROLE_NOT_ALLOWED): the caller's role is below `writer`.
+    - INVALID_ARGUMENT (VALIDATION_FAILED): `decisions` is empty or holds
+      more than 1,000 entries.
+    - UNAVAILABLE (DATABASE_UNAVAILABLE): retry the whole call; request ids
+      make the stored ones replays.
+
+    and of one decision, in its LogDecisionResult:
+    - INVALID_ARGUMENT (VALIDATION_FAILED), with the violations named from
+      the decision itself (`gates[0].name`, not `decisions[3].gates[0].name`).
+    - ALREADY_EXISTS (REQUEST_ID_REUSED).
     """
     GetDecision: _aio.UnaryUnaryMultiCallable[_decision_service_pb2.GetDecisionRequest, _decision_service_pb2.GetDecisionResponse]  # type: ignore[assignment]
     """GetDecision returns one decision by id.
@@ -265,6 +321,40 @@ class DecisionServiceServicer(metaclass=_abc_1.ABCMeta):
         - ALREADY_EXISTS (REQUEST_ID_REUSED): `request_id` was already used for a
           decision with other content. Nothing is written.
         - UNAVAILABLE (DATABASE_UNAVAILABLE): retry with the same `request_id`.
+        """
+
+    @_abc_1.abstractmethod
+    def LogDecisions(
+        self,
+        request: _decision_service_pb2.LogDecisionsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_decision_service_pb2.LogDecisionsResponse, _abc.Awaitable[_decision_service_pb2.LogDecisionsResponse]]:
+        """LogDecisions records up to 1,000 consensus evaluations in one call, for
+        a client that buffers them (the Python client's batcher does). Each
+        decision is validated, stored and answered on its own, exactly as
+        LogDecision would: one refused decision does not stop the others, and
+        `results` says, in the request's order, which were stored, which
+        replayed an earlier request and which were refused and why. The stored
+        ones are written in one statement.
+
+        A `request_id` used twice within one call is handled as two calls in
+        order: the second is a replay when its content is the same and
+        REQUEST_ID_REUSED otherwise.
+
+        Role: `writer` or above.
+
+        Errors: of the whole call, when nothing is written:
+        - UNAUTHENTICATED (NOT_AUTHENTICATED): no accepted credentials.
+        - PERMISSION_DENIED (ROLE_NOT_ALLOWED): the caller's role is below `writer`.
+        - INVALID_ARGUMENT (VALIDATION_FAILED): `decisions` is empty or holds
+          more than 1,000 entries.
+        - UNAVAILABLE (DATABASE_UNAVAILABLE): retry the whole call; request ids
+          make the stored ones replays.
+
+        and of one decision, in its LogDecisionResult:
+        - INVALID_ARGUMENT (VALIDATION_FAILED), with the violations named from
+          the decision itself (`gates[0].name`, not `decisions[3].gates[0].name`).
+        - ALREADY_EXISTS (REQUEST_ID_REUSED).
         """
 
     @_abc_1.abstractmethod

@@ -38,13 +38,15 @@ import { enumDesc, fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf
 import { file_google_api_annotations } from "../../google/api/annotations_pb.js";
 import type { Timestamp, TimestampJson } from "@bufbuild/protobuf/wkt";
 import { file_google_protobuf_timestamp } from "@bufbuild/protobuf/wkt";
+import type { Status, StatusJson } from "../../google/rpc/status_pb.js";
+import { file_google_rpc_status } from "../../google/rpc/status_pb.js";
 import type { Message } from "@bufbuild/protobuf";
 
 /**
  * Describes the file sigma/v1/decision_service.proto.
  */
 export const file_sigma_v1_decision_service: GenFile = /*@__PURE__*/
-  fileDesc("Ch9zaWdtYS92MS9kZWNpc2lvbl9zZXJ2aWNlLnByb3RvEghzaWdtYS52MSJoCgRHYXRlEgwKBG5hbWUYASABKAkSDgoGcGFzc2VkGAIgASgIEhIKBXZhbHVlGAMgASgBSACIAQESFgoJdGhyZXNob2xkGAQgASgBSAGIAQFCCAoGX3ZhbHVlQgwKCl90aHJlc2hvbGQiZQoJUmlza0NoZWNrEgwKBG5hbWUYASABKAkSDgoGcGFzc2VkGAIgASgIEhIKBXZhbHVlGAMgASgBSACIAQESEgoFbGltaXQYBCABKAFIAYgBAUIICgZfdmFsdWVCCAoGX2xpbWl0IswFCghEZWNpc2lvbhIKCgJpZBgBIAEoCRIuCgpjcmVhdGVkX2F0GAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIuCgpkZWNpZGVkX2F0GAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIOCgZzeW1ib2wYBCABKAkSJgoJZGlyZWN0aW9uGAUgASgOMhMuc2lnbWEudjEuRGlyZWN0aW9uEi0KDWRlY2lzaW9uX3R5cGUYBiABKA4yFi5zaWdtYS52MS5EZWNpc2lvblR5cGUSFAoMdHJhZGVyX2NvdW50GAcgASgFEhUKDWFncmVlbWVudF9wY3QYCCABKAESEwoLZWZmZWN0aXZlX2sYCSABKAESGwoOYXZnX2NvbmZpZGVuY2UYCiABKAFIAIgBARIYCgtldl9lc3RpbWF0ZRgLIAEoAUgBiAEBEh4KEXByaWNlX2F0X2RlY2lzaW9uGAwgASgJSAKIAQESHQoFZ2F0ZXMYDSADKAsyDi5zaWdtYS52MS5HYXRlEigKC3Jpc2tfY2hlY2tzGA4gAygLMhMuc2lnbWEudjEuUmlza0NoZWNrEhEKCXJlYXNvbmluZxgPIAEoCRIYCgtvdXRjb21lX3BubBgQIAEoCUgDiAEBEh8KEm91dGNvbWVfcl9tdWx0aXBsZRgRIAEoAUgEiAEBEjUKEW91dGNvbWVfY2xvc2VkX2F0GBIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIXCgpyZXF1ZXN0X2lkGBMgASgJSAWIAQFCEQoPX2F2Z19jb25maWRlbmNlQg4KDF9ldl9lc3RpbWF0ZUIUChJfcHJpY2VfYXRfZGVjaXNpb25CDgoMX291dGNvbWVfcG5sQhUKE19vdXRjb21lX3JfbXVsdGlwbGVCDQoLX3JlcXVlc3RfaWQi7gMKEkxvZ0RlY2lzaW9uUmVxdWVzdBIOCgZzeW1ib2wYASABKAkSJgoJZGlyZWN0aW9uGAIgASgOMhMuc2lnbWEudjEuRGlyZWN0aW9uEi0KDWRlY2lzaW9uX3R5cGUYAyABKA4yFi5zaWdtYS52MS5EZWNpc2lvblR5cGUSFAoMdHJhZGVyX2NvdW50GAQgASgFEhUKDWFncmVlbWVudF9wY3QYBSABKAESEwoLZWZmZWN0aXZlX2sYBiABKAESGwoOYXZnX2NvbmZpZGVuY2UYByABKAFIAIgBARIYCgtldl9lc3RpbWF0ZRgIIAEoAUgBiAEBEh4KEXByaWNlX2F0X2RlY2lzaW9uGAkgASgJSAKIAQESHQoFZ2F0ZXMYCiADKAsyDi5zaWdtYS52MS5HYXRlEigKC3Jpc2tfY2hlY2tzGAsgAygLMhMuc2lnbWEudjEuUmlza0NoZWNrEhcKCnJlcXVlc3RfaWQYDCABKAlIA4gBARIuCgpkZWNpZGVkX2F0GA0gASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcEIRCg9fYXZnX2NvbmZpZGVuY2VCDgoMX2V2X2VzdGltYXRlQhQKEl9wcmljZV9hdF9kZWNpc2lvbkINCgtfcmVxdWVzdF9pZCJNChNMb2dEZWNpc2lvblJlc3BvbnNlEiQKCGRlY2lzaW9uGAEgASgLMhIuc2lnbWEudjEuRGVjaXNpb24SEAoIcmVwbGF5ZWQYAiABKAgiIAoSR2V0RGVjaXNpb25SZXF1ZXN0EgoKAmlkGAEgASgJIjsKE0dldERlY2lzaW9uUmVzcG9uc2USJAoIZGVjaXNpb24YASABKAsyEi5zaWdtYS52MS5EZWNpc2lvbiKmAgoUTGlzdERlY2lzaW9uc1JlcXVlc3QSDgoGc3ltYm9sGAEgASgJEi0KDWRlY2lzaW9uX3R5cGUYAiABKA4yFi5zaWdtYS52MS5EZWNpc2lvblR5cGUSJgoJZGlyZWN0aW9uGAMgASgOMhMuc2lnbWEudjEuRGlyZWN0aW9uEiIKB291dGNvbWUYBCABKA4yES5zaWdtYS52MS5PdXRjb21lEi4KCnN0YXJ0X3RpbWUYBSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEiwKCGVuZF90aW1lGAYgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIRCglwYWdlX3NpemUYByABKAUSEgoKcGFnZV90b2tlbhgIIAEoCSJXChVMaXN0RGVjaXNpb25zUmVzcG9uc2USJQoJZGVjaXNpb25zGAEgAygLMhIuc2lnbWEudjEuRGVjaXNpb24SFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIk0KD0dldFN0YXRzUmVxdWVzdBIRCgRkYXlzGAEgASgFSACIAQESEwoGc3ltYm9sGAIgASgJSAGIAQFCBwoFX2RheXNCCQoHX3N5bWJvbCKRAgoNRGVjaXNpb25TdGF0cxIXCg90b3RhbF9kZWNpc2lvbnMYASABKAMSFAoMc2lnbmFsX2NvdW50GAIgASgDEhIKCnNraXBfY291bnQYAyABKAMSGQoRcmlza19yZWplY3RfY291bnQYBCABKAMSEQoJc2tpcF9yYXRlGAUgASgBEhQKDGNsb3NlZF9jb3VudBgGIAEoAxIRCgl3aW5fY291bnQYByABKAMSEgoKbG9zc19jb3VudBgIIAEoAxIVCg1wZW5kaW5nX2NvdW50GAkgASgDEhAKCHdpbl9yYXRlGAogASgBEhYKDmF2Z19yX211bHRpcGxlGAsgASgBEhEKCXRvdGFsX3BubBgMIAEoCSJFCgtTeW1ib2xTdGF0cxIOCgZzeW1ib2wYASABKAkSJgoFc3RhdHMYAiABKAsyFy5zaWdtYS52MS5EZWNpc2lvblN0YXRzIioKC0dhdGVGYWlsdXJlEgwKBG5hbWUYASABKAkSDQoFY291bnQYAiABKAMi0wEKEEdldFN0YXRzUmVzcG9uc2USJwoGdG90YWxzGAEgASgLMhcuc2lnbWEudjEuRGVjaXNpb25TdGF0cxIoCglieV9zeW1ib2wYAiADKAsyFS5zaWdtYS52MS5TeW1ib2xTdGF0cxIsCg1nYXRlX2ZhaWx1cmVzGAMgAygLMhUuc2lnbWEudjEuR2F0ZUZhaWx1cmUSDAoEZGF5cxgEIAEoBRIwCgx3aW5kb3dfc3RhcnQYBSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIq8BChRSZWNvcmRPdXRjb21lUmVxdWVzdBITCgtkZWNpc2lvbl9pZBgBIAEoCRITCgtvdXRjb21lX3BubBgCIAEoCRIfChJvdXRjb21lX3JfbXVsdGlwbGUYAyABKAFIAIgBARI1ChFvdXRjb21lX2Nsb3NlZF9hdBgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXBCFQoTX291dGNvbWVfcl9tdWx0aXBsZSI9ChVSZWNvcmRPdXRjb21lUmVzcG9uc2USJAoIZGVjaXNpb24YASABKAsyEi5zaWdtYS52MS5EZWNpc2lvbipjCglEaXJlY3Rpb24SGQoVRElSRUNUSU9OX1VOU1BFQ0lGSUVEEAASEgoORElSRUNUSU9OX0xPTkcQARITCg9ESVJFQ1RJT05fU0hPUlQQAhISCg5ESVJFQ1RJT05fTk9ORRADKn4KDERlY2lzaW9uVHlwZRIdChlERUNJU0lPTl9UWVBFX1VOU1BFQ0lGSUVEEAASGAoUREVDSVNJT05fVFlQRV9TSUdOQUwQARIWChJERUNJU0lPTl9UWVBFX1NLSVAQAhIdChlERUNJU0lPTl9UWVBFX1JJU0tfUkVKRUNUEAMqbgoHT3V0Y29tZRIXChNPVVRDT01FX1VOU1BFQ0lGSUVEEAASEwoPT1VUQ09NRV9QRU5ESU5HEAESEgoOT1VUQ09NRV9DTE9TRUQQAhIPCgtPVVRDT01FX1dJThADEhAKDE9VVENPTUVfTE9TUxAEMqEECg9EZWNpc2lvblNlcnZpY2USZAoLTG9nRGVjaXNpb24SHC5zaWdtYS52MS5Mb2dEZWNpc2lvblJlcXVlc3QaHS5zaWdtYS52MS5Mb2dEZWNpc2lvblJlc3BvbnNlIhiC0+STAhI6ASoiDS92MS9kZWNpc2lvbnMSZgoLR2V0RGVjaXNpb24SHC5zaWdtYS52MS5HZXREZWNpc2lvblJlcXVlc3QaHS5zaWdtYS52MS5HZXREZWNpc2lvblJlc3BvbnNlIhqC0+STAhQSEi92MS9kZWNpc2lvbnMve2lkfRJnCg1MaXN0RGVjaXNpb25zEh4uc2lnbWEudjEuTGlzdERlY2lzaW9uc1JlcXVlc3QaHy5zaWdtYS52MS5MaXN0RGVjaXNpb25zUmVzcG9uc2UiFYLT5JMCDxINL3YxL2RlY2lzaW9ucxJUCghHZXRTdGF0cxIZLnNpZ21hLnYxLkdldFN0YXRzUmVxdWVzdBoaLnNpZ21hLnYxLkdldFN0YXRzUmVzcG9uc2UiEYLT5JMCCxIJL3YxL3N0YXRzEoABCg1SZWNvcmRPdXRjb21lEh4uc2lnbWEudjEuUmVjb3JkT3V0Y29tZVJlcXVlc3QaHy5zaWdtYS52MS5SZWNvcmRPdXRjb21lUmVzcG9uc2UiLoLT5JMCKDoBKiIjL3YxL2RlY2lzaW9ucy97ZGVjaXNpb25faWR9L291dGNvbWViBnByb3RvMw", [file_google_api_annotations, file_google_protobuf_timestamp]);
+  fileDesc("Ch9zaWdtYS92MS9kZWNpc2lvbl9zZXJ2aWNlLnByb3RvEghzaWdtYS52MSJoCgRHYXRlEgwKBG5hbWUYASABKAkSDgoGcGFzc2VkGAIgASgIEhIKBXZhbHVlGAMgASgBSACIAQESFgoJdGhyZXNob2xkGAQgASgBSAGIAQFCCAoGX3ZhbHVlQgwKCl90aHJlc2hvbGQiZQoJUmlza0NoZWNrEgwKBG5hbWUYASABKAkSDgoGcGFzc2VkGAIgASgIEhIKBXZhbHVlGAMgASgBSACIAQESEgoFbGltaXQYBCABKAFIAYgBAUIICgZfdmFsdWVCCAoGX2xpbWl0IswFCghEZWNpc2lvbhIKCgJpZBgBIAEoCRIuCgpjcmVhdGVkX2F0GAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIuCgpkZWNpZGVkX2F0GAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIOCgZzeW1ib2wYBCABKAkSJgoJZGlyZWN0aW9uGAUgASgOMhMuc2lnbWEudjEuRGlyZWN0aW9uEi0KDWRlY2lzaW9uX3R5cGUYBiABKA4yFi5zaWdtYS52MS5EZWNpc2lvblR5cGUSFAoMdHJhZGVyX2NvdW50GAcgASgFEhUKDWFncmVlbWVudF9wY3QYCCABKAESEwoLZWZmZWN0aXZlX2sYCSABKAESGwoOYXZnX2NvbmZpZGVuY2UYCiABKAFIAIgBARIYCgtldl9lc3RpbWF0ZRgLIAEoAUgBiAEBEh4KEXByaWNlX2F0X2RlY2lzaW9uGAwgASgJSAKIAQESHQoFZ2F0ZXMYDSADKAsyDi5zaWdtYS52MS5HYXRlEigKC3Jpc2tfY2hlY2tzGA4gAygLMhMuc2lnbWEudjEuUmlza0NoZWNrEhEKCXJlYXNvbmluZxgPIAEoCRIYCgtvdXRjb21lX3BubBgQIAEoCUgDiAEBEh8KEm91dGNvbWVfcl9tdWx0aXBsZRgRIAEoAUgEiAEBEjUKEW91dGNvbWVfY2xvc2VkX2F0GBIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIXCgpyZXF1ZXN0X2lkGBMgASgJSAWIAQFCEQoPX2F2Z19jb25maWRlbmNlQg4KDF9ldl9lc3RpbWF0ZUIUChJfcHJpY2VfYXRfZGVjaXNpb25CDgoMX291dGNvbWVfcG5sQhUKE19vdXRjb21lX3JfbXVsdGlwbGVCDQoLX3JlcXVlc3RfaWQi7gMKEkxvZ0RlY2lzaW9uUmVxdWVzdBIOCgZzeW1ib2wYASABKAkSJgoJZGlyZWN0aW9uGAIgASgOMhMuc2lnbWEudjEuRGlyZWN0aW9uEi0KDWRlY2lzaW9uX3R5cGUYAyABKA4yFi5zaWdtYS52MS5EZWNpc2lvblR5cGUSFAoMdHJhZGVyX2NvdW50GAQgASgFEhUKDWFncmVlbWVudF9wY3QYBSABKAESEwoLZWZmZWN0aXZlX2sYBiABKAESGwoOYXZnX2NvbmZpZGVuY2UYByABKAFIAIgBARIYCgtldl9lc3RpbWF0ZRgIIAEoAUgBiAEBEh4KEXByaWNlX2F0X2RlY2lzaW9uGAkgASgJSAKIAQESHQoFZ2F0ZXMYCiADKAsyDi5zaWdtYS52MS5HYXRlEigKC3Jpc2tfY2hlY2tzGAsgAygLMhMuc2lnbWEudjEuUmlza0NoZWNrEhcKCnJlcXVlc3RfaWQYDCABKAlIA4gBARIuCgpkZWNpZGVkX2F0GA0gASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcEIRCg9fYXZnX2NvbmZpZGVuY2VCDgoMX2V2X2VzdGltYXRlQhQKEl9wcmljZV9hdF9kZWNpc2lvbkINCgtfcmVxdWVzdF9pZCJNChNMb2dEZWNpc2lvblJlc3BvbnNlEiQKCGRlY2lzaW9uGAEgASgLMhIuc2lnbWEudjEuRGVjaXNpb24SEAoIcmVwbGF5ZWQYAiABKAgiRgoTTG9nRGVjaXNpb25zUmVxdWVzdBIvCglkZWNpc2lvbnMYASADKAsyHC5zaWdtYS52MS5Mb2dEZWNpc2lvblJlcXVlc3QiRAoUTG9nRGVjaXNpb25zUmVzcG9uc2USLAoHcmVzdWx0cxgBIAMoCzIbLnNpZ21hLnYxLkxvZ0RlY2lzaW9uUmVzdWx0InMKEUxvZ0RlY2lzaW9uUmVzdWx0Ei8KBmxvZ2dlZBgBIAEoCzIdLnNpZ21hLnYxLkxvZ0RlY2lzaW9uUmVzcG9uc2VIABIjCgVlcnJvchgCIAEoCzISLmdvb2dsZS5ycGMuU3RhdHVzSABCCAoGcmVzdWx0IiAKEkdldERlY2lzaW9uUmVxdWVzdBIKCgJpZBgBIAEoCSI7ChNHZXREZWNpc2lvblJlc3BvbnNlEiQKCGRlY2lzaW9uGAEgASgLMhIuc2lnbWEudjEuRGVjaXNpb24ipgIKFExpc3REZWNpc2lvbnNSZXF1ZXN0Eg4KBnN5bWJvbBgBIAEoCRItCg1kZWNpc2lvbl90eXBlGAIgASgOMhYuc2lnbWEudjEuRGVjaXNpb25UeXBlEiYKCWRpcmVjdGlvbhgDIAEoDjITLnNpZ21hLnYxLkRpcmVjdGlvbhIiCgdvdXRjb21lGAQgASgOMhEuc2lnbWEudjEuT3V0Y29tZRIuCgpzdGFydF90aW1lGAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIsCghlbmRfdGltZRgGIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASEQoJcGFnZV9zaXplGAcgASgFEhIKCnBhZ2VfdG9rZW4YCCABKAkiVwoVTGlzdERlY2lzaW9uc1Jlc3BvbnNlEiUKCWRlY2lzaW9ucxgBIAMoCzISLnNpZ21hLnYxLkRlY2lzaW9uEhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSJNCg9HZXRTdGF0c1JlcXVlc3QSEQoEZGF5cxgBIAEoBUgAiAEBEhMKBnN5bWJvbBgCIAEoCUgBiAEBQgcKBV9kYXlzQgkKB19zeW1ib2wikQIKDURlY2lzaW9uU3RhdHMSFwoPdG90YWxfZGVjaXNpb25zGAEgASgDEhQKDHNpZ25hbF9jb3VudBgCIAEoAxISCgpza2lwX2NvdW50GAMgASgDEhkKEXJpc2tfcmVqZWN0X2NvdW50GAQgASgDEhEKCXNraXBfcmF0ZRgFIAEoARIUCgxjbG9zZWRfY291bnQYBiABKAMSEQoJd2luX2NvdW50GAcgASgDEhIKCmxvc3NfY291bnQYCCABKAMSFQoNcGVuZGluZ19jb3VudBgJIAEoAxIQCgh3aW5fcmF0ZRgKIAEoARIWCg5hdmdfcl9tdWx0aXBsZRgLIAEoARIRCgl0b3RhbF9wbmwYDCABKAkiRQoLU3ltYm9sU3RhdHMSDgoGc3ltYm9sGAEgASgJEiYKBXN0YXRzGAIgASgLMhcuc2lnbWEudjEuRGVjaXNpb25TdGF0cyIqCgtHYXRlRmFpbHVyZRIMCgRuYW1lGAEgASgJEg0KBWNvdW50GAIgASgDItMBChBHZXRTdGF0c1Jlc3BvbnNlEicKBnRvdGFscxgBIAEoCzIXLnNpZ21hLnYxLkRlY2lzaW9uU3RhdHMSKAoJYnlfc3ltYm9sGAIgAygLMhUuc2lnbWEudjEuU3ltYm9sU3RhdHMSLAoNZ2F0ZV9mYWlsdXJlcxgDIAMoCzIVLnNpZ21hLnYxLkdhdGVGYWlsdXJlEgwKBGRheXMYBCABKAUSMAoMd2luZG93X3N0YXJ0GAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCKvAQoUUmVjb3JkT3V0Y29tZVJlcXVlc3QSEwoLZGVjaXNpb25faWQYASABKAkSEwoLb3V0Y29tZV9wbmwYAiABKAkSHwoSb3V0Y29tZV9yX211bHRpcGxlGAMgASgBSACIAQESNQoRb3V0Y29tZV9jbG9zZWRfYXQYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wQhUKE19vdXRjb21lX3JfbXVsdGlwbGUiPQoVUmVjb3JkT3V0Y29tZVJlc3BvbnNlEiQKCGRlY2lzaW9uGAEgASgLMhIuc2lnbWEudjEuRGVjaXNpb24qYwoJRGlyZWN0aW9uEhkKFURJUkVDVElPTl9VTlNQRUNJRklFRBAAEhIKDkRJUkVDVElPTl9MT05HEAESEwoPRElSRUNUSU9OX1NIT1JUEAISEgoORElSRUNUSU9OX05PTkUQAyp+CgxEZWNpc2lvblR5cGUSHQoZREVDSVNJT05fVFlQRV9VTlNQRUNJRklFRBAAEhgKFERFQ0lTSU9OX1RZUEVfU0lHTkFMEAESFgoSREVDSVNJT05fVFlQRV9TS0lQEAISHQoZREVDSVNJT05fVFlQRV9SSVNLX1JFSkVDVBADKm4KB091dGNvbWUSFwoTT1VUQ09NRV9VTlNQRUNJRklFRBAAEhMKD09VVENPTUVfUEVORElORxABEhIKDk9VVENPTUVfQ0xPU0VEEAISDwoLT1VUQ09NRV9XSU4QAxIQCgxPVVRDT01FX0xPU1MQBDKQBQoPRGVjaXNpb25TZXJ2aWNlEmQKC0xvZ0RlY2lzaW9uEhwuc2lnbWEudjEuTG9nRGVjaXNpb25SZXF1ZXN0Gh0uc2lnbWEudjEuTG9nRGVjaXNpb25SZXNwb25zZSIYgtPkkwISOgEqIg0vdjEvZGVjaXNpb25zEm0KDExvZ0RlY2lzaW9ucxIdLnNpZ21hLnYxLkxvZ0RlY2lzaW9uc1JlcXVlc3QaHi5zaWdtYS52MS5Mb2dEZWNpc2lvbnNSZXNwb25zZSIegtPkkwIYOgEqIhMvdjEvZGVjaXNpb25zOmJhdGNoEmYKC0dldERlY2lzaW9uEhwuc2lnbWEudjEuR2V0RGVjaXNpb25SZXF1ZXN0Gh0uc2lnbWEudjEuR2V0RGVjaXNpb25SZXNwb25zZSIagtPkkwIUEhIvdjEvZGVjaXNpb25zL3tpZH0SZwoNTGlzdERlY2lzaW9ucxIeLnNpZ21hLnYxLkxpc3REZWNpc2lvbnNSZXF1ZXN0Gh8uc2lnbWEudjEuTGlzdERlY2lzaW9uc1Jlc3BvbnNlIhWC0+STAg8SDS92MS9kZWNpc2lvbnMSVAoIR2V0U3RhdHMSGS5zaWdtYS52MS5HZXRTdGF0c1JlcXVlc3QaGi5zaWdtYS52MS5HZXRTdGF0c1Jlc3BvbnNlIhGC0+STAgsSCS92MS9zdGF0cxKAAQoNUmVjb3JkT3V0Y29tZRIeLnNpZ21hLnYxLlJlY29yZE91dGNvbWVSZXF1ZXN0Gh8uc2lnbWEudjEuUmVjb3JkT3V0Y29tZVJlc3BvbnNlIi6C0+STAig6ASoiIy92MS9kZWNpc2lvbnMve2RlY2lzaW9uX2lkfS9vdXRjb21lYgZwcm90bzM", [file_google_api_annotations, file_google_protobuf_timestamp, file_google_rpc_status]);
 
 /**
  * Gate is the result of one consensus gate (supermajority, effective_k,
@@ -824,6 +826,144 @@ export const LogDecisionResponseSchema: GenMessage<LogDecisionResponse, {jsonTyp
   messageDesc(file_sigma_v1_decision_service, 4);
 
 /**
+ * LogDecisionsRequest carries a batch of consensus evaluations.
+ *
+ * @generated from message sigma.v1.LogDecisionsRequest
+ */
+export type LogDecisionsRequest = Message<"sigma.v1.LogDecisionsRequest"> & {
+  /**
+   * The decisions, 1 to 1,000, each under LogDecisionRequest's rules. Give
+   * each a `request_id` so that retrying the call is safe.
+   *
+   * @generated from field: repeated sigma.v1.LogDecisionRequest decisions = 1;
+   */
+  decisions: LogDecisionRequest[];
+};
+
+/**
+ * LogDecisionsRequest carries a batch of consensus evaluations.
+ *
+ * @generated from message sigma.v1.LogDecisionsRequest
+ */
+export type LogDecisionsRequestJson = {
+  /**
+   * The decisions, 1 to 1,000, each under LogDecisionRequest's rules. Give
+   * each a `request_id` so that retrying the call is safe.
+   *
+   * @generated from field: repeated sigma.v1.LogDecisionRequest decisions = 1;
+   */
+  decisions?: LogDecisionRequestJson[];
+};
+
+/**
+ * Describes the message sigma.v1.LogDecisionsRequest.
+ * Use `create(LogDecisionsRequestSchema)` to create a new message.
+ */
+export const LogDecisionsRequestSchema: GenMessage<LogDecisionsRequest, {jsonType: LogDecisionsRequestJson}> = /*@__PURE__*/
+  messageDesc(file_sigma_v1_decision_service, 5);
+
+/**
+ * LogDecisionsResponse answers each decision of the batch.
+ *
+ * @generated from message sigma.v1.LogDecisionsResponse
+ */
+export type LogDecisionsResponse = Message<"sigma.v1.LogDecisionsResponse"> & {
+  /**
+   * One result per decision of the request, in the same order.
+   *
+   * @generated from field: repeated sigma.v1.LogDecisionResult results = 1;
+   */
+  results: LogDecisionResult[];
+};
+
+/**
+ * LogDecisionsResponse answers each decision of the batch.
+ *
+ * @generated from message sigma.v1.LogDecisionsResponse
+ */
+export type LogDecisionsResponseJson = {
+  /**
+   * One result per decision of the request, in the same order.
+   *
+   * @generated from field: repeated sigma.v1.LogDecisionResult results = 1;
+   */
+  results?: LogDecisionResultJson[];
+};
+
+/**
+ * Describes the message sigma.v1.LogDecisionsResponse.
+ * Use `create(LogDecisionsResponseSchema)` to create a new message.
+ */
+export const LogDecisionsResponseSchema: GenMessage<LogDecisionsResponse, {jsonType: LogDecisionsResponseJson}> = /*@__PURE__*/
+  messageDesc(file_sigma_v1_decision_service, 6);
+
+/**
+ * LogDecisionResult is what LogDecision would have answered for one decision
+ * of a batch.
+ *
+ * @generated from message sigma.v1.LogDecisionResult
+ */
+export type LogDecisionResult = Message<"sigma.v1.LogDecisionResult"> & {
+  /**
+   * Exactly one is set.
+   *
+   * @generated from oneof sigma.v1.LogDecisionResult.result
+   */
+  result: {
+    /**
+     * Stored, or a replay of an earlier request (`replayed`).
+     *
+     * @generated from field: sigma.v1.LogDecisionResponse logged = 1;
+     */
+    value: LogDecisionResponse;
+    case: "logged";
+  } | {
+    /**
+     * Refused, as LogDecision would refuse it: the gRPC code, a message and
+     * the same details (a google.rpc.ErrorInfo with the ErrorReason, and for
+     * INVALID_ARGUMENT a google.rpc.BadRequest listing every violation).
+     * Nothing was written for this decision.
+     *
+     * @generated from field: google.rpc.Status error = 2;
+     */
+    value: Status;
+    case: "error";
+  } | { case: undefined; value?: undefined };
+};
+
+/**
+ * LogDecisionResult is what LogDecision would have answered for one decision
+ * of a batch.
+ *
+ * @generated from message sigma.v1.LogDecisionResult
+ */
+export type LogDecisionResultJson = {
+  /**
+   * Stored, or a replay of an earlier request (`replayed`).
+   *
+   * @generated from field: sigma.v1.LogDecisionResponse logged = 1;
+   */
+  logged?: LogDecisionResponseJson;
+
+  /**
+   * Refused, as LogDecision would refuse it: the gRPC code, a message and
+   * the same details (a google.rpc.ErrorInfo with the ErrorReason, and for
+   * INVALID_ARGUMENT a google.rpc.BadRequest listing every violation).
+   * Nothing was written for this decision.
+   *
+   * @generated from field: google.rpc.Status error = 2;
+   */
+  error?: StatusJson;
+};
+
+/**
+ * Describes the message sigma.v1.LogDecisionResult.
+ * Use `create(LogDecisionResultSchema)` to create a new message.
+ */
+export const LogDecisionResultSchema: GenMessage<LogDecisionResult, {jsonType: LogDecisionResultJson}> = /*@__PURE__*/
+  messageDesc(file_sigma_v1_decision_service, 7);
+
+/**
  * GetDecisionRequest names one decision.
  *
  * @generated from message sigma.v1.GetDecisionRequest
@@ -856,7 +996,7 @@ export type GetDecisionRequestJson = {
  * Use `create(GetDecisionRequestSchema)` to create a new message.
  */
 export const GetDecisionRequestSchema: GenMessage<GetDecisionRequest, {jsonType: GetDecisionRequestJson}> = /*@__PURE__*/
-  messageDesc(file_sigma_v1_decision_service, 5);
+  messageDesc(file_sigma_v1_decision_service, 8);
 
 /**
  * GetDecisionResponse returns one decision.
@@ -891,7 +1031,7 @@ export type GetDecisionResponseJson = {
  * Use `create(GetDecisionResponseSchema)` to create a new message.
  */
 export const GetDecisionResponseSchema: GenMessage<GetDecisionResponse, {jsonType: GetDecisionResponseJson}> = /*@__PURE__*/
-  messageDesc(file_sigma_v1_decision_service, 6);
+  messageDesc(file_sigma_v1_decision_service, 9);
 
 /**
  * ListDecisionsRequest filters and pages the decision log. Unset filters
@@ -1032,7 +1172,7 @@ export type ListDecisionsRequestJson = {
  * Use `create(ListDecisionsRequestSchema)` to create a new message.
  */
 export const ListDecisionsRequestSchema: GenMessage<ListDecisionsRequest, {jsonType: ListDecisionsRequestJson}> = /*@__PURE__*/
-  messageDesc(file_sigma_v1_decision_service, 7);
+  messageDesc(file_sigma_v1_decision_service, 10);
 
 /**
  * ListDecisionsResponse is one page of decisions.
@@ -1081,7 +1221,7 @@ export type ListDecisionsResponseJson = {
  * Use `create(ListDecisionsResponseSchema)` to create a new message.
  */
 export const ListDecisionsResponseSchema: GenMessage<ListDecisionsResponse, {jsonType: ListDecisionsResponseJson}> = /*@__PURE__*/
-  messageDesc(file_sigma_v1_decision_service, 8);
+  messageDesc(file_sigma_v1_decision_service, 11);
 
 /**
  * GetStatsRequest selects the window of decisions to aggregate.
@@ -1130,7 +1270,7 @@ export type GetStatsRequestJson = {
  * Use `create(GetStatsRequestSchema)` to create a new message.
  */
 export const GetStatsRequestSchema: GenMessage<GetStatsRequest, {jsonType: GetStatsRequestJson}> = /*@__PURE__*/
-  messageDesc(file_sigma_v1_decision_service, 9);
+  messageDesc(file_sigma_v1_decision_service, 12);
 
 /**
  * DecisionStats are the statistics of a set of decisions: all decisions of
@@ -1331,7 +1471,7 @@ export type DecisionStatsJson = {
  * Use `create(DecisionStatsSchema)` to create a new message.
  */
 export const DecisionStatsSchema: GenMessage<DecisionStats, {jsonType: DecisionStatsJson}> = /*@__PURE__*/
-  messageDesc(file_sigma_v1_decision_service, 10);
+  messageDesc(file_sigma_v1_decision_service, 13);
 
 /**
  * SymbolStats are the statistics of one coin's decisions in the window.
@@ -1380,7 +1520,7 @@ export type SymbolStatsJson = {
  * Use `create(SymbolStatsSchema)` to create a new message.
  */
 export const SymbolStatsSchema: GenMessage<SymbolStats, {jsonType: SymbolStatsJson}> = /*@__PURE__*/
-  messageDesc(file_sigma_v1_decision_service, 11);
+  messageDesc(file_sigma_v1_decision_service, 14);
 
 /**
  * GateFailure says how often one gate failed.
@@ -1429,7 +1569,7 @@ export type GateFailureJson = {
  * Use `create(GateFailureSchema)` to create a new message.
  */
 export const GateFailureSchema: GenMessage<GateFailure, {jsonType: GateFailureJson}> = /*@__PURE__*/
-  messageDesc(file_sigma_v1_decision_service, 12);
+  messageDesc(file_sigma_v1_decision_service, 15);
 
 /**
  * GetStatsResponse aggregates the decisions of the window.
@@ -1526,7 +1666,7 @@ export type GetStatsResponseJson = {
  * Use `create(GetStatsResponseSchema)` to create a new message.
  */
 export const GetStatsResponseSchema: GenMessage<GetStatsResponse, {jsonType: GetStatsResponseJson}> = /*@__PURE__*/
-  messageDesc(file_sigma_v1_decision_service, 13);
+  messageDesc(file_sigma_v1_decision_service, 16);
 
 /**
  * RecordOutcomeRequest attaches a closed position's result to a signal.
@@ -1609,7 +1749,7 @@ export type RecordOutcomeRequestJson = {
  * Use `create(RecordOutcomeRequestSchema)` to create a new message.
  */
 export const RecordOutcomeRequestSchema: GenMessage<RecordOutcomeRequest, {jsonType: RecordOutcomeRequestJson}> = /*@__PURE__*/
-  messageDesc(file_sigma_v1_decision_service, 14);
+  messageDesc(file_sigma_v1_decision_service, 17);
 
 /**
  * RecordOutcomeResponse returns the decision with its outcome.
@@ -1644,7 +1784,7 @@ export type RecordOutcomeResponseJson = {
  * Use `create(RecordOutcomeResponseSchema)` to create a new message.
  */
 export const RecordOutcomeResponseSchema: GenMessage<RecordOutcomeResponse, {jsonType: RecordOutcomeResponseJson}> = /*@__PURE__*/
-  messageDesc(file_sigma_v1_decision_service, 15);
+  messageDesc(file_sigma_v1_decision_service, 18);
 
 /**
  * Direction is the side the consensus of traders took.
@@ -1833,6 +1973,41 @@ export const DecisionService: GenService<{
     methodKind: "unary";
     input: typeof LogDecisionRequestSchema;
     output: typeof LogDecisionResponseSchema;
+  },
+  /**
+   * LogDecisions records up to 1,000 consensus evaluations in one call, for
+   * a client that buffers them (the Python client's batcher does). Each
+   * decision is validated, stored and answered on its own, exactly as
+   * LogDecision would: one refused decision does not stop the others, and
+   * `results` says, in the request's order, which were stored, which
+   * replayed an earlier request and which were refused and why. The stored
+   * ones are written in one statement.
+   *
+   * A `request_id` used twice within one call is handled as two calls in
+   * order: the second is a replay when its content is the same and
+   * REQUEST_ID_REUSED otherwise.
+   *
+   * Role: `writer` or above.
+   *
+   * Errors: of the whole call, when nothing is written:
+   * - UNAUTHENTICATED (NOT_AUTHENTICATED): no accepted credentials.
+   * - PERMISSION_DENIED (ROLE_NOT_ALLOWED): the caller's role is below `writer`.
+   * - INVALID_ARGUMENT (VALIDATION_FAILED): `decisions` is empty or holds
+   *   more than 1,000 entries.
+   * - UNAVAILABLE (DATABASE_UNAVAILABLE): retry the whole call; request ids
+   *   make the stored ones replays.
+   *
+   * and of one decision, in its LogDecisionResult:
+   * - INVALID_ARGUMENT (VALIDATION_FAILED), with the violations named from
+   *   the decision itself (`gates[0].name`, not `decisions[3].gates[0].name`).
+   * - ALREADY_EXISTS (REQUEST_ID_REUSED).
+   *
+   * @generated from rpc sigma.v1.DecisionService.LogDecisions
+   */
+  logDecisions: {
+    methodKind: "unary";
+    input: typeof LogDecisionsRequestSchema;
+    output: typeof LogDecisionsResponseSchema;
   },
   /**
    * GetDecision returns one decision by id.

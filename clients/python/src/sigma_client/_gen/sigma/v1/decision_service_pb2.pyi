@@ -39,6 +39,7 @@ from google.protobuf import message as _message
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
+from google.rpc import status_pb2 as _status_pb2
 import builtins as _builtins
 import sys
 import typing as _typing
@@ -537,6 +538,94 @@ class LogDecisionResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___LogDecisionResponse: _TypeAlias = LogDecisionResponse  # noqa: Y015
+
+@_typing.final
+class LogDecisionsRequest(_message.Message):
+    """LogDecisionsRequest carries a batch of consensus evaluations."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DECISIONS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def decisions(self) -> _containers.RepeatedCompositeFieldContainer[Global___LogDecisionRequest]:
+        """The decisions, 1 to 1,000, each under LogDecisionRequest's rules. Give
+        each a `request_id` so that retrying the call is safe.
+        """
+
+    def __init__(
+        self,
+        *,
+        decisions: _abc.Iterable[Global___LogDecisionRequest] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["decisions", b"decisions"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___LogDecisionsRequest: _TypeAlias = LogDecisionsRequest  # noqa: Y015
+
+@_typing.final
+class LogDecisionsResponse(_message.Message):
+    """LogDecisionsResponse answers each decision of the batch."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RESULTS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def results(self) -> _containers.RepeatedCompositeFieldContainer[Global___LogDecisionResult]:
+        """One result per decision of the request, in the same order."""
+
+    def __init__(
+        self,
+        *,
+        results: _abc.Iterable[Global___LogDecisionResult] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["results", b"results"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___LogDecisionsResponse: _TypeAlias = LogDecisionsResponse  # noqa: Y015
+
+@_typing.final
+class LogDecisionResult(_message.Message):
+    """LogDecisionResult is what LogDecision would have answered for one decision
+    of a batch.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    LOGGED_FIELD_NUMBER: _builtins.int
+    ERROR_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def logged(self) -> Global___LogDecisionResponse:
+        """Stored, or a replay of an earlier request (`replayed`)."""
+
+    @_builtins.property
+    def error(self) -> _status_pb2.Status:
+        """Refused, as LogDecision would refuse it: the gRPC code, a message and
+        the same details (a google.rpc.ErrorInfo with the ErrorReason, and for
+        INVALID_ARGUMENT a google.rpc.BadRequest listing every violation).
+        Nothing was written for this decision.
+        """
+
+    def __init__(
+        self,
+        *,
+        logged: Global___LogDecisionResponse | None = ...,
+        error: _status_pb2.Status | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["error", b"error", "logged", b"logged", "result", b"result"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["error", b"error", "logged", b"logged", "result", b"result"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType_result: _TypeAlias = _typing.Literal["logged", "error"]  # noqa: Y015
+    _WhichOneofArgType_result: _TypeAlias = _typing.Literal["result", b"result"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_result) -> _WhichOneofReturnType_result | None: ...
+
+Global___LogDecisionResult: _TypeAlias = LogDecisionResult  # noqa: Y015
 
 @_typing.final
 class GetDecisionRequest(_message.Message):

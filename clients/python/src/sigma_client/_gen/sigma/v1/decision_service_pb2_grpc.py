@@ -41,6 +41,11 @@ class DecisionServiceStub:
                 request_serializer=sigma_dot_v1_dot_decision__service__pb2.LogDecisionRequest.SerializeToString,
                 response_deserializer=sigma_dot_v1_dot_decision__service__pb2.LogDecisionResponse.FromString,
                 _registered_method=True)
+        self.LogDecisions = channel.unary_unary(
+                '/sigma.v1.DecisionService/LogDecisions',
+                request_serializer=sigma_dot_v1_dot_decision__service__pb2.LogDecisionsRequest.SerializeToString,
+                response_deserializer=sigma_dot_v1_dot_decision__service__pb2.LogDecisionsResponse.FromString,
+                _registered_method=True)
         self.GetDecision = channel.unary_unary(
                 '/sigma.v1.DecisionService/GetDecision',
                 request_serializer=sigma_dot_v1_dot_decision__service__pb2.GetDecisionRequest.SerializeToString,
@@ -88,6 +93,38 @@ class DecisionServiceServicer:
         - ALREADY_EXISTS (REQUEST_ID_REUSED): `request_id` was already used for a
         decision with other content. Nothing is written.
         - UNAVAILABLE (DATABASE_UNAVAILABLE): retry with the same `request_id`.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def LogDecisions(self, request, context):
+        """LogDecisions records up to 1,000 consensus evaluations in one call, for
+        a client that buffers them (the Python client's batcher does). Each
+        decision is validated, stored and answered on its own, exactly as
+        LogDecision would: one refused decision does not stop the others, and
+        `results` says, in the request's order, which were stored, which
+        replayed an earlier request and which were refused and why. The stored
+        ones are written in one statement.
+
+        A `request_id` used twice within one call is handled as two calls in
+        order: the second is a replay when its content is the same and
+        REQUEST_ID_REUSED otherwise.
+
+        Role: `writer` or above.
+
+        Errors: of the whole call, when nothing is written:
+        - UNAUTHENTICATED (NOT_AUTHENTICATED): no accepted credentials.
+        - PERMISSION_DENIED (ROLE_NOT_ALLOWED): the caller's role is below `writer`.
+        - INVALID_ARGUMENT (VALIDATION_FAILED): `decisions` is empty or holds
+        more than 1,000 entries.
+        - UNAVAILABLE (DATABASE_UNAVAILABLE): retry the whole call; request ids
+        make the stored ones replays.
+
+        and of one decision, in its LogDecisionResult:
+        - INVALID_ARGUMENT (VALIDATION_FAILED), with the violations named from
+        the decision itself (`gates[0].name`, not `decisions[3].gates[0].name`).
+        - ALREADY_EXISTS (REQUEST_ID_REUSED).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -178,6 +215,11 @@ def add_DecisionServiceServicer_to_server(servicer, server):
                     request_deserializer=sigma_dot_v1_dot_decision__service__pb2.LogDecisionRequest.FromString,
                     response_serializer=sigma_dot_v1_dot_decision__service__pb2.LogDecisionResponse.SerializeToString,
             ),
+            'LogDecisions': grpc.unary_unary_rpc_method_handler(
+                    servicer.LogDecisions,
+                    request_deserializer=sigma_dot_v1_dot_decision__service__pb2.LogDecisionsRequest.FromString,
+                    response_serializer=sigma_dot_v1_dot_decision__service__pb2.LogDecisionsResponse.SerializeToString,
+            ),
             'GetDecision': grpc.unary_unary_rpc_method_handler(
                     servicer.GetDecision,
                     request_deserializer=sigma_dot_v1_dot_decision__service__pb2.GetDecisionRequest.FromString,
@@ -227,6 +269,33 @@ class DecisionService:
             '/sigma.v1.DecisionService/LogDecision',
             sigma_dot_v1_dot_decision__service__pb2.LogDecisionRequest.SerializeToString,
             sigma_dot_v1_dot_decision__service__pb2.LogDecisionResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def LogDecisions(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/sigma.v1.DecisionService/LogDecisions',
+            sigma_dot_v1_dot_decision__service__pb2.LogDecisionsRequest.SerializeToString,
+            sigma_dot_v1_dot_decision__service__pb2.LogDecisionsResponse.FromString,
             options,
             channel_credentials,
             insecure,
