@@ -41,6 +41,7 @@ from sigma_grpc.storage.embedded import EmbeddedDatabaseError, EmbeddedPostgres,
 from sigma_grpc.storage.executions import ExecutionStore
 from sigma_grpc.storage.migrate import apply_migrations
 from sigma_grpc.storage.pool import Database
+from sigma_grpc.storage.replica import POLL_INTERVAL_S, ReplicaMonitor, ReplicaReads
 from sigma_grpc.tls import TlsFiles
 
 log = logging.getLogger(__name__)
@@ -71,6 +72,8 @@ class RunningServer:
     credentials_watch: asyncio.Task[None] | None = None
     # The private directory of the socket the built-in gateway reaches the server through.
     private_dir: Path | None = None
+    # With a read replica: whether reads go to it, and its lag (for metrics).
+    replica: ReplicaMonitor | None = None
 
     def reload_credentials(self) -> None:
         """Re-read the tokens file now (SIGHUP); a file that does not parse leaves the current ones."""
@@ -81,6 +84,9 @@ class RunningServer:
         """Refuse new calls, let in-flight ones (and execution attempts) finish within `grace` seconds."""
         await self.health.enter_graceful_shutdown()
         self.reconciler.cancel()
+        if self.replica is not None:
+            # Calls still running keep the replica's last known state, and fail over on their own.
+            await self.replica.stop()
         if self.credentials_watch is not None:
             self.credentials_watch.cancel()
         if self.gateway is not None:
@@ -111,8 +117,13 @@ async def start_server(
     *,
     interceptors: Sequence[grpc.aio.ServerInterceptor] = (),
     http_addr: str | None = None,
+    read_pool: asyncpg.Pool | None = None,
+    replica_poll_s: float = POLL_INTERVAL_S,
 ) -> RunningServer:
     """Serve sigma.v1, health and reflection on `addr` (port 0 picks a free port).
+
+    With `read_pool` (a streaming replica's), DecisionService's reads go to the
+    replica while it is usable (sampled every `replica_poll_s`); nothing else does.
 
     With `http_addr`, the HTTP/JSON gateway and the dashboard are served there too,
     in this event loop, forwarding to the gRPC server over a private unix socket.
@@ -144,8 +155,12 @@ async def start_server(
         ],
         options=[("grpc.max_receive_message_length", MAX_REQUEST_BYTES)],
     )
+    replica, reads = None, None
+    if read_pool is not None:
+        replica = ReplicaMonitor(db, Database(read_pool), interval_s=replica_poll_s)
+        reads = ReplicaReads(DecisionStore(Database(read_pool)), decisions, replica)
     decision_service_pb2_grpc.add_DecisionServiceServicer_to_server(
-        DecisionServicer(DecisionLog(decisions)), server
+        DecisionServicer(DecisionLog(decisions, reads=reads)), server
     )
     execution_service_pb2_grpc.add_ExecutionServiceServicer_to_server(ExecutionServicer(executor), server)
     health_servicer = health.aio.HealthServicer()
@@ -178,7 +193,10 @@ async def start_server(
             await server.stop(None)
             shutil.rmtree(private_dir, ignore_errors=True)
             raise
+    if replica is not None:
+        replica.start()
     return RunningServer(
+        replica=replica,
         credentials=credentials,
         credentials_watch=asyncio.create_task(credentials.watch()) if credentials else None,
         private_dir=private_dir,

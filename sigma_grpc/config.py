@@ -121,6 +121,14 @@ def is_loopback(host: str) -> bool:
         return False
 
 
+def _database_url(env: Mapping[str, str], name: str) -> str | None:
+    url = env.get(name, "").strip() or None
+    if url is not None and urlsplit(url).scheme not in ("postgres", "postgresql"):
+        # Never echo the value: it may hold a password.
+        raise ConfigError(f"{name} must be a postgresql:// URL")
+    return url
+
+
 def _file(env: Mapping[str, str], name: str) -> Path | None:
     raw = env.get(name, "").strip()
     if not raw:
@@ -150,6 +158,8 @@ class Settings:
 
     # A PostgreSQL URL; None starts the embedded PostgreSQL under data_dir.
     database_url: str | None = field(default=None, repr=False)
+    # A streaming replica of it for DecisionService's reads (see the README); None: all on the primary.
+    database_read_url: str | None = field(default=None, repr=False)
     grpc_addr: str = DEFAULT_GRPC_ADDR
     # The HTTP/JSON gateway and the dashboard; None: not served.
     http_addr: str | None = DEFAULT_HTTP_ADDR
@@ -187,6 +197,7 @@ class Settings:
         # Derived from the fields, so a new setting shows up; secrets are redacted.
         shown = {f.name: getattr(self, f.name) for f in fields(self)}
         shown["database_url"] = redact_url(self.database_url) if self.database_url else None
+        shown["database_read_url"] = redact_url(self.database_read_url) if self.database_read_url else None
         shown["hl_private_key"] = "set" if self.hl_private_key else None
         shown["auth_tokens"] = "set" if self.auth_tokens else None
         return "Settings(" + ", ".join(f"{name}={value!r}" for name, value in shown.items()) + ")"
@@ -224,9 +235,8 @@ class Settings:
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
         env = os.environ if env is None else env
-        url = env.get("SIGMA_DATABASE_URL", "").strip() or None
-        if url is not None and urlsplit(url).scheme not in ("postgres", "postgresql"):
-            raise ConfigError("SIGMA_DATABASE_URL must be a postgresql:// URL")
+        url = _database_url(env, "SIGMA_DATABASE_URL")
+        read_url = _database_url(env, "SIGMA_DATABASE_READ_URL")
         addr = _host_port(env, "SIGMA_GRPC_ADDR", DEFAULT_GRPC_ADDR)
         http_addr: str | None = _host_port(env, "SIGMA_HTTP_ADDR", DEFAULT_HTTP_ADDR)
         if http_addr == "off":
@@ -243,6 +253,7 @@ class Settings:
             raise ConfigError(f"SIGMA_HL_NETWORK must be mainnet or testnet, got {network!r}")
         return cls(
             database_url=url,
+            database_read_url=read_url,
             grpc_addr=addr,
             http_addr=http_addr,
             data_dir=Path(env.get("SIGMA_DATA_DIR", "").strip() or DEFAULT_DATA_DIR),

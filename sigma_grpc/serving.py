@@ -194,9 +194,21 @@ async def _serve_on(url: str, settings: Settings, signals: _StopSignals, *, demo
     """Serve on the database at `url` until a signal; whether the stop had to be forced."""
     # No connection at creation (min_size 0): the database may not be reachable yet.
     pool = await create_pool(url, min_size=0, max_size=settings.db_pool_size)
+    read_pool: asyncpg.Pool | None = None
     monitor: DatabaseMonitor | None = None
     forced = True  # until the graceful stop has run: after an error, nothing is waited for
     try:
+        if settings.database_read_url:
+            # No migrations there: a standby replays the primary's. Lazy like the primary's pool,
+            # so a replica that is down at start only sends reads to the primary.
+            read_pool = await create_pool(
+                settings.database_read_url, min_size=0, max_size=settings.db_pool_size
+            )
+            log.info(
+                "DecisionService reads (ListDecisions, GetDecision, GetStats) go to the read replica at %s "
+                "while it answers; writes and ExecutionService stay on the primary",
+                redact_url(settings.database_read_url),
+            )
         gate = StartupGate(SERVICE_NAMES)
         # The usual case: the database is there, and the server starts ready (SERVING).
         ready = await _try_prepare(
@@ -208,7 +220,12 @@ async def _serve_on(url: str, settings: Settings, signals: _StopSignals, *, demo
         if ready:
             gate.open()
         running = await start_server(
-            pool, settings.grpc_addr, settings, interceptors=[gate], http_addr=settings.http_addr
+            pool,
+            settings.grpc_addr,
+            settings,
+            interceptors=[gate],
+            http_addr=settings.http_addr,
+            read_pool=read_pool,
         )
         if not gate.is_open:
             await set_health(running.health, SERVICE_NAMES, NOT_SERVING)
@@ -231,6 +248,8 @@ async def _serve_on(url: str, settings: Settings, signals: _StopSignals, *, demo
         if monitor is not None:
             await monitor.stop()
         await _close_pool(pool, at_once=forced)
+        if read_pool is not None:
+            await _close_pool(read_pool, at_once=forced)
 
 
 def _announce(running: RunningServer, settings: Settings) -> None:

@@ -23,6 +23,7 @@ from sigma_grpc.domain.validation import (
     validate_uuid,
 )
 from sigma_grpc.storage.decisions import DecisionStore, Inserted, ToInsert
+from sigma_grpc.storage.replica import DecisionReads
 
 Logged = tuple[Decision, bool]
 """A stored decision, and whether the request replayed an earlier one."""
@@ -46,8 +47,12 @@ def _answer(entry: ToInsert, inserted: Inserted) -> Logged:
 
 
 class DecisionLog:
-    def __init__(self, store: DecisionStore, clock: Clock = utc_now) -> None:
+    def __init__(
+        self, store: DecisionStore, clock: Clock = utc_now, *, reads: DecisionReads | None = None
+    ) -> None:
+        """`reads`: where ListDecisions, GetDecision and GetStats read (a replica); default `store`."""
         self._store = store
+        self._reads: DecisionReads = reads or store
         self._clock = clock
 
     async def log(self, raw: DecisionInput) -> Logged:
@@ -85,7 +90,10 @@ class DecisionLog:
 
     async def get(self, decision_id: str) -> Decision:
         parsed = validate_uuid("id", decision_id)
-        decision = await self._store.get(parsed)
+        decision = await self._reads.get(parsed)
+        if decision is None and self._reads is not self._store:
+            # Read-your-writes: a replica may not have replayed an id the primary just stored.
+            decision = await self._store.get(parsed)
         if decision is None:
             raise DomainError(Reason.DECISION_NOT_FOUND, f"decision {parsed} not found")
         return decision
@@ -93,7 +101,7 @@ class DecisionLog:
     async def list(self, raw: ListInput) -> tuple[list[Decision], str]:
         """One page and the token of the next one ("" on the last page)."""
         query = validate_list(raw)
-        decisions, more = await self._store.list(query)
+        decisions, more = await self._reads.list(query)
         if not more:
             return decisions, ""
         last = decisions[-1]
@@ -101,7 +109,7 @@ class DecisionLog:
 
     async def stats(self, days: int | None, symbol: str | None) -> Stats:
         query = validate_stats(days, symbol)
-        return build_stats(query.days, await self._store.stats_rows(query))
+        return build_stats(query.days, await self._reads.stats_rows(query))
 
     async def record_outcome(self, raw: OutcomeInput) -> Decision:
         outcome = validate_outcome(raw, now=self._clock())
