@@ -34,7 +34,11 @@ from sigma_grpc.gen.sigma.v1 import (
     execution_service_pb2,
     execution_service_pb2_grpc,
 )
-from sigma_grpc.services.decisions import DecisionLog
+from sigma_grpc.services.decisions import (
+    STATS_COMPACTION_INTERVAL_S,
+    DecisionLog,
+    compact_stats_periodically,
+)
 from sigma_grpc.services.execution import Executor
 from sigma_grpc.storage.decisions import DecisionStore
 from sigma_grpc.storage.embedded import EmbeddedDatabaseError, EmbeddedPostgres, start_embedded
@@ -66,6 +70,7 @@ class RunningServer:
     executor: Executor
     reconciler: asyncio.Task[None]
     in_flight: InFlightCalls
+    stats_compaction: asyncio.Task[None] | None = None
     gateway: GatewayServer | None = None
     http_port: int | None = None
     credentials: CredentialStore | None = None
@@ -84,6 +89,8 @@ class RunningServer:
         """Refuse new calls, let in-flight ones (and execution attempts) finish within `grace` seconds."""
         await self.health.enter_graceful_shutdown()
         self.reconciler.cancel()
+        if self.stats_compaction is not None:
+            self.stats_compaction.cancel()
         if self.replica is not None:
             # Calls still running keep the replica's last known state, and fail over on their own.
             await self.replica.stop()
@@ -183,6 +190,7 @@ async def start_server(
     for name in ("", *SERVICE_NAMES):
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
     reconciler = asyncio.create_task(executor.run_reconciler(settings.reconcile_interval_s))
+    stats_compaction = asyncio.create_task(compact_stats_periodically(decisions, STATS_COMPACTION_INTERVAL_S))
     gateway, http_port = None, None
     if private_dir is not None and http_addr is not None:
         gateway = GatewayServer(f"unix:{private_dir / 'grpc.sock'}", relay_key=gateway_key, tls=tls)
@@ -190,12 +198,14 @@ async def start_server(
             http_port = await gateway.start(*split_host_port(http_addr))
         except OSError:
             reconciler.cancel()
+            stats_compaction.cancel()
             await server.stop(None)
             shutil.rmtree(private_dir, ignore_errors=True)
             raise
     if replica is not None:
         replica.start()
     return RunningServer(
+        stats_compaction=stats_compaction,
         replica=replica,
         credentials=credentials,
         credentials_watch=asyncio.create_task(credentials.watch()) if credentials else None,

@@ -92,8 +92,8 @@ async def test_a_batch_stores_what_log_decision_would_in_one_statement(
     batched = pb.Decision()
     batched.CopyFrom(answers[0].decision)
     for field in ("id", "request_id", "created_at"):
-        single.ClearField(field)  # type: ignore[arg-type]
-        batched.ClearField(field)  # type: ignore[arg-type]
+        single.ClearField(field)
+        batched.ClearField(field)
     assert batched == single
     assert [a.decision.symbol for a in answers] == ["kPEPE", "ETH", "SOL", "BTC", "kPEPE"]
     assert answers[1].decision.reasoning.startswith("Skipped")

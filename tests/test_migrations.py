@@ -30,6 +30,7 @@ ALL = [
     "062_decision_contract_v1",
     "063_execution_history",
     "064_authenticated_audit",
+    "065_stats_rollups",
 ]
 
 

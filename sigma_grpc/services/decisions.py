@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from collections.abc import Sequence
 
 from sigma_grpc.clock import Clock, utc_now
@@ -24,6 +26,8 @@ from sigma_grpc.domain.validation import (
 )
 from sigma_grpc.storage.decisions import DecisionStore, Inserted, ToInsert
 from sigma_grpc.storage.replica import DecisionReads
+
+log = logging.getLogger(__name__)
 
 Logged = tuple[Decision, bool]
 """A stored decision, and whether the request replayed an earlier one."""
@@ -119,3 +123,20 @@ class DecisionLog:
         if decision is None:
             raise DomainError(Reason.DECISION_NOT_FOUND, f"decision {outcome.decision_id} not found")
         return decision
+
+
+# How often the stats rollups' stripes of past hours are folded together: a window
+# then reads about one rollup row per hour and symbol, plus the current hour's stripes.
+STATS_COMPACTION_INTERVAL_S = 600.0
+
+
+async def compact_stats_periodically(store: DecisionStore, interval_s: float) -> None:
+    """Compact the stats rollups now and every `interval_s` seconds, until cancelled."""
+    while True:
+        try:
+            await store.compact_stats()
+        except DomainError as error:  # the database is away: the next round catches up
+            log.warning("stats compaction skipped: %s", error.message)
+        except Exception:
+            log.exception("stats compaction failed")
+        await asyncio.sleep(interval_s)

@@ -50,6 +50,11 @@ def _risk_json(check: RiskCheck) -> dict[str, Any]:
     return {"name": check.name, "passed": check.passed, "value": check.value, "limit": check.limit}
 
 
+# Enum lookups by value through a dict: calling the enum class costs more, once per row.
+_DIRECTIONS = {d.value: d for d in Direction}
+_DECISION_TYPES = {t.value: t for t in DecisionType}
+
+
 def _decision(row: asyncpg.Record) -> Decision:
     return Decision(
         id=row["id"],
@@ -57,8 +62,8 @@ def _decision(row: asyncpg.Record) -> Decision:
         decided_at=row["decided_at"],
         request_id=row["request_id"],
         symbol=row["symbol"],
-        direction=Direction(row["direction"]),
-        decision_type=DecisionType(row["decision_type"]),
+        direction=_DIRECTIONS[row["direction"]],
+        decision_type=_DECISION_TYPES[row["decision_type"]],
         trader_count=row["trader_count"],
         agreement_pct=row["agreement_pct"],
         effective_k=row["effective_k"],
@@ -77,6 +82,33 @@ def _decision(row: asyncpg.Record) -> Decision:
         outcome_pnl=row["outcome_pnl"],
         outcome_r_multiple=row["outcome_r_multiple"],
         outcome_closed_at=row["outcome_closed_at"],
+    )
+
+
+# What the database adds to an inserted decision; the rest is what was inserted.
+_ADDED = "id, created_at, decided_at"
+
+
+def _stored(entry: ToInsert, added: asyncpg.Record) -> Decision:
+    """The decision `entry` became, without reading back what was just written."""
+    new = entry.new
+    return Decision(
+        id=added["id"],
+        created_at=added["created_at"],
+        decided_at=added["decided_at"],
+        request_id=new.request_id,
+        symbol=new.symbol,
+        direction=new.direction,
+        decision_type=new.decision_type,
+        trader_count=new.trader_count,
+        agreement_pct=new.agreement_pct,
+        effective_k=new.effective_k,
+        avg_confidence=new.avg_confidence,
+        ev_estimate=new.ev_estimate,
+        price_at_decision=new.price_at_decision,
+        gates=new.gates,
+        risk_checks=new.risk_checks,
+        reasoning=entry.reasoning,
     )
 
 
@@ -145,7 +177,7 @@ class DecisionStore:
                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14,
                         COALESCE($15::timestamptz, NOW()))
                 ON CONFLICT (request_id) DO NOTHING
-                RETURNING {_COLUMNS}
+                RETURNING {_ADDED}
                 """,
                 new.symbol,
                 new.direction.value,
@@ -164,7 +196,7 @@ class DecisionStore:
                 new.decided_at,
             )
             if row is not None:
-                return Inserted(_decision(row), replayed=False, request_hash=request_hash)
+                return Inserted(_stored(entry, row), replayed=False, request_hash=request_hash)
             # The conflicting insert has committed (ON CONFLICT waited for it),
             # so this statement's fresh snapshot sees it.
             row = await conn.fetchrow(
@@ -237,7 +269,7 @@ class DecisionStore:
                          avg_confidence, ev_estimate, price_at_decision, gates, risk_checks, reasoning,
                          request_id, request_hash, decided_at)
                 ON CONFLICT (request_id) DO NOTHING
-                RETURNING {_COLUMNS}
+                RETURNING {_ADDED}
                 """,
                 *columns[:14],
                 hashes,
@@ -263,7 +295,7 @@ class DecisionStore:
             request_id = entry.new.request_id
             owner = index if request_id is None else first_with[request_id]
             if ids[owner] in by_id:
-                decision = _decision(by_id[ids[owner]])
+                decision = _stored(batch[owner], by_id[ids[owner]])
                 if owner == index:
                     answers.append(Inserted(decision, replayed=False, request_hash=entry.request_hash))
                 else:
@@ -303,38 +335,65 @@ class DecisionStore:
             self._db.connection() as conn,
             conn.transaction(isolation="repeatable_read", readonly=True),
         ):
-            window_start: datetime = await conn.fetchval(
-                "SELECT NOW() - make_interval(days => $1::int)", query.days
+            # The window's whole hours come from the rollups (migration 065), the
+            # partial hour at its start from the rows themselves.
+            window = await conn.fetchrow(
+                """
+                SELECT start, CASE WHEN date_trunc('hour', start, 'UTC') = start THEN start
+                                   ELSE date_trunc('hour', start, 'UTC') + INTERVAL '1 hour' END AS whole
+                FROM (SELECT NOW() - make_interval(days => $1::int) AS start) AS w
+                """,
+                query.days,
             )
-            args: list[Any] = [window_start]
-            where = "decided_at >= $1"
+            assert window is not None
+            window_start: datetime = window["start"]
+            args: list[Any] = [window_start, window["whole"]]
+            symbol = ""
             if query.symbol is not None:
                 args.append(query.symbol)
-                where += " AND symbol = $2"
+                symbol = "AND symbol = $3"
             count_rows = await conn.fetch(
                 f"""
-                SELECT symbol,
-                       count(*) AS total,
-                       count(*) FILTER (WHERE decision_type = 'signal') AS signals,
-                       count(*) FILTER (WHERE decision_type = 'skip') AS skips,
-                       count(*) FILTER (WHERE decision_type = 'risk_reject') AS risk_rejects,
-                       count(*) FILTER (WHERE outcome_pnl IS NOT NULL) AS closed,
-                       count(*) FILTER (WHERE outcome_pnl > 0) AS wins,
-                       count(*) FILTER (WHERE outcome_pnl < 0) AS losses,
-                       COALESCE(sum(outcome_r_multiple), 0) AS r_multiple_sum,
-                       COALESCE(sum(outcome_pnl), 0) AS pnl_sum
-                FROM decision_logs
-                WHERE {where}
+                SELECT symbol, sum(total)::bigint AS total, sum(signals)::bigint AS signals,
+                       sum(skips)::bigint AS skips, sum(risk_rejects)::bigint AS risk_rejects,
+                       sum(closed)::bigint AS closed, sum(wins)::bigint AS wins,
+                       sum(losses)::bigint AS losses, sum(r_multiple_sum) AS r_multiple_sum,
+                       sum(pnl_sum) AS pnl_sum
+                FROM (
+                    SELECT symbol, total, signals, skips, risk_rejects, closed, wins, losses,
+                           r_multiple_sum, pnl_sum
+                    FROM decision_stats_hourly
+                    WHERE hour >= $2 {symbol}
+                    UNION ALL
+                    SELECT symbol, 1, (decision_type = 'signal')::int, (decision_type = 'skip')::int,
+                           (decision_type = 'risk_reject')::int, (outcome_pnl IS NOT NULL)::int,
+                           (outcome_pnl > 0)::int, (outcome_pnl < 0)::int,
+                           COALESCE(outcome_r_multiple, 0), COALESCE(outcome_pnl, 0)
+                    FROM decision_logs
+                    WHERE decided_at >= $1 AND decided_at < $2 {symbol}
+                ) AS parts
                 GROUP BY symbol
+                HAVING sum(total) > 0
                 """,
                 *args,
             )
             gate_rows = await conn.fetch(
                 f"""
-                SELECT gate->>'name' AS name, count(DISTINCT id) AS failures
-                FROM decision_logs, jsonb_array_elements(gates) AS gate
-                WHERE {where} AND (gate->>'passed')::boolean IS FALSE
-                GROUP BY gate->>'name'
+                SELECT gate AS name, sum(failures)::bigint AS failures
+                FROM (
+                    SELECT gate, failures FROM decision_gate_failures_hourly WHERE hour >= $2 {symbol}
+                    UNION ALL
+                    SELECT failed.name, 1
+                    FROM decision_logs,
+                         LATERAL (
+                             SELECT DISTINCT g->>'name' AS name
+                             FROM jsonb_array_elements(gates) AS g
+                             WHERE (g->>'passed')::boolean IS FALSE
+                         ) AS failed
+                    WHERE decided_at >= $1 AND decided_at < $2 {symbol}
+                ) AS parts
+                GROUP BY gate
+                HAVING sum(failures) > 0
                 """,
                 *args,
             )
@@ -356,6 +415,10 @@ class DecisionStore:
             },
             gate_failures={r["name"]: r["failures"] for r in gate_rows},
         )
+
+    async def compact_stats(self) -> None:
+        """Fold the stats rollups' stripes of past hours into one row per hour and symbol."""
+        await self._db.execute("SELECT decision_stats_compact(date_trunc('hour', NOW(), 'UTC'))")
 
     async def record_outcome(
         self, outcome: Outcome, check: Callable[[Decision, datetime], bool]

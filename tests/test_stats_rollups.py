@@ -1,0 +1,229 @@
+"""GetStats from the rollups (migration 065) against a from-scratch computation over the raw rows.
+
+Random histories are written the ways the service writes them (LogDecision and
+LogDecisions from several connections at once, so the rollups' stripes differ;
+outcomes recorded afterwards; rows deleted) and clustered around the windows'
+starts, so the partial hour each window begins in holds rows on both sides.
+Every window is then answered twice and compared exactly: by GetStats and by
+the one-query aggregate over decision_logs that the rollups replace.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import uuid
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import asyncpg
+import pytest
+
+from sigma_grpc.api.decision_convert import stats_message
+from sigma_grpc.domain.models import Counts, StatsRows
+from sigma_grpc.domain.stats import build_stats
+from sigma_grpc.gen.sigma.v1 import decision_service_pb2 as pb
+from tests.helpers import Stub, gate, risk, ts
+
+SYMBOLS = ("BTC", "ETH", "SOL", "kPEPE")
+GATES = ("supermajority", "effective_k", "freshness", "ev_gate")
+WINDOWS = (1, 2, 7, 10)
+
+
+async def from_scratch(pool: asyncpg.Pool, window_start: datetime, symbol: str | None) -> StatsRows:
+    """The window's counts and gate failures straight from decision_logs, in one query each."""
+    where = "decided_at >= $1"
+    args: list[Any] = [window_start]
+    if symbol is not None:
+        where += " AND symbol = $2"
+        args.append(symbol)
+    counts = await pool.fetch(
+        f"""
+        SELECT symbol, count(*) AS total,
+               count(*) FILTER (WHERE decision_type = 'signal') AS signals,
+               count(*) FILTER (WHERE decision_type = 'skip') AS skips,
+               count(*) FILTER (WHERE decision_type = 'risk_reject') AS risk_rejects,
+               count(outcome_pnl) AS closed,
+               count(*) FILTER (WHERE outcome_pnl > 0) AS wins,
+               count(*) FILTER (WHERE outcome_pnl < 0) AS losses,
+               COALESCE(sum(outcome_r_multiple), 0) AS r_multiple_sum,
+               COALESCE(sum(outcome_pnl), 0) AS pnl_sum
+        FROM decision_logs WHERE {where} GROUP BY symbol
+        """,
+        *args,
+    )
+    gates = await pool.fetch(
+        f"""
+        SELECT g->>'name' AS name, count(DISTINCT id) AS failures
+        FROM decision_logs, jsonb_array_elements(gates) AS g
+        WHERE {where} AND (g->>'passed')::boolean IS FALSE
+        GROUP BY 1
+        """,
+        *args,
+    )
+    return StatsRows(
+        window_start=window_start,
+        by_symbol={r["symbol"]: Counts(**{k: v for k, v in r.items() if k != "symbol"}) for r in counts},
+        gate_failures={r["name"]: r["failures"] for r in gates},
+    )
+
+
+def random_decision(rng: random.Random, decided_at: datetime) -> pb.LogDecisionRequest:
+    kind = rng.choices(("skip", "signal", "risk_reject"), weights=(6, 3, 1))[0]
+    names = rng.sample(GATES, rng.randint(1, len(GATES)))
+    fields: dict[str, Any] = {
+        "symbol": rng.choice(SYMBOLS),
+        "trader_count": rng.randint(1, 12),
+        "agreement_pct": round(rng.random(), 4),
+        "effective_k": round(rng.uniform(0, 9), 3),
+        "decided_at": ts(decided_at),
+        "request_id": f"r-{uuid.UUID(int=rng.getrandbits(128))}",
+    }
+    if kind == "skip":
+        failed = set(rng.sample(names, rng.randint(1, len(names))))
+        fields |= {
+            "decision_type": pb.DECISION_TYPE_SKIP,
+            "direction": rng.choice((pb.DIRECTION_LONG, pb.DIRECTION_NONE)),
+            "gates": [gate(n, n not in failed) for n in names],
+        }
+    else:
+        fields |= {
+            "decision_type": pb.DECISION_TYPE_SIGNAL if kind == "signal" else pb.DECISION_TYPE_RISK_REJECT,
+            "direction": rng.choice((pb.DIRECTION_LONG, pb.DIRECTION_SHORT)),
+            "gates": [gate(n, True) for n in names],
+            "risk_checks": [risk("max_exposure", kind == "signal")],
+        }
+    return pb.LogDecisionRequest(**fields)
+
+
+def moments(rng: random.Random, now: datetime, count: int) -> list[datetime]:
+    """Times over the last 11 days, a third of them within 90 minutes of a window's start,
+    some exactly on the hour, a few up to 30 s ahead (the clock skew LogDecision allows)."""
+    found = []
+    for _ in range(count):
+        pick = rng.random()
+        if pick < 0.35:
+            edge = now - timedelta(days=rng.choice(WINDOWS))
+            found.append(edge + timedelta(seconds=rng.uniform(-5400, 5400)))
+        elif pick < 0.45:
+            hour = (now - timedelta(hours=rng.randint(1, 250))).replace(minute=0, second=0, microsecond=0)
+            found.append(hour)
+        elif pick < 0.48:
+            found.append(now + timedelta(seconds=rng.uniform(0, 30)))
+        else:
+            found.append(now - timedelta(seconds=rng.uniform(0, 11 * 86400)))
+    return found
+
+
+async def write_history(api: Stub, rng: random.Random, count: int) -> list[pb.Decision]:
+    """`count` decisions, written concurrently in batches and one by one."""
+    requests = [random_decision(rng, at) for at in moments(rng, datetime.now(UTC), count)]
+    half = count // 2
+    batches = [requests[i : min(i + 40, half)] for i in range(0, half, 40)]
+    singles = requests[half:]
+    batched, one_by_one = await asyncio.gather(
+        asyncio.gather(*(api.LogDecisions(pb.LogDecisionsRequest(decisions=b)) for b in batches)),
+        asyncio.gather(*(api.LogDecision(r) for r in singles)),
+    )
+    decisions = [r.logged.decision for answer in batched for r in answer.results]
+    return decisions + [answer.decision for answer in one_by_one]
+
+
+async def record_outcomes(api: Stub, rng: random.Random, decisions: list[pb.Decision]) -> None:
+    signals = [d for d in decisions if d.decision_type == pb.DECISION_TYPE_SIGNAL]
+    chosen = rng.sample(signals, int(len(signals) * 0.7))
+    await asyncio.gather(
+        *(
+            api.RecordOutcome(
+                pb.RecordOutcomeRequest(
+                    decision_id=d.id,
+                    outcome_pnl=f"{rng.choice((-1, 0, 1)) * rng.uniform(0, 500):.8f}",
+                    outcome_r_multiple=round(rng.uniform(-3, 5), 4),
+                )
+            )
+            for d in chosen
+        )
+    )
+
+
+async def assert_stats_match(api: Stub, pool: asyncpg.Pool) -> None:
+    for days in WINDOWS:
+        for symbol in (None, "BTC", "kPEPE", "NOPE"):
+            request = pb.GetStatsRequest(days=days)
+            if symbol is not None:
+                request.symbol = symbol
+            answer = await api.GetStats(request)
+            window_start = answer.window_start.ToDatetime(tzinfo=UTC)
+            expected = stats_message(build_stats(days, await from_scratch(pool, window_start, symbol)))
+            assert answer == expected, (days, symbol)
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+async def test_stats_from_rollups_equal_a_scan_of_the_rows(
+    api: Stub, clean_db: asyncpg.Pool, seed: int
+) -> None:
+    rng = random.Random(seed)
+    decisions = await write_history(api, rng, 300)
+    await assert_stats_match(api, clean_db)
+
+    await record_outcomes(api, rng, decisions)
+    await assert_stats_match(api, clean_db)
+
+    # Rows removed (a retention job, a manual fix) leave the rollups with them.
+    doomed = [uuid.UUID(d.id) for d in rng.sample(decisions, 30)]
+    await clean_db.execute("DELETE FROM decision_logs WHERE id = ANY($1)", doomed)
+    await assert_stats_match(api, clean_db)
+
+    # Folding the stripes together changes no answer, and leaves one row per past hour and symbol.
+    await clean_db.execute("SELECT decision_stats_compact(date_trunc('hour', NOW(), 'UTC'))")
+    await assert_stats_match(api, clean_db)
+    striped = await clean_db.fetchval(
+        "SELECT count(*) FROM decision_stats_hourly"
+        " WHERE stripe <> 0 AND hour < date_trunc('hour', NOW(), 'UTC')"
+    )
+    assert striped == 0
+
+
+async def test_writers_on_several_connections_use_several_stripes(api: Stub, clean_db: asyncpg.Pool) -> None:
+    rng = random.Random(4)
+    await write_history(api, rng, 120)
+
+    stripes = await clean_db.fetchval("SELECT count(DISTINCT stripe) FROM decision_stats_hourly")
+    assert stripes > 1
+
+
+async def test_rebuilding_the_rollups_gives_what_the_triggers_kept(api: Stub, clean_db: asyncpg.Pool) -> None:
+    rng = random.Random(5)
+    await record_outcomes(api, rng, await write_history(api, rng, 200))
+    rollup = """
+        SELECT hour, symbol, sum(total), sum(signals), sum(skips), sum(risk_rejects), sum(closed),
+               sum(wins), sum(losses), sum(r_multiple_sum), sum(pnl_sum)
+        FROM decision_stats_hourly GROUP BY hour, symbol HAVING sum(total) > 0 ORDER BY hour, symbol
+    """
+    failures = """
+        SELECT hour, symbol, gate, sum(failures) FROM decision_gate_failures_hourly
+        GROUP BY hour, symbol, gate HAVING sum(failures) > 0 ORDER BY hour, symbol, gate
+    """
+    kept = (await clean_db.fetch(rollup), await clean_db.fetch(failures))
+
+    await clean_db.execute("SELECT decision_stats_rebuild()")
+
+    assert (await clean_db.fetch(rollup), await clean_db.fetch(failures)) == kept
+    assert await clean_db.fetchval("SELECT count(*) FROM decision_stats_hourly WHERE stripe <> 0") == 0
+
+
+async def test_a_gate_named_twice_in_an_old_row_fails_once(api: Stub, clean_db: asyncpg.Pool) -> None:
+    # Rows stored before sigma.v1 may repeat a gate name; the breakdown counts decisions.
+    await clean_db.execute(
+        """
+        INSERT INTO decision_logs (symbol, direction, decision_type, trader_count, agreement_pct,
+                                   effective_k, gates, reasoning)
+        VALUES ('BTC', 'long', 'skip', 3, 0.5, 1.0,
+                '[{"name": "freshness", "passed": false}, {"name": "freshness", "passed": false}]',
+                'old row')
+        """
+    )
+    answer = await api.GetStats(pb.GetStatsRequest(days=1))
+
+    assert [(g.name, g.count) for g in answer.gate_failures] == [("freshness", 1)]
+    await assert_stats_match(api, clean_db)
