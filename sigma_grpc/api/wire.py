@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Mapping
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any, TypeVar
 
@@ -30,10 +30,21 @@ def raw_time(ts: timestamp_pb2.Timestamp) -> RawTimestamp:
     return RawTimestamp(seconds=ts.seconds, nanos=ts.nanos)
 
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
 def timestamp(moment: datetime) -> timestamp_pb2.Timestamp:
-    ts = timestamp_pb2.Timestamp()
-    ts.FromDatetime(moment)
-    return ts
+    """A Timestamp of an aware datetime (naive ones are taken as UTC, as FromDatetime does).
+
+    Worked out directly: Timestamp.FromDatetime costs several times more, and
+    every decision in a page has two or three timestamps.
+    """
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    since = moment - _EPOCH
+    return timestamp_pb2.Timestamp(
+        seconds=since.days * 86400 + since.seconds, nanos=since.microseconds * 1000
+    )
 
 
 def decimal_text(value: Decimal | None) -> str | None:

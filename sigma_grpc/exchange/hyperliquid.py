@@ -1,4 +1,4 @@
-"""The only module that imports hyperliquid-python-sdk.
+"""The only module that uses hyperliquid-python-sdk (imported through `_sdk`, on first need).
 
 The SDK is synchronous: every call runs in a worker thread (`asyncio.to_thread`)
 under the SDK's own HTTP timeout and an asyncio timeout, so the event loop never
@@ -15,20 +15,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
+from types import ModuleType
 from typing import Any, TypeVar
-
-import requests
-from eth_account import Account
-from hyperliquid.api import API  # type: ignore[import-untyped]
-from hyperliquid.info import Info  # type: ignore[import-untyped]
-from hyperliquid.utils.constants import MAINNET_API_URL, TESTNET_API_URL  # type: ignore[import-untyped]
-from hyperliquid.utils.error import ClientError, ServerError  # type: ignore[import-untyped]
-from hyperliquid.utils.signing import (  # type: ignore[import-untyped]
-    order_request_to_order_wire,
-    order_wires_to_order_action,
-    sign_l1_action,
-)
-from hyperliquid.utils.types import Cloid  # type: ignore[import-untyped]
 
 from sigma_grpc.config import ConfigError, Secret
 from sigma_grpc.domain.execution import (
@@ -46,6 +34,11 @@ T = TypeVar("T")
 
 _EMPTY_SPOT_META: dict[str, list[Any]] = {"universe": [], "tokens": []}
 
+# The SDK's hyperliquid.utils.constants (a test checks they still agree): known here
+# without importing the SDK, so the network settings are checked at start regardless.
+MAINNET_API_URL = "https://api.hyperliquid.xyz"
+TESTNET_API_URL = "https://api.hyperliquid-testnet.xyz"
+
 
 class ExchangeCallFailed(Exception):
     """A read from the exchange failed; the message is safe to show (no secrets)."""
@@ -61,6 +54,13 @@ class SignerAccountMismatch(Exception):
 
 # An unknown symbol reloads the asset list at most this often (a listing is rare; meta is heavy).
 META_REFRESH_S = 60.0
+
+
+def _sdk() -> ModuleType:
+    """The SDK's names (sigma_grpc.exchange._sdk), imported on the first call."""
+    from sigma_grpc.exchange import _sdk as sdk  # noqa: PLC0415 (deferred on purpose)
+
+    return sdk
 
 
 def resolve_base_url(network: str, base_url: str | None) -> str:
@@ -127,7 +127,7 @@ class Hyperliquid:
         self.base_url = resolve_base_url(network, base_url)
         self._timeout = timeout_s
         try:
-            self._wallet = Account.from_key(private_key.reveal()) if private_key else None
+            self._wallet = _sdk().Account.from_key(private_key.reveal()) if private_key else None
         except ValueError:
             # eth_account's message never contains the key, but say it in our words.
             raise ConfigError("the Hyperliquid private key is not a valid secp256k1 key") from None
@@ -163,13 +163,14 @@ class Hyperliquid:
         return await asyncio.wait_for(asyncio.to_thread(fn), self.call_budget_s)
 
     async def _read(self, what: str, fn: Callable[[], T]) -> T:
+        sdk = _sdk()
         try:
             return await self._call(fn)
         except (
             TimeoutError,
-            requests.RequestException,
-            ClientError,
-            ServerError,
+            sdk.requests.RequestException,
+            sdk.ClientError,
+            sdk.ServerError,
             ValueError,
             KeyError,
             TypeError,
@@ -184,11 +185,13 @@ class Hyperliquid:
                 await self._load_meta()
 
     async def _load_meta(self) -> None:
+        sdk = _sdk()
+
         def build() -> tuple[Any, Any, Any]:
-            reader = API(self.base_url, self._timeout)
+            reader = sdk.API(self.base_url, self._timeout)
             meta = reader.post("/info", {"type": "meta", "dex": ""})
-            info = Info(self.base_url, True, meta, _EMPTY_SPOT_META, None, self._timeout)
-            return info, API(self.base_url, self._timeout), meta
+            info = sdk.Info(self.base_url, True, meta, _EMPTY_SPOT_META, None, self._timeout)
+            return info, sdk.API(self.base_url, self._timeout), meta
 
         self._info, self._api, meta = await self._read("meta", build)
         self._assets = {
@@ -291,9 +294,8 @@ class Hyperliquid:
     async def order_status(self, address: str, cloid: str) -> Any:
         """The exchange's orderStatus answer for `address`'s cloid ({"status": "order", ...} when known)."""
         await self._ensure_started()
-        return await self._read(
-            "order status", lambda: self._info.query_order_by_cloid(address, Cloid.from_str(cloid))
-        )
+        cloid_value = _sdk().Cloid.from_str(cloid)
+        return await self._read("order status", lambda: self._info.query_order_by_cloid(address, cloid_value))
 
     async def order_fills(self, address: str, status: Any, cloid: str) -> list[tuple[Decimal, Decimal]]:
         """`address`'s fills (price, size) of the order an orderStatus answer describes."""
@@ -320,7 +322,7 @@ class Hyperliquid:
     def _send_signed(self, action: dict[str, Any], nonce: int, expires_after: int) -> Any:
         """Sign and post an L1 action (runs in a worker thread: signing is CPU work too)."""
         assert self._wallet is not None
-        signature = sign_l1_action(
+        signature = _sdk().sign_l1_action(
             self._wallet, action, None, nonce, expires_after, self.base_url == MAINNET_API_URL
         )
         payload = {
@@ -336,11 +338,18 @@ class Hyperliquid:
         self, symbol: str, leverage: int, *, cross: bool, nonce: int, expires_after: int
     ) -> str | None:
         """Set the asset's leverage in the given margin mode; None on success, else the failure's text."""
+        sdk = _sdk()
         index, _ = self._assets[symbol]
         action = {"type": "updateLeverage", "asset": index, "isCross": cross, "leverage": leverage}
         try:
             response = await self._call(lambda: self._send_signed(action, nonce, expires_after))
-        except (TimeoutError, requests.RequestException, ServerError, ClientError, KeyError) as error:
+        except (
+            TimeoutError,
+            sdk.requests.RequestException,
+            sdk.ServerError,
+            sdk.ClientError,
+            KeyError,
+        ) as error:
             return f"updateLeverage failed: {_describe(error)}"
         if isinstance(response, dict) and response.get("status") == "ok":
             return None
@@ -360,8 +369,9 @@ class Hyperliquid:
         expires_after: int,
     ) -> Result:
         """Send one IOC limit order and say what came of it (never raises for the exchange's answers)."""
+        sdk = _sdk()
         index, _ = self._assets[symbol]
-        wire = order_request_to_order_wire(
+        wire = sdk.order_request_to_order_wire(
             {
                 "coin": symbol,
                 "is_buy": is_buy,
@@ -369,24 +379,24 @@ class Hyperliquid:
                 "limit_px": float(price),
                 "order_type": {"limit": {"tif": "Ioc"}},
                 "reduce_only": False,
-                "cloid": Cloid.from_str(cloid),
+                "cloid": sdk.Cloid.from_str(cloid),
             },
             index,
         )
-        action = order_wires_to_order_action([wire], None, "na")
+        action = sdk.order_wires_to_order_action([wire], None, "na")
         try:
             response = await self._call(lambda: self._send_signed(action, nonce, expires_after))
-        except ClientError as error:
+        except sdk.ClientError as error:
             # A 4xx is a definite refusal: the order was not accepted.
             reason = (
                 ExecutionReason.RATE_LIMITED if error.status_code == 429 else ExecutionReason.EXCHANGE_ERROR
             )
             return Result(ExecutionStatus.FAILED, reason, _describe(error))
-        except ServerError as error:
+        except sdk.ServerError as error:
             return Result(ExecutionStatus.UNKNOWN, ExecutionReason.EXCHANGE_ERROR, _describe(error))
-        except (TimeoutError, requests.Timeout) as error:
+        except (TimeoutError, sdk.requests.Timeout) as error:
             return Result(ExecutionStatus.UNKNOWN, ExecutionReason.TIMEOUT, _describe(error))
-        except requests.RequestException as error:
+        except sdk.requests.RequestException as error:
             # Reset or refused mid-flight: whether the exchange got the order is unknown.
             return Result(ExecutionStatus.UNKNOWN, ExecutionReason.TIMEOUT, _describe(error))
         except KeyError as error:
@@ -402,9 +412,10 @@ class Hyperliquid:
 
 
 def _describe(error: BaseException) -> str:
-    if isinstance(error, ClientError):
+    sdk = _sdk()
+    if isinstance(error, sdk.ClientError):
         return f"HTTP {error.status_code}: {str(error.error_message)[:300]}"
-    if isinstance(error, ServerError):
+    if isinstance(error, sdk.ServerError):
         return f"HTTP {error.status_code}: {str(error.message)[:300]}"
     if isinstance(error, TimeoutError):
         return "no answer before the timeout"
