@@ -318,6 +318,7 @@ class ExecutionStore:
         try:
             lock_id = lock_key(key)
             async with self._db.connection() as conn:
+                conn.mark_session_state()
                 while not await conn.fetchval("SELECT pg_try_advisory_lock($1)", lock_id):
                     if time.monotonic() > deadline:
                         raise Busy(f"{key} stayed busy on another replica")
