@@ -1,22 +1,23 @@
 -- GetStats from rollups instead of a scan of the window.
 --
--- decision_stats_hourly holds, per UTC hour of decided_at and symbol, the
--- counts GetStats reports; decision_gate_failures_hourly how many decisions of
--- that hour and symbol failed each gate. Statement-level triggers keep both
--- exact in the same transaction as every insert, update (outcomes) and delete
--- of decision_logs, so a snapshot that reads them agrees with the rows. A
--- window is then answered from the rollups for its whole hours plus the raw
--- rows of the one partial hour at its start.
+-- decision_stats holds, per symbol and UTC hour of decided_at (span 1) and
+-- per symbol and UTC day (span 24), the counts GetStats reports;
+-- decision_gate_failures how many decisions of that bucket failed each gate.
+-- Statement-level triggers keep both exact in the same transaction as every
+-- insert, update (outcomes) and delete of decision_logs, so a snapshot that
+-- reads them agrees with the rows. A window is then answered from the days it
+-- covers whole, the hours of its partial first day, and the raw rows of its
+-- partial first hour: about a row per day and symbol, whatever the row count.
 --
--- `stripe` spreads concurrent writers of one hour and symbol over several rows
--- (pg_backend_pid() % 8): each transaction holds its rollup rows locked until
--- it commits, and one row per hour and symbol would line every writer up
--- behind the previous one's commit. Readers sum the stripes; the service folds
--- the stripes of past hours into stripe 0 (decision_stats_compact) so a window
--- reads about one row per hour and symbol.
+-- `stripe` spreads concurrent writers of one bucket and symbol over several
+-- rows (pg_backend_pid() % 8): each transaction holds its rollup rows locked
+-- until it commits, and one row per bucket and symbol would line every writer
+-- up behind the previous one's commit. Readers sum the stripes; the service
+-- folds the stripes of past buckets into stripe 0 (decision_stats_compact).
 
-CREATE TABLE decision_stats_hourly (
-    hour TIMESTAMPTZ NOT NULL,
+CREATE TABLE decision_stats (
+    span SMALLINT NOT NULL CHECK (span IN (1, 24)),  -- hours
+    bucket TIMESTAMPTZ NOT NULL,
     symbol VARCHAR(16) NOT NULL,
     stripe SMALLINT NOT NULL,
     total BIGINT NOT NULL,
@@ -28,27 +29,34 @@ CREATE TABLE decision_stats_hourly (
     losses BIGINT NOT NULL,
     r_multiple_sum NUMERIC NOT NULL,
     pnl_sum NUMERIC NOT NULL,
-    PRIMARY KEY (hour, symbol, stripe)
+    PRIMARY KEY (span, bucket, symbol, stripe)
 );
 
-CREATE TABLE decision_gate_failures_hourly (
-    hour TIMESTAMPTZ NOT NULL,
+CREATE TABLE decision_gate_failures (
+    span SMALLINT NOT NULL CHECK (span IN (1, 24)),
+    bucket TIMESTAMPTZ NOT NULL,
     symbol VARCHAR(16) NOT NULL,
     gate TEXT NOT NULL,
     stripe SMALLINT NOT NULL,
     failures BIGINT NOT NULL,
-    PRIMARY KEY (hour, symbol, gate, stripe)
+    PRIMARY KEY (span, bucket, symbol, gate, stripe)
 );
+
+-- The bucket of `moment` in a span: its UTC hour or UTC day.
+CREATE FUNCTION decision_stats_bucket(moment TIMESTAMPTZ, span SMALLINT) RETURNS TIMESTAMPTZ
+LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+    SELECT date_trunc(CASE span WHEN 1 THEN 'hour' ELSE 'day' END, moment, 'UTC')
+$$;
 
 -- Add (delta = 1) or take away (delta = -1) the contribution of `changed` rows.
 -- A failed gate counts once per decision, however often its name appears.
 CREATE FUNCTION decision_stats_apply(changed decision_logs[], delta INT, stripe SMALLINT)
 RETURNS void LANGUAGE sql AS $$
-    INSERT INTO decision_stats_hourly AS s (
-        hour, symbol, stripe, total, signals, skips, risk_rejects, closed, wins, losses,
+    INSERT INTO decision_stats AS s (
+        span, bucket, symbol, stripe, total, signals, skips, risk_rejects, closed, wins, losses,
         r_multiple_sum, pnl_sum
     )
-    SELECT date_trunc('hour', d.decided_at, 'UTC'), d.symbol, stripe,
+    SELECT spans.span, decision_stats_bucket(d.decided_at, spans.span), d.symbol, stripe,
            delta * count(*),
            delta * count(*) FILTER (WHERE d.decision_type = 'signal'),
            delta * count(*) FILTER (WHERE d.decision_type = 'skip'),
@@ -58,9 +66,9 @@ RETURNS void LANGUAGE sql AS $$
            delta * count(*) FILTER (WHERE d.outcome_pnl < 0),
            delta * COALESCE(sum(d.outcome_r_multiple), 0),
            delta * COALESCE(sum(d.outcome_pnl), 0)
-    FROM unnest(changed) AS d
-    GROUP BY 1, 2
-    ON CONFLICT (hour, symbol, stripe) DO UPDATE SET
+    FROM unnest(changed) AS d, (VALUES (1::SMALLINT), (24::SMALLINT)) AS spans (span)
+    GROUP BY 1, 2, 3
+    ON CONFLICT (span, bucket, symbol, stripe) DO UPDATE SET
         total = s.total + EXCLUDED.total,
         signals = s.signals + EXCLUDED.signals,
         skips = s.skips + EXCLUDED.skips,
@@ -71,16 +79,18 @@ RETURNS void LANGUAGE sql AS $$
         r_multiple_sum = s.r_multiple_sum + EXCLUDED.r_multiple_sum,
         pnl_sum = s.pnl_sum + EXCLUDED.pnl_sum;
 
-    INSERT INTO decision_gate_failures_hourly AS g (hour, symbol, gate, stripe, failures)
-    SELECT date_trunc('hour', d.decided_at, 'UTC'), d.symbol, failed.name, stripe, delta * count(*)
+    INSERT INTO decision_gate_failures AS g (span, bucket, symbol, gate, stripe, failures)
+    SELECT spans.span, decision_stats_bucket(d.decided_at, spans.span), d.symbol, failed.name, stripe,
+           delta * count(*)
     FROM unnest(changed) AS d,
+         (VALUES (1::SMALLINT), (24::SMALLINT)) AS spans (span),
          LATERAL (
              SELECT DISTINCT gate->>'name' AS name
              FROM jsonb_array_elements(d.gates) AS gate
              WHERE (gate->>'passed')::boolean IS FALSE
          ) AS failed
-    GROUP BY 1, 2, 3
-    ON CONFLICT (hour, symbol, gate, stripe) DO UPDATE SET failures = g.failures + EXCLUDED.failures;
+    GROUP BY 1, 2, 3, 4
+    ON CONFLICT (span, bucket, symbol, gate, stripe) DO UPDATE SET failures = g.failures + EXCLUDED.failures;
 $$;
 
 CREATE FUNCTION decision_stats_track() RETURNS trigger LANGUAGE plpgsql AS $$
@@ -110,30 +120,32 @@ CREATE TRIGGER decision_stats_delete AFTER DELETE ON decision_logs
 
 CREATE FUNCTION decision_stats_clear() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
-    TRUNCATE decision_stats_hourly, decision_gate_failures_hourly;
+    TRUNCATE decision_stats, decision_gate_failures;
     RETURN NULL;
 END
 $$;
 CREATE TRIGGER decision_stats_truncate AFTER TRUNCATE ON decision_logs
     FOR EACH STATEMENT EXECUTE FUNCTION decision_stats_clear();
 
--- Fold the stripes of hours before `before` into stripe 0. Safe beside writers:
+-- Fold the stripes of buckets that ended before `before` into stripe 0. Safe beside writers:
 -- a stripe row being updated is deleted with its latest counts (the DELETE
 -- waits for the writer and reads its committed row), and a writer that finds
 -- its stripe row deleted inserts a new one.
 CREATE FUNCTION decision_stats_compact(before TIMESTAMPTZ) RETURNS void LANGUAGE sql AS $$
     WITH moved AS (
-        DELETE FROM decision_stats_hourly WHERE stripe <> 0 AND hour < before RETURNING *
+        DELETE FROM decision_stats
+        WHERE stripe <> 0 AND bucket + make_interval(hours => span) <= before
+        RETURNING *
     )
-    INSERT INTO decision_stats_hourly AS s (
-        hour, symbol, stripe, total, signals, skips, risk_rejects, closed, wins, losses,
+    INSERT INTO decision_stats AS s (
+        span, bucket, symbol, stripe, total, signals, skips, risk_rejects, closed, wins, losses,
         r_multiple_sum, pnl_sum
     )
-    SELECT hour, symbol, 0, sum(total), sum(signals), sum(skips), sum(risk_rejects), sum(closed),
-           sum(wins), sum(losses), sum(r_multiple_sum), sum(pnl_sum)
+    SELECT span, bucket, symbol, 0, sum(total), sum(signals), sum(skips), sum(risk_rejects),
+           sum(closed), sum(wins), sum(losses), sum(r_multiple_sum), sum(pnl_sum)
     FROM moved
-    GROUP BY hour, symbol
-    ON CONFLICT (hour, symbol, stripe) DO UPDATE SET
+    GROUP BY span, bucket, symbol
+    ON CONFLICT (span, bucket, symbol, stripe) DO UPDATE SET
         total = s.total + EXCLUDED.total,
         signals = s.signals + EXCLUDED.signals,
         skips = s.skips + EXCLUDED.skips,
@@ -145,11 +157,13 @@ CREATE FUNCTION decision_stats_compact(before TIMESTAMPTZ) RETURNS void LANGUAGE
         pnl_sum = s.pnl_sum + EXCLUDED.pnl_sum;
 
     WITH moved AS (
-        DELETE FROM decision_gate_failures_hourly WHERE stripe <> 0 AND hour < before RETURNING *
+        DELETE FROM decision_gate_failures
+        WHERE stripe <> 0 AND bucket + make_interval(hours => span) <= before
+        RETURNING *
     )
-    INSERT INTO decision_gate_failures_hourly AS g (hour, symbol, gate, stripe, failures)
-    SELECT hour, symbol, gate, 0, sum(failures) FROM moved GROUP BY hour, symbol, gate
-    ON CONFLICT (hour, symbol, gate, stripe) DO UPDATE SET failures = g.failures + EXCLUDED.failures;
+    INSERT INTO decision_gate_failures AS g (span, bucket, symbol, gate, stripe, failures)
+    SELECT span, bucket, symbol, gate, 0, sum(failures) FROM moved GROUP BY span, bucket, symbol, gate
+    ON CONFLICT (span, bucket, symbol, gate, stripe) DO UPDATE SET failures = g.failures + EXCLUDED.failures;
 $$;
 
 -- Recompute both rollups from decision_logs (this migration's backfill; also
@@ -160,8 +174,8 @@ DECLARE
     day TIMESTAMPTZ;
 BEGIN
     LOCK TABLE decision_logs IN SHARE MODE;
-    DELETE FROM decision_stats_hourly;
-    DELETE FROM decision_gate_failures_hourly;
+    DELETE FROM decision_stats;
+    DELETE FROM decision_gate_failures;
     FOR day IN SELECT DISTINCT date_trunc('day', decided_at, 'UTC') FROM decision_logs LOOP
         PERFORM decision_stats_apply(
             ARRAY(SELECT d FROM decision_logs AS d

@@ -284,7 +284,7 @@ async def test_a_replica_that_stops_answering_is_left_by_the_monitor(
     "refusal",
     [
         asyncpg.SerializationError("canceling statement due to conflict with recovery"),
-        asyncpg.UndefinedTableError('relation "decision_stats_hourly" does not exist'),
+        asyncpg.UndefinedTableError('relation "decision_stats" does not exist'),
     ],
 )
 async def test_a_read_the_standby_cannot_answer_yet_is_answered_by_the_primary(

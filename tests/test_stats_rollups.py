@@ -178,8 +178,8 @@ async def test_stats_from_rollups_equal_a_scan_of_the_rows(
     await clean_db.execute("SELECT decision_stats_compact(date_trunc('hour', NOW(), 'UTC'))")
     await assert_stats_match(api, clean_db)
     striped = await clean_db.fetchval(
-        "SELECT count(*) FROM decision_stats_hourly"
-        " WHERE stripe <> 0 AND hour < date_trunc('hour', NOW(), 'UTC')"
+        "SELECT count(*) FROM decision_stats"
+        " WHERE stripe <> 0 AND bucket + make_interval(hours => span) <= date_trunc('hour', NOW(), 'UTC')"
     )
     assert striped == 0
 
@@ -188,7 +188,7 @@ async def test_writers_on_several_connections_use_several_stripes(api: Stub, cle
     rng = random.Random(4)
     await write_history(api, rng, 120)
 
-    stripes = await clean_db.fetchval("SELECT count(DISTINCT stripe) FROM decision_stats_hourly")
+    stripes = await clean_db.fetchval("SELECT count(DISTINCT stripe) FROM decision_stats")
     assert stripes > 1
 
 
@@ -196,20 +196,21 @@ async def test_rebuilding_the_rollups_gives_what_the_triggers_kept(api: Stub, cl
     rng = random.Random(5)
     await record_outcomes(api, rng, await write_history(api, rng, 200))
     rollup = """
-        SELECT hour, symbol, sum(total), sum(signals), sum(skips), sum(risk_rejects), sum(closed),
-               sum(wins), sum(losses), sum(r_multiple_sum), sum(pnl_sum)
-        FROM decision_stats_hourly GROUP BY hour, symbol HAVING sum(total) > 0 ORDER BY hour, symbol
+        SELECT span, bucket, symbol, sum(total), sum(signals), sum(skips), sum(risk_rejects),
+               sum(closed), sum(wins), sum(losses), sum(r_multiple_sum), sum(pnl_sum)
+        FROM decision_stats GROUP BY span, bucket, symbol HAVING sum(total) > 0
+        ORDER BY span, bucket, symbol
     """
     failures = """
-        SELECT hour, symbol, gate, sum(failures) FROM decision_gate_failures_hourly
-        GROUP BY hour, symbol, gate HAVING sum(failures) > 0 ORDER BY hour, symbol, gate
+        SELECT span, bucket, symbol, gate, sum(failures) FROM decision_gate_failures
+        GROUP BY span, bucket, symbol, gate HAVING sum(failures) > 0 ORDER BY span, bucket, symbol, gate
     """
     kept = (await clean_db.fetch(rollup), await clean_db.fetch(failures))
 
     await clean_db.execute("SELECT decision_stats_rebuild()")
 
     assert (await clean_db.fetch(rollup), await clean_db.fetch(failures)) == kept
-    assert await clean_db.fetchval("SELECT count(*) FROM decision_stats_hourly WHERE stripe <> 0") == 0
+    assert await clean_db.fetchval("SELECT count(*) FROM decision_stats WHERE stripe <> 0") == 0
 
 
 async def test_a_gate_named_twice_in_an_old_row_fails_once(api: Stub, clean_db: asyncpg.Pool) -> None:

@@ -330,77 +330,70 @@ class DecisionStore:
         return [_decision(r) for r in rows[: query.page_size]], len(rows) > query.page_size
 
     async def stats_rows(self, query: StatsQuery) -> StatsRows:
-        """Counts per symbol and gate failures over one consistent snapshot of the window."""
-        async with (
-            self._db.connection() as conn,
-            conn.transaction(isolation="repeatable_read", readonly=True),
-        ):
-            # The window's whole hours come from the rollups (migration 065), the
-            # partial hour at its start from the rows themselves.
-            window = await conn.fetchrow(
-                """
-                SELECT start, CASE WHEN date_trunc('hour', start, 'UTC') = start THEN start
-                                   ELSE date_trunc('hour', start, 'UTC') + INTERVAL '1 hour' END AS whole
-                FROM (SELECT NOW() - make_interval(days => $1::int) AS start) AS w
-                """,
-                query.days,
+        """Counts per symbol and gate failures of the window, in one statement (one snapshot).
+
+        From the rollups (migration 065): the days the window covers whole, then
+        the hours of its partial first day; from the rows: its partial first hour.
+        Rows of kind 'w' carry the window's start, 'c' a symbol's counts, 'g' a
+        gate's failures.
+        """
+        args: list[Any] = [query.days]
+        symbol = ""
+        if query.symbol is not None:
+            args.append(query.symbol)
+            symbol = "AND symbol = $2"
+        rolled_up = f"""
+            (span = 24 AND bucket >= (SELECT days FROM w)
+             OR span = 1 AND bucket >= (SELECT hours FROM w) AND bucket < (SELECT days FROM w)) {symbol}
+        """
+        raw = f"decided_at >= (SELECT start FROM w) AND decided_at < (SELECT hours FROM w) {symbol}"
+        rows = await self._db.fetch(
+            f"""
+            WITH w AS MATERIALIZED (
+                SELECT start,
+                       decision_stats_bucket(start + INTERVAL '1 hour' - tick, 1::smallint) AS hours,
+                       decision_stats_bucket(start + INTERVAL '24 hours' - tick, 24::smallint) AS days
+                FROM (SELECT NOW() - make_interval(days => $1::int) AS start,
+                             INTERVAL '1 microsecond' AS tick) AS window_start
+            ), counts AS (
+                SELECT symbol, total, signals, skips, risk_rejects, closed, wins, losses,
+                       r_multiple_sum, pnl_sum
+                FROM decision_stats WHERE {rolled_up}
+                UNION ALL
+                SELECT symbol, 1, (decision_type = 'signal')::int, (decision_type = 'skip')::int,
+                       (decision_type = 'risk_reject')::int, (outcome_pnl IS NOT NULL)::int,
+                       (outcome_pnl > 0)::int, (outcome_pnl < 0)::int,
+                       COALESCE(outcome_r_multiple, 0), COALESCE(outcome_pnl, 0)
+                FROM decision_logs WHERE {raw}
+            ), failures AS (
+                SELECT gate, failures FROM decision_gate_failures WHERE {rolled_up}
+                UNION ALL
+                SELECT g->>'name', count(DISTINCT id)
+                FROM decision_logs, jsonb_array_elements(gates) AS g
+                WHERE {raw} AND (g->>'passed')::boolean IS FALSE
+                GROUP BY 1
             )
-            assert window is not None
-            window_start: datetime = window["start"]
-            args: list[Any] = [window_start, window["whole"]]
-            symbol = ""
-            if query.symbol is not None:
-                args.append(query.symbol)
-                symbol = "AND symbol = $3"
-            count_rows = await conn.fetch(
-                f"""
-                SELECT symbol, sum(total)::bigint AS total, sum(signals)::bigint AS signals,
-                       sum(skips)::bigint AS skips, sum(risk_rejects)::bigint AS risk_rejects,
-                       sum(closed)::bigint AS closed, sum(wins)::bigint AS wins,
-                       sum(losses)::bigint AS losses, sum(r_multiple_sum) AS r_multiple_sum,
-                       sum(pnl_sum) AS pnl_sum
-                FROM (
-                    SELECT symbol, total, signals, skips, risk_rejects, closed, wins, losses,
-                           r_multiple_sum, pnl_sum
-                    FROM decision_stats_hourly
-                    WHERE hour >= $2 {symbol}
-                    UNION ALL
-                    SELECT symbol, 1, (decision_type = 'signal')::int, (decision_type = 'skip')::int,
-                           (decision_type = 'risk_reject')::int, (outcome_pnl IS NOT NULL)::int,
-                           (outcome_pnl > 0)::int, (outcome_pnl < 0)::int,
-                           COALESCE(outcome_r_multiple, 0), COALESCE(outcome_pnl, 0)
-                    FROM decision_logs
-                    WHERE decided_at >= $1 AND decided_at < $2 {symbol}
-                ) AS parts
-                GROUP BY symbol
-                HAVING sum(total) > 0
-                """,
-                *args,
-            )
-            gate_rows = await conn.fetch(
-                f"""
-                SELECT gate AS name, sum(failures)::bigint AS failures
-                FROM (
-                    SELECT gate, failures FROM decision_gate_failures_hourly WHERE hour >= $2 {symbol}
-                    UNION ALL
-                    SELECT failed.name, 1
-                    FROM decision_logs,
-                         LATERAL (
-                             SELECT DISTINCT g->>'name' AS name
-                             FROM jsonb_array_elements(gates) AS g
-                             WHERE (g->>'passed')::boolean IS FALSE
-                         ) AS failed
-                    WHERE decided_at >= $1 AND decided_at < $2 {symbol}
-                ) AS parts
-                GROUP BY gate
-                HAVING sum(failures) > 0
-                """,
-                *args,
-            )
+            SELECT 'w' AS kind, NULL AS name, NULL::bigint AS total, NULL::bigint AS signals,
+                   NULL::bigint AS skips, NULL::bigint AS risk_rejects, NULL::bigint AS closed,
+                   NULL::bigint AS wins, NULL::bigint AS losses, NULL::numeric AS r_multiple_sum,
+                   NULL::numeric AS pnl_sum, start
+            FROM w
+            UNION ALL
+            SELECT 'c', symbol, sum(total)::bigint, sum(signals)::bigint, sum(skips)::bigint,
+                   sum(risk_rejects)::bigint, sum(closed)::bigint, sum(wins)::bigint,
+                   sum(losses)::bigint, sum(r_multiple_sum), sum(pnl_sum), NULL
+            FROM counts GROUP BY symbol HAVING sum(total) > 0
+            UNION ALL
+            SELECT 'g', gate, sum(failures)::bigint, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL
+            FROM failures GROUP BY gate HAVING sum(failures) > 0
+            """,
+            *args,
+        )
+        window_start: datetime = next(r["start"] for r in rows if r["kind"] == "w")
         return StatsRows(
             window_start=window_start,
             by_symbol={
-                r["symbol"]: Counts(
+                r["name"]: Counts(
                     total=r["total"],
                     signals=r["signals"],
                     skips=r["skips"],
@@ -411,9 +404,10 @@ class DecisionStore:
                     r_multiple_sum=r["r_multiple_sum"],
                     pnl_sum=r["pnl_sum"],
                 )
-                for r in count_rows
+                for r in rows
+                if r["kind"] == "c"
             },
-            gate_failures={r["name"]: r["failures"] for r in gate_rows},
+            gate_failures={r["name"]: r["total"] for r in rows if r["kind"] == "g"},
         )
 
     async def compact_stats(self) -> None:
