@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -10,6 +9,7 @@ from datetime import datetime
 from typing import Any
 
 import asyncpg
+import orjson
 
 from sigma_grpc.domain.models import (
     Counts,
@@ -70,13 +70,10 @@ def _decision(row: asyncpg.Record) -> Decision:
         avg_confidence=row["avg_confidence"],
         ev_estimate=row["ev_estimate"],
         price_at_decision=row["price_at_decision"],
-        gates=tuple(
-            Gate(name=g["name"], passed=g["passed"], value=g.get("value"), threshold=g.get("threshold"))
-            for g in row["gates"]
-        ),
+        # Positional: a page builds a few hundred of these.
+        gates=tuple(Gate(g["name"], g["passed"], g.get("value"), g.get("threshold")) for g in row["gates"]),
         risk_checks=tuple(
-            RiskCheck(name=c["name"], passed=c["passed"], value=c.get("value"), limit=c.get("limit"))
-            for c in row["risk_checks"]
+            RiskCheck(c["name"], c["passed"], c.get("value"), c.get("limit")) for c in row["risk_checks"]
         ),
         reasoning=row["reasoning"],
         outcome_pnl=row["outcome_pnl"],
@@ -241,8 +238,8 @@ class DecisionStore:
                     new.avg_confidence,
                     new.ev_estimate,
                     new.price_at_decision,
-                    json.dumps([_gate_json(g) for g in new.gates]),
-                    json.dumps([_risk_json(c) for c in new.risk_checks]),
+                    orjson.dumps([_gate_json(g) for g in new.gates]).decode(),
+                    orjson.dumps([_risk_json(c) for c in new.risk_checks]).decode(),
                     entry.reasoning,
                     new.request_id,
                     new.decided_at,

@@ -15,11 +15,11 @@ through, is terminated rather than handed back.
 from __future__ import annotations
 
 import contextlib
-import json
 from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
 from typing import Any, Literal
 
 import asyncpg
+import orjson
 
 from sigma_grpc import deadline
 from sigma_grpc.domain.errors import DomainError, Reason
@@ -36,9 +36,14 @@ _UNAVAILABLE = (
 )
 
 
+def _json_text(value: Any) -> str:
+    return orjson.dumps(value).decode()
+
+
 async def _init_connection(conn: asyncpg.Connection) -> None:
-    # JSONB columns travel as Python lists and dicts.
-    await conn.set_type_codec("jsonb", encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
+    # JSONB columns travel as Python lists and dicts; orjson decodes a page's gates
+    # and risk checks several times faster than the json module.
+    await conn.set_type_codec("jsonb", encoder=_json_text, decoder=orjson.loads, schema="pg_catalog")
 
 
 class PooledConnection(asyncpg.Connection):
