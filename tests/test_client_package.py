@@ -500,6 +500,7 @@ async def test_bad_values_are_refused_before_any_call(
         ({"metadata": "authorization: x"}, "metadata"),
         ({"metadata": [("authorization",)]}, "metadata"),
         ({"credentials": "tls"}, "credentials"),
+        ({"interceptors": [object()]}, "interceptors"),
     ],
 )
 async def test_constructor_arguments_are_checked(arguments: dict[str, Any], match: str) -> None:
@@ -603,7 +604,7 @@ async def test_metadata_and_user_agent_reach_the_server(start: Starter) -> None:
     seen = faults.seen[0].metadata
     assert (seen["authorization"], seen["x-trace-id"]) == ("Bearer t0k3n", "abc")
     assert str(seen["user-agent"]).startswith(f"sigma-grpc-client/{sigma_client.__version__} ")
-    assert sigma_client.USER_AGENT == "sigma-grpc-client/1.1.0"
+    assert sigma_client.USER_AGENT == "sigma-grpc-client/1.2.0"
 
 
 def _free_port() -> int:

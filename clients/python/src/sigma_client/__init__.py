@@ -1,6 +1,7 @@
 """sigma-grpc-client: a light, typed asyncio client of sigma-grpc's sigma.v1 API.
 
     from sigma_client import SigmaClient, Gate, SigmaError
+    from sigma_client import DecisionBatcher  # hl-decide: log decisions in batches, in the background
 
 The responses are the generated protobuf messages (`Decision`, `Execution`,
 `ExecutionConfig`, ...); their modules are `sigma_client.decision_pb2` and
@@ -10,12 +11,25 @@ The responses are the generated protobuf messages (`Decision`, `Execution`,
 from sigma_client._gen.sigma.v1 import decision_service_pb2 as decision_pb2
 from sigma_client._gen.sigma.v1 import execution_service_pb2 as execution_pb2
 from sigma_client._version import __version__
+from sigma_client.batcher import (
+    DEFAULT_GIVE_UP_AFTER_S,
+    DEFAULT_MAX_BATCH,
+    DEFAULT_MAX_DELAY_S,
+    DEFAULT_MAX_PENDING,
+    BatcherClosed,
+    BatcherError,
+    BatcherFull,
+    DecisionBatcher,
+    ErrorHandler,
+    PendingDecision,
+)
 from sigma_client.client import (
     DEFAULT_ATTEMPT_TIMEOUT_S,
     DEFAULT_BACKOFF_MULTIPLIER,
     DEFAULT_INITIAL_BACKOFF_S,
     DEFAULT_MAX_BACKOFF_S,
     DEFAULT_TIMEOUT_S,
+    MAX_BATCH_SIZE,
     USER_AGENT,
     LoggedDecision,
     SigmaClient,
@@ -35,7 +49,16 @@ from sigma_client.errors import (
     UnauthenticatedError,
     UnavailableError,
 )
-from sigma_client.models import DecisionType, Direction, ExecutionStatus, Gate, Metadata, Outcome, RiskCheck
+from sigma_client.models import (
+    DecisionFields,
+    DecisionType,
+    Direction,
+    ExecutionStatus,
+    Gate,
+    Metadata,
+    Outcome,
+    RiskCheck,
+)
 
 Decision = decision_pb2.Decision
 GetStatsResponse = decision_pb2.GetStatsResponse
@@ -48,15 +71,26 @@ ListExecutionsResponse = execution_pb2.ListExecutionsResponse
 __all__ = [
     "DEFAULT_ATTEMPT_TIMEOUT_S",
     "DEFAULT_BACKOFF_MULTIPLIER",
+    "DEFAULT_GIVE_UP_AFTER_S",
     "DEFAULT_INITIAL_BACKOFF_S",
     "DEFAULT_MAX_BACKOFF_S",
+    "DEFAULT_MAX_BATCH",
+    "DEFAULT_MAX_DELAY_S",
+    "DEFAULT_MAX_PENDING",
     "DEFAULT_TIMEOUT_S",
+    "MAX_BATCH_SIZE",
     "USER_AGENT",
     "AlreadyExistsError",
+    "BatcherClosed",
+    "BatcherError",
+    "BatcherFull",
     "DeadlineExceededError",
     "Decision",
+    "DecisionBatcher",
+    "DecisionFields",
     "DecisionType",
     "Direction",
+    "ErrorHandler",
     "ErrorReason",
     "Execution",
     "ExecutionConfig",
@@ -74,6 +108,7 @@ __all__ = [
     "Metadata",
     "NotFoundError",
     "Outcome",
+    "PendingDecision",
     "PermissionDeniedError",
     "RiskCheck",
     "SigmaClient",

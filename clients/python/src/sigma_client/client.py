@@ -21,10 +21,11 @@ is retried, per method:
   decision (one execution per decision: a retry that reaches a server which already
   executed, or is executing, the decision gets that execution, never a second order);
   UpdateExecutionConfig sets the same values again.
-- DEADLINE_EXCEEDED of one attempt, for LogDecision and RecordOutcome only. Their
+- DEADLINE_EXCEEDED of one attempt, for LogDecision(s) and RecordOutcome only. Their
   attempts are capped at `attempt_timeout` (3 s by default) so that one hung attempt
   leaves time for more. LogDecision: a retry with the same request_id returns the
-  decision stored by the attempt that timed out (`replayed`), or stores it once.
+  decision stored by the attempt that timed out (`replayed`), or stores it once;
+  LogDecisions sends every decision with a request_id, so the same holds for each.
   RecordOutcome: repeating the outcome already recorded returns the decision
   unchanged (an omitted closed_at is not a difference), so a retry after an attempt
   that did write is a success, not an error. Every other method gives each attempt
@@ -43,13 +44,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+import os
 import random
 import uuid
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from types import TracebackType
-from typing import Any, Self, TypeVar
+from typing import TYPE_CHECKING, Any, Self, TypeVar
 
 import grpc
 import grpc.aio
@@ -61,8 +63,25 @@ from sigma_client._gen.sigma.v1 import decision_service_pb2_grpc as dpb_grpc
 from sigma_client._gen.sigma.v1 import execution_service_pb2 as epb
 from sigma_client._gen.sigma.v1 import execution_service_pb2_grpc as epb_grpc
 from sigma_client._version import __version__
-from sigma_client.errors import from_rpc_error
-from sigma_client.models import DecisionType, Direction, ExecutionStatus, Gate, Metadata, Outcome, RiskCheck
+from sigma_client.errors import InternalError, SigmaError, from_rpc_error, from_status
+from sigma_client.models import (
+    DecisionFields,
+    DecisionType,
+    Direction,
+    ExecutionStatus,
+    Gate,
+    Metadata,
+    Outcome,
+    RiskCheck,
+)
+
+if TYPE_CHECKING:
+    ClientInterceptor = (
+        grpc.aio.UnaryUnaryClientInterceptor
+        | grpc.aio.UnaryStreamClientInterceptor
+        | grpc.aio.StreamUnaryClientInterceptor
+        | grpc.aio.StreamStreamClientInterceptor
+    )
 
 __all__ = [
     "DEFAULT_ATTEMPT_TIMEOUT_S",
@@ -70,6 +89,7 @@ __all__ = [
     "DEFAULT_INITIAL_BACKOFF_S",
     "DEFAULT_MAX_BACKOFF_S",
     "DEFAULT_TIMEOUT_S",
+    "MAX_BATCH_SIZE",
     "USER_AGENT",
     "LoggedDecision",
     "SigmaClient",
@@ -84,6 +104,8 @@ DEFAULT_INITIAL_BACKOFF_S = 0.1
 DEFAULT_MAX_BACKOFF_S = 2.0
 DEFAULT_BACKOFF_MULTIPLIER = 2.0
 USER_AGENT = f"sigma-grpc-client/{__version__}"
+# LogDecisions takes 1 to this many decisions per call.
+MAX_BATCH_SIZE = 1000
 # An attempt is not started with less time than this before the deadline: it could only time out.
 _MIN_ATTEMPT_S = 0.05
 
@@ -123,7 +145,78 @@ class LoggedDecision:
 
 def new_request_id() -> str:
     """A fresh idempotency key for log_decision (a UUID4), e.g. to buffer a decision before sending it."""
-    return str(uuid.uuid4())
+    # The canonical text of a UUID4, made directly: str(uuid.uuid4()) costs twice as much, and the
+    # batcher's log_decision_nowait calls this in hl-decide's own path.
+    raw = bytearray(os.urandom(16))
+    raw[6] = (raw[6] & 0x0F) | 0x40  # version 4
+    raw[8] = (raw[8] & 0x3F) | 0x80  # the RFC 4122 variant
+    h = raw.hex()
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+
+
+def _request_id(value: object) -> str:
+    """The caller's idempotency key, or a fresh one: every LogDecision(s) request carries one."""
+    if value is None:
+        return new_request_id()
+    if not isinstance(value, str) or not value:
+        raise ValueError(f"request_id must be a non-empty str, got {value!r}")
+    return value
+
+
+_DECISION_FIELDS = DecisionFields.__required_keys__ | DecisionFields.__optional_keys__
+
+
+def _fields_problem(fields: Mapping[str, object]) -> str | None:
+    """What is wrong with the names of a decision's fields, if anything (the values are checked later)."""
+    keys = fields.keys()
+    if keys <= _DECISION_FIELDS and DecisionFields.__required_keys__ <= keys:
+        return None  # the usual case, checked in two set operations
+    unknown = sorted(keys - _DECISION_FIELDS)
+    if unknown:
+        return f"unexpected field(s) {', '.join(map(repr, unknown))}"
+    missing = sorted(DecisionFields.__required_keys__ - keys)
+    return f"missing required field(s) {', '.join(map(repr, missing))}"
+
+
+def _decision_request(
+    *,
+    symbol: str,
+    direction: Direction | str | int,
+    decision_type: DecisionType | str | int,
+    trader_count: int,
+    agreement_pct: float,
+    effective_k: float,
+    gates: Sequence[Gate | Mapping[str, Any]] = (),
+    risk_checks: Sequence[RiskCheck | Mapping[str, Any]] = (),
+    avg_confidence: float | None = None,
+    ev_estimate: float | None = None,
+    price_at_decision: convert.Amount | None = None,
+    decided_at: datetime | None = None,
+    request_id: str | None = None,
+) -> dpb.LogDecisionRequest:
+    """log_decision's arguments as its request; a bad value is a ValueError naming the argument.
+
+    Shared by log_decision, log_decisions and the batcher. `request_id` must be chosen before
+    (None is refused) so that the caller's errors and results can carry it."""
+    if request_id is None:
+        raise ValueError("request_id must be a non-empty str, got None")
+    return dpb.LogDecisionRequest(
+        symbol=convert.text(symbol, "symbol"),
+        direction=convert.direction(direction),
+        decision_type=convert.decision_type(decision_type),
+        trader_count=convert.integer(trader_count, "trader_count"),
+        agreement_pct=convert.real(agreement_pct, "agreement_pct"),
+        effective_k=convert.real(effective_k, "effective_k"),
+        avg_confidence=convert.optional_real(avg_confidence, "avg_confidence"),
+        ev_estimate=convert.optional_real(ev_estimate, "ev_estimate"),
+        price_at_decision=(
+            None if price_at_decision is None else convert.amount(price_at_decision, "price_at_decision")
+        ),
+        gates=convert.gates(gates),
+        risk_checks=convert.risk_checks(risk_checks),
+        request_id=_request_id(request_id),
+        decided_at=convert.optional_timestamp(decided_at, "decided_at"),
+    )
 
 
 def _positive(name: str, value: object, *, allow_none: bool = False) -> float | None:
@@ -188,6 +281,7 @@ class SigmaClient:
     - `metadata`: sent with every call, before the call's own metadata (e.g. an authorization
       header).
     - `channel_options`: extra grpc channel options, applied after the client's own.
+    - `interceptors`: grpc.aio client interceptors (tracing, metrics), run on every attempt.
     """
 
     def __init__(
@@ -205,6 +299,7 @@ class SigmaClient:
         wait_for_ready: bool = False,
         metadata: Metadata | None = None,
         channel_options: Sequence[tuple[str, Any]] = (),
+        interceptors: Sequence[ClientInterceptor] = (),
     ) -> None:
         if not isinstance(target, str) or not target.strip():
             raise ValueError(f"target must be a non-empty 'host:port' string, got {target!r}")
@@ -258,11 +353,15 @@ class SigmaClient:
             ("grpc.max_receive_message_length", 64 * 1024 * 1024),
             *channel_options,
         ]
+        if isinstance(interceptors, str | bytes) or not all(
+            isinstance(i, grpc.aio.ClientInterceptor) for i in interceptors
+        ):
+            raise ValueError("interceptors must be grpc.aio client interceptors")
         self._random = random.Random()  # noqa: S311  # backoff jitter, not cryptography
         self._channel = (
-            grpc.aio.secure_channel(target, credentials, options=options)
+            grpc.aio.secure_channel(target, credentials, options=options, interceptors=interceptors)
             if credentials is not None
-            else grpc.aio.insecure_channel(target, options=options)
+            else grpc.aio.insecure_channel(target, options=options, interceptors=interceptors)
         )
         self._decisions = dpb_grpc.DecisionServiceStub(self._channel)
         self._executions = epb_grpc.ExecutionServiceStub(self._channel)
@@ -361,26 +460,21 @@ class SigmaClient:
         "risk_reject"; `price_at_decision`: a Decimal, str or float (at most 8 decimals);
         `decided_at`: a timezone-aware datetime (defaults to the server's time).
         """
-        if request_id is None:
-            request_id = new_request_id()
-        elif not isinstance(request_id, str) or not request_id:
-            raise ValueError(f"request_id must be a non-empty str, got {request_id!r}")
-        request = dpb.LogDecisionRequest(
-            symbol=convert.text(symbol, "symbol"),
-            direction=convert.direction(direction),
-            decision_type=convert.decision_type(decision_type),
-            trader_count=convert.integer(trader_count, "trader_count"),
-            agreement_pct=convert.real(agreement_pct, "agreement_pct"),
-            effective_k=convert.real(effective_k, "effective_k"),
-            avg_confidence=convert.optional_real(avg_confidence, "avg_confidence"),
-            ev_estimate=convert.optional_real(ev_estimate, "ev_estimate"),
-            price_at_decision=(
-                None if price_at_decision is None else convert.amount(price_at_decision, "price_at_decision")
-            ),
-            gates=convert.gates(gates),
-            risk_checks=convert.risk_checks(risk_checks),
+        request_id = _request_id(request_id)
+        request = _decision_request(
+            symbol=symbol,
+            direction=direction,
+            decision_type=decision_type,
+            trader_count=trader_count,
+            agreement_pct=agreement_pct,
+            effective_k=effective_k,
+            gates=gates,
+            risk_checks=risk_checks,
+            avg_confidence=avg_confidence,
+            ev_estimate=ev_estimate,
+            price_at_decision=price_at_decision,
+            decided_at=decided_at,
             request_id=request_id,
-            decided_at=convert.optional_timestamp(decided_at, "decided_at"),
         )
         response, attempts = await self._call(
             self._decisions.LogDecision,
@@ -394,6 +488,82 @@ class SigmaClient:
         return LoggedDecision(
             decision=response.decision, request_id=request_id, replayed=response.replayed, attempts=attempts
         )
+
+    async def log_decisions(
+        self,
+        decisions: Sequence[DecisionFields],
+        *,
+        timeout: float | None = None,
+        metadata: Metadata | None = None,
+        wait_for_ready: bool | None = None,
+    ) -> list[LoggedDecision | SigmaError]:
+        """Record 1 to 1,000 evaluations in one LogDecisions call; per decision, in order, its
+        `LoggedDecision` or the `SigmaError` it was refused with (InvalidArgumentError,
+        AlreadyExistsError for REQUEST_ID_REUSED), as log_decision would have returned or raised.
+
+        Each item holds log_decision's per-decision arguments (`DecisionFields`); one without a
+        `request_id` gets a fresh UUID4, so retrying the call (the client does, as for
+        log_decision) never stores a decision twice. A bad value is a ValueError naming the item
+        (`decisions[3]: ...`) before anything is sent. An error of the whole call (UNAVAILABLE
+        once the deadline ends the retries, UNAUTHENTICATED, PERMISSION_DENIED) is raised: then
+        nothing was refused one by one, and what may have been stored is replayed by a retry.
+        The request must stay under the server's 4 MiB bound (a thousand typical decisions are
+        a few hundred KB); the batcher splits its batches to stay under it.
+        """
+        if isinstance(decisions, str | bytes | Mapping) or not isinstance(decisions, Sequence):
+            raise ValueError(f"decisions must be a sequence of mappings, got {type(decisions).__name__}")
+        if not 1 <= len(decisions) <= MAX_BATCH_SIZE:
+            raise ValueError(f"decisions must hold 1 to {MAX_BATCH_SIZE} decisions, got {len(decisions)}")
+        requests = []
+        for i, fields in enumerate(decisions):
+            try:
+                if not isinstance(fields, Mapping):
+                    raise ValueError(f"must be a mapping of log_decision's arguments, not {type(fields)}")
+                problem = _fields_problem(fields)
+                if problem is not None:
+                    raise ValueError(problem)
+                arguments: dict[str, Any] = {**fields, "request_id": _request_id(fields.get("request_id"))}
+                requests.append(_decision_request(**arguments))
+            except ValueError as error:
+                raise ValueError(f"decisions[{i}]: {error}") from None
+        results, _ = await self._log_decision_requests(
+            requests, timeout=timeout, metadata=metadata, wait_for_ready=wait_for_ready
+        )
+        return results
+
+    async def _log_decision_requests(
+        self,
+        requests: Sequence[dpb.LogDecisionRequest],
+        *,
+        timeout: float | None,
+        metadata: Metadata | None,
+        wait_for_ready: bool | None,
+    ) -> tuple[list[LoggedDecision | SigmaError], int]:
+        """One LogDecisions call with the client's retries (requests built, ids set); the results and
+        the number of attempts. The batcher builds its requests itself and retries them as they are."""
+        response, attempts = await self._call(
+            self._decisions.LogDecisions,
+            dpb.LogDecisionsRequest(decisions=requests),
+            _RETRY_UNAVAILABLE_AND_ATTEMPT_DEADLINE,
+            timeout=timeout,
+            metadata=metadata,
+            wait_for_ready=wait_for_ready,
+        )
+        if len(response.results) != len(requests):
+            # The contract answers each decision; a short answer cannot be matched to its decisions.
+            raise InternalError(
+                grpc.StatusCode.INTERNAL,
+                f"LogDecisions answered {len(response.results)} results for {len(requests)} decisions",
+                attempts=attempts,
+            )
+        results: list[LoggedDecision | SigmaError] = []
+        for request, result in zip(requests, response.results, strict=True):
+            if result.WhichOneof("result") == "logged":
+                logged = result.logged
+                results.append(LoggedDecision(logged.decision, request.request_id, logged.replayed, attempts))
+            else:
+                results.append(from_status(result.error, attempts=attempts, request_id=request.request_id))
+        return results, attempts
 
     async def get_decision(
         self,

@@ -10,7 +10,8 @@ code) carrying:
 - `message`: the status message, for people (switch on `reason`, never on the text);
 - `field_violations`: the google.rpc.BadRequest violations as (field, description) pairs;
 - `attempts`: how many attempts the client made before giving up;
-- `request_id`: for log_decision, the idempotency key the call used, so it can be retried later.
+- `request_id`: for log_decision, and for each decision of log_decisions and the batcher, the
+  idempotency key the call used, so it can be retried later.
 
 A reason this client does not know (added to the API later) is kept as its string; handle
 it by its status code.
@@ -19,10 +20,12 @@ it by its status code.
 from __future__ import annotations
 
 import enum
+from collections.abc import Iterable
 from typing import NamedTuple
 
 import grpc
 import grpc.aio
+from google.protobuf import any_pb2
 from google.protobuf.message import DecodeError
 from google.rpc import error_details_pb2, status_pb2
 from grpc_status import rpc_status
@@ -174,15 +177,17 @@ def _rich_status(error: grpc.aio.AioRpcError) -> status_pb2.Status | None:
     return found
 
 
-def from_rpc_error(
-    error: grpc.aio.AioRpcError, *, attempts: int = 1, request_id: str | None = None
+def _typed(
+    code: grpc.StatusCode,
+    message: str,
+    details: Iterable[any_pb2.Any],
+    *,
+    attempts: int,
+    request_id: str | None,
 ) -> SigmaError:
-    """The typed error of a failed call."""
-    code = error.code()
     reason: str | None = None
     violations: list[FieldViolation] = []
-    status = _rich_status(error)
-    for detail in status.details if status is not None else ():
+    for detail in details:
         if detail.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
             info = error_details_pb2.ErrorInfo()
             detail.Unpack(info)
@@ -196,9 +201,34 @@ def from_rpc_error(
     kind = _CLASSES.get(code, SigmaError)
     return kind(
         code,
-        error.details() or "",
+        message,
         reason=reason,
         field_violations=tuple(violations),
         attempts=attempts,
         request_id=request_id,
     )
+
+
+def from_rpc_error(
+    error: grpc.aio.AioRpcError, *, attempts: int = 1, request_id: str | None = None
+) -> SigmaError:
+    """The typed error of a failed call."""
+    status = _rich_status(error)
+    return _typed(
+        error.code(),
+        error.details() or "",
+        status.details if status is not None else (),
+        attempts=attempts,
+        request_id=request_id,
+    )
+
+
+_CODES: dict[int, grpc.StatusCode] = {code.value[0]: code for code in grpc.StatusCode}
+
+
+def from_status(status: status_pb2.Status, *, attempts: int = 1, request_id: str | None = None) -> SigmaError:
+    """The typed error of a google.rpc.Status sent inside a response (a refused decision of
+    LogDecisions): the same class, reason and violations as the call would have failed with."""
+    # A code this grpc version does not know is still an error: UNKNOWN, with the server's message.
+    code = _CODES.get(status.code, grpc.StatusCode.UNKNOWN)
+    return _typed(code, status.message, status.details, attempts=attempts, request_id=request_id)

@@ -9,12 +9,16 @@ already hold one.
 from __future__ import annotations
 
 import enum
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from typing import Any, TypedDict
 
 import grpc.aio
 
 __all__ = [
+    "DecisionFields",
     "DecisionType",
     "Direction",
     "ExecutionStatus",
@@ -83,3 +87,27 @@ class RiskCheck:
     passed: bool
     value: float | None = None
     limit: float | None = None
+
+
+class _RequiredDecisionFields(TypedDict):
+    symbol: str
+    direction: Direction | str | int
+    decision_type: DecisionType | str | int
+    trader_count: int
+    agreement_pct: float
+    effective_k: float
+
+
+# Two classes rather than Required[...]: with postponed annotations Python 3.11's TypedDict cannot
+# see Required, so __required_keys__ (which the batcher checks against) would be wrong.
+class DecisionFields(_RequiredDecisionFields, total=False):
+    """log_decision's per-decision keyword arguments, as one mapping: an item of `log_decisions`,
+    and the `fields` of a decision the batcher holds (replay it with `log_decision(**fields)`)."""
+
+    gates: Sequence[Gate | Mapping[str, Any]]
+    risk_checks: Sequence[RiskCheck | Mapping[str, Any]]
+    avg_confidence: float | None
+    ev_estimate: float | None
+    price_at_decision: Decimal | str | float | int | None
+    decided_at: datetime | None
+    request_id: str | None
