@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sigma_grpc.api.wire import decimal_text, enum_value, optional_float, raw_time, timestamp
+from sigma_grpc.api.wire import enum_value, raw_time, set_timestamp, timestamp
 from sigma_grpc.domain.models import Decision, DecisionType, Direction, Gate, OutcomeFilter, RiskCheck
 from sigma_grpc.domain.stats import Stats, Summary
 from sigma_grpc.domain.validation import DecisionInput, ListInput, OutcomeInput
@@ -86,30 +86,48 @@ def outcome_input(req: pb.RecordOutcomeRequest) -> OutcomeInput:
 
 
 def decision_message(d: Decision) -> pb.Decision:
-    # None leaves an optional field unset, so clients can tell "0" from "absent".
-    return pb.Decision(
-        id=str(d.id),
-        created_at=timestamp(d.created_at),
-        decided_at=timestamp(d.decided_at),
-        symbol=d.symbol,
-        direction=DIRECTION_TO_PB[d.direction],
-        decision_type=DECISION_TYPE_TO_PB[d.decision_type],
-        trader_count=d.trader_count,
-        agreement_pct=float(d.agreement_pct),
-        effective_k=float(d.effective_k),
-        avg_confidence=optional_float(d.avg_confidence),
-        ev_estimate=optional_float(d.ev_estimate),
-        price_at_decision=decimal_text(d.price_at_decision),
-        gates=[pb.Gate(name=g.name, passed=g.passed, value=g.value, threshold=g.threshold) for g in d.gates],
-        risk_checks=[
-            pb.RiskCheck(name=c.name, passed=c.passed, value=c.value, limit=c.limit) for c in d.risk_checks
-        ],
-        reasoning=d.reasoning,
-        request_id=d.request_id,
-        outcome_pnl=decimal_text(d.outcome_pnl),
-        outcome_r_multiple=optional_float(d.outcome_r_multiple),
-        outcome_closed_at=timestamp(d.outcome_closed_at) if d.outcome_closed_at else None,
-    )
+    return fill_decision(pb.Decision(), d)
+
+
+def fill_decision(target: pb.Decision, d: Decision) -> pb.Decision:
+    """Write `d` into an empty `target` (e.g. `response.decisions.add()`) and return it.
+
+    Filled in place rather than built from keyword arguments: nested messages
+    passed that way are copied, and a page holds 50 decisions of 8-20 nested
+    messages each. None leaves an optional field unset, so clients can tell "0"
+    from "absent".
+    """
+    target.id = str(d.id)
+    target.symbol = d.symbol
+    target.direction = DIRECTION_TO_PB[d.direction]
+    target.decision_type = DECISION_TYPE_TO_PB[d.decision_type]
+    target.trader_count = d.trader_count
+    target.agreement_pct = float(d.agreement_pct)
+    target.effective_k = float(d.effective_k)
+    if d.avg_confidence is not None:
+        target.avg_confidence = float(d.avg_confidence)
+    if d.ev_estimate is not None:
+        target.ev_estimate = float(d.ev_estimate)
+    if d.price_at_decision is not None:
+        target.price_at_decision = format(d.price_at_decision, "f")
+    target.reasoning = d.reasoning
+    if d.request_id is not None:
+        target.request_id = d.request_id
+    set_timestamp(target.created_at, d.created_at)
+    set_timestamp(target.decided_at, d.decided_at)
+    add_gate = target.gates.add
+    for g in d.gates:
+        add_gate(name=g.name, passed=g.passed, value=g.value, threshold=g.threshold)
+    add_check = target.risk_checks.add
+    for c in d.risk_checks:
+        add_check(name=c.name, passed=c.passed, value=c.value, limit=c.limit)
+    if d.outcome_pnl is not None:
+        target.outcome_pnl = format(d.outcome_pnl, "f")
+    if d.outcome_r_multiple is not None:
+        target.outcome_r_multiple = float(d.outcome_r_multiple)
+    if d.outcome_closed_at is not None:
+        set_timestamp(target.outcome_closed_at, d.outcome_closed_at)
+    return target
 
 
 def _stats_message(s: Summary) -> pb.DecisionStats:

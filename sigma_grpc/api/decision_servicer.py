@@ -59,9 +59,10 @@ class DecisionServicer(pb_grpc.DecisionServiceServicer):
         context: Context[pb.ListDecisionsRequest, pb.ListDecisionsResponse],
     ) -> pb.ListDecisionsResponse:
         decisions, next_token = await self._decisions.list(convert.list_input(request))
-        return pb.ListDecisionsResponse(
-            decisions=[convert.decision_message(d) for d in decisions], next_page_token=next_token
-        )
+        response = pb.ListDecisionsResponse(next_page_token=next_token)
+        for decision in decisions:
+            convert.fill_decision(response.decisions.add(), decision)
+        return response
 
     @rpc
     async def GetStats(
