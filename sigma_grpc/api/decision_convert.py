@@ -40,21 +40,22 @@ def decision_input(req: pb.LogDecisionRequest) -> DecisionInput:
         avg_confidence=req.avg_confidence if req.HasField("avg_confidence") else None,
         ev_estimate=req.ev_estimate if req.HasField("ev_estimate") else None,
         price_at_decision=req.price_at_decision if req.HasField("price_at_decision") else None,
+        # Positional: every gate of every call passes through here.
         gates=tuple(
             Gate(
-                name=g.name,
-                passed=g.passed,
-                value=g.value if g.HasField("value") else None,
-                threshold=g.threshold if g.HasField("threshold") else None,
+                g.name,
+                g.passed,
+                g.value if g.HasField("value") else None,
+                g.threshold if g.HasField("threshold") else None,
             )
             for g in req.gates
         ),
         risk_checks=tuple(
             RiskCheck(
-                name=c.name,
-                passed=c.passed,
-                value=c.value if c.HasField("value") else None,
-                limit=c.limit if c.HasField("limit") else None,
+                c.name,
+                c.passed,
+                c.value if c.HasField("value") else None,
+                c.limit if c.HasField("limit") else None,
             )
             for c in req.risk_checks
         ),
@@ -83,10 +84,6 @@ def outcome_input(req: pb.RecordOutcomeRequest) -> OutcomeInput:
         outcome_r_multiple=req.outcome_r_multiple if req.HasField("outcome_r_multiple") else None,
         outcome_closed_at=raw_time(req.outcome_closed_at) if req.HasField("outcome_closed_at") else None,
     )
-
-
-def decision_message(d: Decision) -> pb.Decision:
-    return fill_decision(pb.Decision(), d)
 
 
 def fill_decision(target: pb.Decision, d: Decision) -> pb.Decision:

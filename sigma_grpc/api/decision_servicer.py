@@ -23,7 +23,9 @@ class DecisionServicer(pb_grpc.DecisionServiceServicer):
         self, request: pb.LogDecisionRequest, context: Context[pb.LogDecisionRequest, pb.LogDecisionResponse]
     ) -> pb.LogDecisionResponse:
         decision, replayed = await self._decisions.log(convert.decision_input(request))
-        return pb.LogDecisionResponse(decision=convert.decision_message(decision), replayed=replayed)
+        response = pb.LogDecisionResponse(replayed=replayed)
+        convert.fill_decision(response.decision, decision)
+        return response
 
     @rpc
     async def LogDecisions(
@@ -32,25 +34,23 @@ class DecisionServicer(pb_grpc.DecisionServiceServicer):
         context: Context[pb.LogDecisionsRequest, pb.LogDecisionsResponse],
     ) -> pb.LogDecisionsResponse:
         answers = await self._decisions.log_many([convert.decision_input(d) for d in request.decisions])
-        return pb.LogDecisionsResponse(
-            results=[
-                pb.LogDecisionResult(error=status_message(answer))
-                if isinstance(answer, DomainError)
-                else pb.LogDecisionResult(
-                    logged=pb.LogDecisionResponse(
-                        decision=convert.decision_message(answer[0]), replayed=answer[1]
-                    )
-                )
-                for answer in answers
-            ]
-        )
+        response = pb.LogDecisionsResponse()
+        for answer in answers:
+            result = response.results.add()
+            if isinstance(answer, DomainError):
+                result.error.CopyFrom(status_message(answer))
+            else:
+                result.logged.replayed = answer[1]
+                convert.fill_decision(result.logged.decision, answer[0])
+        return response
 
     @rpc
     async def GetDecision(
         self, request: pb.GetDecisionRequest, context: Context[pb.GetDecisionRequest, pb.GetDecisionResponse]
     ) -> pb.GetDecisionResponse:
-        decision = await self._decisions.get(request.id)
-        return pb.GetDecisionResponse(decision=convert.decision_message(decision))
+        response = pb.GetDecisionResponse()
+        convert.fill_decision(response.decision, await self._decisions.get(request.id))
+        return response
 
     @rpc
     async def ListDecisions(
@@ -80,5 +80,8 @@ class DecisionServicer(pb_grpc.DecisionServiceServicer):
         request: pb.RecordOutcomeRequest,
         context: Context[pb.RecordOutcomeRequest, pb.RecordOutcomeResponse],
     ) -> pb.RecordOutcomeResponse:
-        decision = await self._decisions.record_outcome(convert.outcome_input(request))
-        return pb.RecordOutcomeResponse(decision=convert.decision_message(decision))
+        response = pb.RecordOutcomeResponse()
+        convert.fill_decision(
+            response.decision, await self._decisions.record_outcome(convert.outcome_input(request))
+        )
+        return response
