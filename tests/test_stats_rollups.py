@@ -20,9 +20,11 @@ import asyncpg
 import pytest
 
 from sigma_grpc.api.decision_convert import stats_message
-from sigma_grpc.domain.models import Counts, StatsRows
+from sigma_grpc.domain.models import Counts, StatsQuery, StatsRows
 from sigma_grpc.domain.stats import build_stats
 from sigma_grpc.gen.sigma.v1 import decision_service_pb2 as pb
+from sigma_grpc.storage.decisions import DecisionStore
+from sigma_grpc.storage.pool import Database
 from tests.helpers import Stub, gate, risk, ts
 
 SYMBOLS = ("BTC", "ETH", "SOL", "kPEPE")
@@ -182,6 +184,36 @@ async def test_stats_from_rollups_equal_a_scan_of_the_rows(
         " WHERE stripe <> 0 AND bucket + make_interval(hours => span) <= date_trunc('hour', NOW(), 'UTC')"
     )
     assert striped == 0
+
+
+# Where a window's start falls in its hour decides how its rows are read: on the hour (rollups
+# only), in the first half (the hour counted whole, the rows before the start taken away), in the
+# second half (the hour left out, the rows after the start added).
+OFFSETS = (
+    timedelta(0),
+    timedelta(microseconds=1),
+    timedelta(minutes=10),
+    timedelta(minutes=29, seconds=59, microseconds=999999),
+    timedelta(minutes=30),
+    timedelta(minutes=50),
+    timedelta(minutes=59, seconds=59, microseconds=999999),
+)
+
+
+async def test_every_position_of_the_start_in_its_hour_gives_the_exact_answer(
+    api: Stub, clean_db: asyncpg.Pool
+) -> None:
+    rng = random.Random(6)
+    await record_outcomes(api, rng, await write_history(api, rng, 400))
+    store = DecisionStore(Database(clean_db))
+    hour = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
+    for offset in OFFSETS:
+        now = hour + offset
+        for days in WINDOWS:
+            for symbol in (None, "ETH"):
+                found = await store.stats_rows(StatsQuery(days=days, symbol=symbol), now=now)
+                expected = await from_scratch(clean_db, now - timedelta(days=days), symbol)
+                assert found == expected, (offset, days, symbol)
 
 
 async def test_writers_on_several_connections_use_several_stripes(api: Stub, clean_db: asyncpg.Pool) -> None:

@@ -326,46 +326,61 @@ class DecisionStore:
         rows = await self._db.fetch(sql, *args)
         return [_decision(r) for r in rows[: query.page_size]], len(rows) > query.page_size
 
-    async def stats_rows(self, query: StatsQuery) -> StatsRows:
+    async def stats_rows(self, query: StatsQuery, *, now: datetime | None = None) -> StatsRows:
         """Counts per symbol and gate failures of the window, in one statement (one snapshot).
 
+        The window ends at the database's NOW(), or at `now` when given (tests pin it).
+
         From the rollups (migration 065): the days the window covers whole, then
-        the hours of its partial first day; from the rows: its partial first hour.
+        the hours of its partial first day. The window's start rarely falls on
+        an hour: the rows between it and the nearer end of its hour are read
+        themselves, added when that is the hour's end (the start's hour is left
+        out of the rollups), taken away when it is the hour's beginning (the
+        start's hour is counted whole). Either way at most half an hour of rows.
         Rows of kind 'w' carry the window's start, 'c' a symbol's counts, 'g' a
         gate's failures.
         """
-        args: list[Any] = [query.days]
+        args: list[Any] = [query.days, now]
         symbol = ""
         if query.symbol is not None:
             args.append(query.symbol)
-            symbol = "AND symbol = $2"
+            symbol = "AND symbol = $3"
         rolled_up = f"""
             (span = 24 AND bucket >= (SELECT days FROM w)
              OR span = 1 AND bucket >= (SELECT hours FROM w) AND bucket < (SELECT days FROM w)) {symbol}
         """
-        raw = f"decided_at >= (SELECT start FROM w) AND decided_at < (SELECT hours FROM w) {symbol}"
+        raw = f"decided_at >= (SELECT raw_from FROM w) AND decided_at < (SELECT raw_to FROM w) {symbol}"
         rows = await self._db.fetch(
             f"""
-            WITH w AS MATERIALIZED (
+            WITH edges AS (
                 SELECT start,
-                       decision_stats_bucket(start + INTERVAL '1 hour' - tick, 1::smallint) AS hours,
+                       decision_stats_bucket(start, 1::smallint) AS hour_start,
+                       decision_stats_bucket(start + INTERVAL '1 hour' - tick, 1::smallint) AS hour_end,
                        decision_stats_bucket(start + INTERVAL '24 hours' - tick, 24::smallint) AS days
-                FROM (SELECT NOW() - make_interval(days => $1::int) AS start,
+                FROM (SELECT COALESCE($2::timestamptz, NOW()) - make_interval(days => $1::int) AS start,
                              INTERVAL '1 microsecond' AS tick) AS window_start
+            ), w AS MATERIALIZED (
+                SELECT start, days, subtract,
+                       CASE WHEN subtract THEN hour_start ELSE hour_end END AS hours,
+                       CASE WHEN subtract THEN hour_start ELSE start END AS raw_from,
+                       CASE WHEN subtract THEN start ELSE hour_end END AS raw_to,
+                       CASE WHEN subtract THEN -1 ELSE 1 END AS sign
+                FROM (SELECT *, start - hour_start < hour_end - start AS subtract FROM edges) AS e
             ), counts AS (
                 SELECT symbol, total, signals, skips, risk_rejects, closed, wins, losses,
                        r_multiple_sum, pnl_sum
                 FROM decision_stats WHERE {rolled_up}
                 UNION ALL
-                SELECT symbol, 1, (decision_type = 'signal')::int, (decision_type = 'skip')::int,
-                       (decision_type = 'risk_reject')::int, (outcome_pnl IS NOT NULL)::int,
-                       (outcome_pnl > 0)::int, (outcome_pnl < 0)::int,
-                       COALESCE(outcome_r_multiple, 0), COALESCE(outcome_pnl, 0)
-                FROM decision_logs WHERE {raw}
+                SELECT symbol, sign, sign * (decision_type = 'signal')::int,
+                       sign * (decision_type = 'skip')::int, sign * (decision_type = 'risk_reject')::int,
+                       sign * (outcome_pnl IS NOT NULL)::int, sign * (outcome_pnl > 0)::int,
+                       sign * (outcome_pnl < 0)::int, sign * COALESCE(outcome_r_multiple, 0),
+                       sign * COALESCE(outcome_pnl, 0)
+                FROM decision_logs, w WHERE {raw}
             ), failures AS (
                 SELECT gate, failures FROM decision_gate_failures WHERE {rolled_up}
                 UNION ALL
-                SELECT g->>'name', count(DISTINCT id)
+                SELECT g->>'name', (SELECT sign FROM w) * count(DISTINCT id)
                 FROM decision_logs, jsonb_array_elements(gates) AS g
                 WHERE {raw} AND (g->>'passed')::boolean IS FALSE
                 GROUP BY 1
