@@ -1,4 +1,5 @@
-"""What starting the service costs: the Hyperliquid SDK is imported only when execution needs it."""
+"""What starting the service costs: the Hyperliquid SDK is imported only when execution needs it,
+and pgserver only when the embedded database is started."""
 
 from __future__ import annotations
 
@@ -17,7 +18,8 @@ from sigma_grpc.cli import main
 from sigma_grpc.config import Settings, Secret
 settings = Settings(hl_private_key=Secret(sys.argv[1])) if len(sys.argv) > 1 else Settings()
 build_exchange(settings)
-print(sorted({name.split(".")[0] for name in sys.modules} & {"hyperliquid", "eth_account", "requests"}))
+heavy = {"hyperliquid", "eth_account", "requests", "pgserver"}
+print(sorted({name.split(".")[0] for name in sys.modules} & heavy))
 """
 
 
@@ -33,7 +35,7 @@ def test_the_api_urls_are_the_sdks() -> None:
     assert hyperliquid.TESTNET_API_URL == constants.TESTNET_API_URL
 
 
-def test_a_server_without_a_key_starts_without_the_sdk() -> None:
+def test_a_server_without_a_key_on_an_external_database_starts_without_the_sdk_or_pgserver() -> None:
     assert _sdk_modules_after_start() == "[]"
 
 

@@ -23,11 +23,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-with warnings.catch_warnings():
-    # pgserver asks platformdirs for a runtime dir at import; XDG_RUNTIME_DIR is often unset.
-    warnings.simplefilter("ignore", UserWarning)
-    import pgserver
-
 log = logging.getLogger(__name__)
 
 # PostgreSQL listens on a unix socket inside the data folder, and socket paths
@@ -38,6 +33,17 @@ LOCK_FILE = "sigma.lock"
 
 # Data folders this process has locked: folder → the lock file's descriptor.
 _locks: dict[Path, int] = {}
+
+
+def _pgserver() -> Any:
+    """The pgserver module, imported when an embedded server is started: a service on an
+    external database never needs it (nor psutil and the rest it brings)."""
+    with warnings.catch_warnings():
+        # pgserver asks platformdirs for a runtime dir at import; XDG_RUNTIME_DIR is often unset.
+        warnings.simplefilter("ignore", UserWarning)
+        import pgserver  # noqa: PLC0415 (deferred on purpose)
+
+    return pgserver
 
 
 class EmbeddedDatabaseError(RuntimeError):
@@ -148,7 +154,7 @@ def start_embedded(data_dir: Path) -> EmbeddedPostgres:
         with warnings.catch_warnings():
             # pgserver asks platformdirs for a runtime dir; XDG_RUNTIME_DIR is often unset.
             warnings.simplefilter("ignore", UserWarning)
-            server = pgserver.get_server(pgdata, cleanup_mode="stop")  # type: ignore[attr-defined]
+            server = _pgserver().get_server(pgdata, cleanup_mode="stop")
     except BaseException:
         if locked_here:
             _unlock(data_dir)
