@@ -48,61 +48,77 @@ LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
     SELECT date_trunc(CASE span WHEN 1 THEN 'hour' ELSE 'day' END, moment, 'UTC')
 $$;
 
--- Add (delta = 1) or take away (delta = -1) the contribution of `changed` rows.
--- A failed gate counts once per decision, however often its name appears.
-CREATE FUNCTION decision_stats_apply(changed decision_logs[], delta INT, stripe SMALLINT)
-RETURNS void LANGUAGE sql AS $$
-    INSERT INTO decision_stats AS s (
-        span, bucket, symbol, stripe, total, signals, skips, risk_rejects, closed, wins, losses,
-        r_multiple_sum, pnl_sum
-    )
-    SELECT spans.span, decision_stats_bucket(d.decided_at, spans.span), d.symbol, stripe,
-           delta * count(*),
-           delta * count(*) FILTER (WHERE d.decision_type = 'signal'),
-           delta * count(*) FILTER (WHERE d.decision_type = 'skip'),
-           delta * count(*) FILTER (WHERE d.decision_type = 'risk_reject'),
-           delta * count(*) FILTER (WHERE d.outcome_pnl IS NOT NULL),
-           delta * count(*) FILTER (WHERE d.outcome_pnl > 0),
-           delta * count(*) FILTER (WHERE d.outcome_pnl < 0),
-           delta * COALESCE(sum(d.outcome_r_multiple), 0),
-           delta * COALESCE(sum(d.outcome_pnl), 0)
-    FROM unnest(changed) AS d, (VALUES (1::SMALLINT), (24::SMALLINT)) AS spans (span)
-    GROUP BY 1, 2, 3
-    ON CONFLICT (span, bucket, symbol, stripe) DO UPDATE SET
-        total = s.total + EXCLUDED.total,
-        signals = s.signals + EXCLUDED.signals,
-        skips = s.skips + EXCLUDED.skips,
-        risk_rejects = s.risk_rejects + EXCLUDED.risk_rejects,
-        closed = s.closed + EXCLUDED.closed,
-        wins = s.wins + EXCLUDED.wins,
-        losses = s.losses + EXCLUDED.losses,
-        r_multiple_sum = s.r_multiple_sum + EXCLUDED.r_multiple_sum,
-        pnl_sum = s.pnl_sum + EXCLUDED.pnl_sum;
-
-    INSERT INTO decision_gate_failures AS g (span, bucket, symbol, gate, stripe, failures)
-    SELECT spans.span, decision_stats_bucket(d.decided_at, spans.span), d.symbol, failed.name, stripe,
-           delta * count(*)
-    FROM unnest(changed) AS d,
-         (VALUES (1::SMALLINT), (24::SMALLINT)) AS spans (span),
-         LATERAL (
-             SELECT DISTINCT gate->>'name' AS name
-             FROM jsonb_array_elements(d.gates) AS gate
-             WHERE (gate->>'passed')::boolean IS FALSE
-         ) AS failed
-    GROUP BY 1, 2, 3, 4
-    ON CONFLICT (span, bucket, symbol, gate, stripe) DO UPDATE SET failures = g.failures + EXCLUDED.failures;
+-- The two upserts that apply `source` to the rollups, as SQL text. `source` is a
+-- query whose rows are decision_logs rows preceded by a `sign` column (1 to add a
+-- row, -1 to take it away). Text, because only the trigger's own statements see
+-- its transition tables: the trigger runs them itself. Rows are aggregated per
+-- bucket, not collected in arrays (a statement may touch millions), and upserted
+-- in key order, so concurrent writers lock shared rows in one order and never
+-- deadlock. A failed gate counts once per decision, however often its name appears.
+CREATE FUNCTION decision_stats_upserts(source TEXT, stripe SMALLINT) RETURNS TEXT[]
+LANGUAGE sql IMMUTABLE AS $$
+    SELECT ARRAY[
+        format($upsert$
+            INSERT INTO decision_stats AS s (
+                span, bucket, symbol, stripe, total, signals, skips, risk_rejects, closed, wins,
+                losses, r_multiple_sum, pnl_sum
+            )
+            SELECT spans.span, decision_stats_bucket(d.decided_at, spans.span), d.symbol, %1$s,
+                   sum(d.sign),
+                   COALESCE(sum(d.sign) FILTER (WHERE d.decision_type = 'signal'), 0),
+                   COALESCE(sum(d.sign) FILTER (WHERE d.decision_type = 'skip'), 0),
+                   COALESCE(sum(d.sign) FILTER (WHERE d.decision_type = 'risk_reject'), 0),
+                   COALESCE(sum(d.sign) FILTER (WHERE d.outcome_pnl IS NOT NULL), 0),
+                   COALESCE(sum(d.sign) FILTER (WHERE d.outcome_pnl > 0), 0),
+                   COALESCE(sum(d.sign) FILTER (WHERE d.outcome_pnl < 0), 0),
+                   COALESCE(sum(d.sign * d.outcome_r_multiple), 0),
+                   COALESCE(sum(d.sign * d.outcome_pnl), 0)
+            FROM (%2$s) AS d, (VALUES (1::SMALLINT), (24::SMALLINT)) AS spans (span)
+            GROUP BY 1, 2, 3
+            ORDER BY 1, 2, 3
+            ON CONFLICT (span, bucket, symbol, stripe) DO UPDATE SET
+                total = s.total + EXCLUDED.total,
+                signals = s.signals + EXCLUDED.signals,
+                skips = s.skips + EXCLUDED.skips,
+                risk_rejects = s.risk_rejects + EXCLUDED.risk_rejects,
+                closed = s.closed + EXCLUDED.closed,
+                wins = s.wins + EXCLUDED.wins,
+                losses = s.losses + EXCLUDED.losses,
+                r_multiple_sum = s.r_multiple_sum + EXCLUDED.r_multiple_sum,
+                pnl_sum = s.pnl_sum + EXCLUDED.pnl_sum
+        $upsert$, stripe, source),
+        format($upsert$
+            INSERT INTO decision_gate_failures AS g (span, bucket, symbol, gate, stripe, failures)
+            SELECT spans.span, decision_stats_bucket(d.decided_at, spans.span), d.symbol, failed.name,
+                   %1$s, sum(d.sign)
+            FROM (%2$s) AS d,
+                 (VALUES (1::SMALLINT), (24::SMALLINT)) AS spans (span),
+                 LATERAL (
+                     SELECT DISTINCT gate->>'name' AS name
+                     FROM jsonb_array_elements(d.gates) AS gate
+                     WHERE (gate->>'passed')::boolean IS FALSE
+                 ) AS failed
+            GROUP BY 1, 2, 3, 4
+            HAVING sum(d.sign) <> 0
+            ORDER BY 1, 2, 3, 4
+            ON CONFLICT (span, bucket, symbol, gate, stripe)
+                DO UPDATE SET failures = g.failures + EXCLUDED.failures
+        $upsert$, stripe, source)
+    ]
 $$;
 
 CREATE FUNCTION decision_stats_track() RETURNS trigger LANGUAGE plpgsql AS $$
 DECLARE
-    stripe SMALLINT := pg_backend_pid() % 8;
+    source TEXT := CASE TG_OP
+        WHEN 'INSERT' THEN 'SELECT 1 AS sign, * FROM new_rows'
+        WHEN 'DELETE' THEN 'SELECT -1 AS sign, * FROM old_rows'
+        ELSE 'SELECT -1 AS sign, * FROM old_rows UNION ALL SELECT 1, * FROM new_rows'
+    END;
+    upsert TEXT;
 BEGIN
-    IF TG_OP IN ('UPDATE', 'DELETE') THEN
-        PERFORM decision_stats_apply(ARRAY(SELECT o::decision_logs FROM old_rows AS o), -1, stripe);
-    END IF;
-    IF TG_OP IN ('INSERT', 'UPDATE') THEN
-        PERFORM decision_stats_apply(ARRAY(SELECT n::decision_logs FROM new_rows AS n), 1, stripe);
-    END IF;
+    FOREACH upsert IN ARRAY decision_stats_upserts(source, (pg_backend_pid() % 8)::SMALLINT) LOOP
+        EXECUTE upsert;
+    END LOOP;
     RETURN NULL;
 END
 $$;
@@ -127,15 +143,20 @@ $$;
 CREATE TRIGGER decision_stats_truncate AFTER TRUNCATE ON decision_logs
     FOR EACH STATEMENT EXECUTE FUNCTION decision_stats_clear();
 
--- Fold the stripes of buckets that ended before `before` into stripe 0. Safe beside writers:
--- a stripe row being updated is deleted with its latest counts (the DELETE
--- waits for the writer and reads its committed row), and a writer that finds
--- its stripe row deleted inserts a new one.
+-- Fold the stripes of buckets that ended before `before` into stripe 0. It never
+-- waits for a writer: it takes the stripe rows no one holds (in key order) and
+-- leaves the others to its next run; a writer that finds its stripe row gone
+-- inserts a new one.
 CREATE FUNCTION decision_stats_compact(before TIMESTAMPTZ) RETURNS void LANGUAGE sql AS $$
-    WITH moved AS (
-        DELETE FROM decision_stats
+    WITH picked AS (
+        SELECT span, bucket, symbol, stripe FROM decision_stats
         WHERE stripe <> 0 AND bucket + make_interval(hours => span) <= before
-        RETURNING *
+        ORDER BY span, bucket, symbol, stripe
+        FOR UPDATE SKIP LOCKED
+    ), moved AS (
+        DELETE FROM decision_stats AS s USING picked AS p
+        WHERE (s.span, s.bucket, s.symbol, s.stripe) = (p.span, p.bucket, p.symbol, p.stripe)
+        RETURNING s.*
     )
     INSERT INTO decision_stats AS s (
         span, bucket, symbol, stripe, total, signals, skips, risk_rejects, closed, wins, losses,
@@ -145,6 +166,7 @@ CREATE FUNCTION decision_stats_compact(before TIMESTAMPTZ) RETURNS void LANGUAGE
            sum(closed), sum(wins), sum(losses), sum(r_multiple_sum), sum(pnl_sum)
     FROM moved
     GROUP BY span, bucket, symbol
+    ORDER BY span, bucket, symbol
     ON CONFLICT (span, bucket, symbol, stripe) DO UPDATE SET
         total = s.total + EXCLUDED.total,
         signals = s.signals + EXCLUDED.signals,
@@ -156,31 +178,36 @@ CREATE FUNCTION decision_stats_compact(before TIMESTAMPTZ) RETURNS void LANGUAGE
         r_multiple_sum = s.r_multiple_sum + EXCLUDED.r_multiple_sum,
         pnl_sum = s.pnl_sum + EXCLUDED.pnl_sum;
 
-    WITH moved AS (
-        DELETE FROM decision_gate_failures
+    WITH picked AS (
+        SELECT span, bucket, symbol, gate, stripe FROM decision_gate_failures
         WHERE stripe <> 0 AND bucket + make_interval(hours => span) <= before
-        RETURNING *
+        ORDER BY span, bucket, symbol, gate, stripe
+        FOR UPDATE SKIP LOCKED
+    ), moved AS (
+        DELETE FROM decision_gate_failures AS g USING picked AS p
+        WHERE (g.span, g.bucket, g.symbol, g.gate, g.stripe) = (p.span, p.bucket, p.symbol, p.gate, p.stripe)
+        RETURNING g.*
     )
     INSERT INTO decision_gate_failures AS g (span, bucket, symbol, gate, stripe, failures)
-    SELECT span, bucket, symbol, gate, 0, sum(failures) FROM moved GROUP BY span, bucket, symbol, gate
+    SELECT span, bucket, symbol, gate, 0, sum(failures) FROM moved
+    GROUP BY span, bucket, symbol, gate
+    ORDER BY span, bucket, symbol, gate
     ON CONFLICT (span, bucket, symbol, gate, stripe) DO UPDATE SET failures = g.failures + EXCLUDED.failures;
 $$;
 
 -- Recompute both rollups from decision_logs (this migration's backfill; also
--- after a bulk load made with triggers off), a day at a time to bound the
--- memory the row arrays take. Writers wait meanwhile.
+-- after a bulk load made with triggers off). Writers, the compaction and another
+-- rebuild wait meanwhile: both locks conflict with themselves and with writers.
 CREATE FUNCTION decision_stats_rebuild() RETURNS void LANGUAGE plpgsql AS $$
 DECLARE
-    day TIMESTAMPTZ;
+    upsert TEXT;
 BEGIN
-    LOCK TABLE decision_logs IN SHARE MODE;
+    LOCK TABLE decision_logs IN SHARE ROW EXCLUSIVE MODE;
+    LOCK TABLE decision_stats, decision_gate_failures IN EXCLUSIVE MODE;
     DELETE FROM decision_stats;
     DELETE FROM decision_gate_failures;
-    FOR day IN SELECT DISTINCT date_trunc('day', decided_at, 'UTC') FROM decision_logs LOOP
-        PERFORM decision_stats_apply(
-            ARRAY(SELECT d FROM decision_logs AS d
-                  WHERE d.decided_at >= day AND d.decided_at < day + INTERVAL '24 hours'),
-            1, 0::SMALLINT);
+    FOREACH upsert IN ARRAY decision_stats_upserts('SELECT 1 AS sign, * FROM decision_logs', 0::SMALLINT) LOOP
+        EXECUTE upsert;
     END LOOP;
 END
 $$;

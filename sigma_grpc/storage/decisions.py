@@ -265,6 +265,9 @@ class DecisionStore:
                     AS r(id, symbol, direction, decision_type, trader_count, agreement_pct, effective_k,
                          avg_confidence, ev_estimate, price_at_decision, gates, risk_checks, reasoning,
                          request_id, request_hash, decided_at)
+                -- One order for every batch, so two batches sharing request ids never wait
+                -- on each other's in opposite orders (a deadlock).
+                ORDER BY request_id
                 ON CONFLICT (request_id) DO NOTHING
                 RETURNING {_ADDED}
                 """,

@@ -29,6 +29,8 @@ STATEMENT_TIMEOUT_S = 30.0
 
 _UNAVAILABLE = (
     asyncpg.PostgresConnectionError,  # lost or refused connections (class 08)
+    # A deadlock or serialization failure (class 40) rolled the statement back whole.
+    asyncpg.exceptions.TransactionRollbackError,
     asyncpg.exceptions.OperatorInterventionError,  # server shutting down or starting, query cancelled
     asyncpg.exceptions.InsufficientResourcesError,  # too many connections, disk full
     OSError,  # connection refused, socket gone
@@ -80,6 +82,9 @@ async def create_pool(url: str, *, min_size: int = 1, max_size: int = 10) -> asy
         init=_init_connection,
         command_timeout=STATEMENT_TIMEOUT_S,
         connection_class=PooledConnection,
+        # What the SQL is written for, whatever the server's or role's defaults: windows
+        # of whole days in UTC, and READ COMMITTED unless a transaction asks for more.
+        server_settings={"TimeZone": "UTC", "default_transaction_isolation": "read committed"},
     )
     assert pool is not None
     return pool
@@ -125,8 +130,10 @@ class Connection:
             raise
         except Exception as error:
             if is_unavailable(error):
-                cancelled = isinstance(error, TimeoutError | asyncpg.QueryCanceledError)
-                self.failure = "timed_out" if cancelled else "lost"
+                if not isinstance(error, asyncpg.exceptions.TransactionRollbackError):
+                    # A deadlock or serialization failure leaves the connection as good as it was.
+                    cancelled = isinstance(error, TimeoutError | asyncpg.QueryCanceledError)
+                    self.failure = "timed_out" if cancelled else "lost"
                 raise _unavailable(error) from error
             raise
 
