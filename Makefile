@@ -57,6 +57,7 @@ lint: setup
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
 	$(BUF) lint
+	$(VENV)/bin/hadolint Dockerfile
 
 ## Fail on a breaking change (buf's FILE rules) against the released baseline, or AGAINST=<git ref>.
 breaking: setup
@@ -72,7 +73,7 @@ check: lint gen-check breaking
 browser:
 	@sh scripts/ensure_chromium.sh >/dev/null
 
-## The whole test suite: lint, type checks, buf lint and breaking, generated-code drift, then pytest.
+## The whole test suite: lint, type checks, buf lint, hadolint, buf breaking, generated-code drift, then pytest.
 test: check browser
 	$(PY) -m pytest
 

@@ -43,6 +43,8 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         settings = Settings.from_env()
+        if options.command in ("serve", "migrate"):
+            settings.check_database()  # SIGMA_EMBEDDED_DB=0 (the Docker image) and no URL: refuse, here
         if options.command == "serve":
             app.build_exchange(settings)  # refuse a network/URL mismatch before starting anything
             CredentialStore.from_settings(settings)  # a malformed tokens file names its line, here

@@ -139,6 +139,17 @@ def _file(env: Mapping[str, str], name: str) -> Path | None:
     return path
 
 
+def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = env.get(name, "").strip().lower()
+    if not raw:
+        return default
+    if raw in ("1", "true", "yes", "on"):
+        return True
+    if raw in ("0", "false", "no", "off"):
+        return False
+    raise ConfigError(f"{name} must be 1/true/yes/on or 0/false/no/off, got {raw!r}")
+
+
 def _int(env: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:
     raw = env.get(name, "").strip()
     if not raw:
@@ -156,8 +167,11 @@ def _int(env: Mapping[str, str], name: str, default: int, low: int, high: int) -
 class Settings:
     """Service settings; see the README's configuration table."""
 
-    # A PostgreSQL URL; None starts the embedded PostgreSQL under data_dir.
+    # A PostgreSQL URL; None starts the embedded PostgreSQL under data_dir (when embedded_db).
     database_url: str | None = field(default=None, repr=False)
+    # False (SIGMA_EMBEDDED_DB=0, set in the Docker image): `serve` and `migrate` refuse to
+    # start without database_url rather than start a PostgreSQL of their own.
+    embedded_db: bool = True
     # A streaming replica of it for DecisionService's reads (see the README); None: all on the primary.
     database_read_url: str | None = field(default=None, repr=False)
     grpc_addr: str = DEFAULT_GRPC_ADDR
@@ -192,6 +206,15 @@ class Settings:
     @property
     def auth_configured(self) -> bool:
         return self.auth_tokens_file is not None or self.auth_tokens is not None
+
+    def check_database(self) -> None:
+        """For `serve` and `migrate`: a database URL, unless the embedded PostgreSQL may be used."""
+        if self.database_url is None and not self.embedded_db:
+            raise ConfigError(
+                "SIGMA_DATABASE_URL is not set and SIGMA_EMBEDDED_DB is off (as in the Docker image, "
+                "which has no embedded PostgreSQL): set SIGMA_DATABASE_URL to your server's "
+                "postgresql:// URL"
+            )
 
     def __repr__(self) -> str:
         # Derived from the fields, so a new setting shows up; secrets are redacted.
@@ -254,6 +277,7 @@ class Settings:
         return cls(
             database_url=url,
             database_read_url=read_url,
+            embedded_db=_bool(env, "SIGMA_EMBEDDED_DB", True),
             grpc_addr=addr,
             http_addr=http_addr,
             data_dir=Path(env.get("SIGMA_DATA_DIR", "").strip() or DEFAULT_DATA_DIR),
