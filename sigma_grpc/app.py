@@ -34,6 +34,7 @@ from sigma_grpc.gen.sigma.v1 import (
     execution_service_pb2,
     execution_service_pb2_grpc,
 )
+from sigma_grpc.metrics import GrpcServerMetrics, Metrics
 from sigma_grpc.services.decisions import (
     STATS_COMPACTION_INTERVAL_S,
     DecisionLog,
@@ -70,6 +71,7 @@ class RunningServer:
     executor: Executor
     reconciler: asyncio.Task[None]
     in_flight: InFlightCalls
+    metrics: Metrics
     stats_compaction: asyncio.Task[None] | None = None
     gateway: GatewayServer | None = None
     http_port: int | None = None
@@ -136,11 +138,14 @@ async def start_server(
     in this event loop, forwarding to the gRPC server over a private unix socket.
     Credentials (off when `settings` has none) and TLS come from `settings`.
     `interceptors` run inside the service's own (tests use them to inject faults).
+    Metrics (served at the gateway's `/metrics`) are kept in a registry of this server's own.
     """
     settings = settings or Settings()
     tls = TlsFiles.from_settings(settings)
     credentials = CredentialStore.from_settings(settings)
-    db = Database(pool)
+    metrics = Metrics()
+    metrics.watch_pool("primary", pool)
+    db = Database(pool, on_acquire=metrics.pool_acquire_wait.observe)
     decisions = DecisionStore(db)
     executor = Executor(
         executions=ExecutionStore(db),
@@ -149,12 +154,15 @@ async def start_server(
         paper_equity=settings.paper_equity,
         order_expiry_s=settings.order_expiry_s,
         clock=clock,
+        metrics=metrics,
     )
     in_flight = InFlightCalls()
     # Only the built-in gateway knows this key: it vouches for the client certificates it relays.
     gateway_key = secrets.token_urlsafe(32) if http_addr is not None else None
     server = grpc.aio.server(
         interceptors=[
+            # Outermost: calls refused by authentication (or the start-up gate) are counted too.
+            GrpcServerMetrics(metrics),
             in_flight,
             Authentication(credentials, gateway_key),
             UndecodableRequests(),
@@ -165,9 +173,11 @@ async def start_server(
     replica, reads = None, None
     if read_pool is not None:
         replica = ReplicaMonitor(db, Database(read_pool), interval_s=replica_poll_s)
+        metrics.watch_pool("replica", read_pool)
+        metrics.watch_replica(replica)
         reads = ReplicaReads(DecisionStore(Database(read_pool)), decisions, replica)
     decision_service_pb2_grpc.add_DecisionServiceServicer_to_server(
-        DecisionServicer(DecisionLog(decisions, reads=reads)), server
+        DecisionServicer(DecisionLog(decisions, reads=reads), metrics), server
     )
     execution_service_pb2_grpc.add_ExecutionServiceServicer_to_server(ExecutionServicer(executor), server)
     health_servicer = health.aio.HealthServicer()
@@ -193,7 +203,9 @@ async def start_server(
     stats_compaction = asyncio.create_task(compact_stats_periodically(decisions, STATS_COMPACTION_INTERVAL_S))
     gateway, http_port = None, None
     if private_dir is not None and http_addr is not None:
-        gateway = GatewayServer(f"unix:{private_dir / 'grpc.sock'}", relay_key=gateway_key, tls=tls)
+        gateway = GatewayServer(
+            f"unix:{private_dir / 'grpc.sock'}", relay_key=gateway_key, tls=tls, metrics=metrics
+        )
         try:
             http_port = await gateway.start(*split_host_port(http_addr))
         except OSError:
@@ -218,6 +230,7 @@ async def start_server(
         executor=executor,
         reconciler=reconciler,
         in_flight=in_flight,
+        metrics=metrics,
     )
 
 

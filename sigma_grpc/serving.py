@@ -229,6 +229,11 @@ async def _serve_on(url: str, settings: Settings, signals: _StopSignals, *, demo
         )
         if not gate.is_open:
             await set_health(running.health, SERVICE_NAMES, NOT_SERVING)
+        # Up: migrated and answering (the monitor's last ping; before its first, the start's own check).
+        running.metrics.watch_database(
+            lambda: gate.is_open and (monitor is None or monitor.reachable is not False),
+            embedded=settings.database_url is None,
+        )
         _announce(running, settings)
         if not gate.is_open:
             log.warning("health NOT_SERVING until the database is reachable and migrated")

@@ -7,22 +7,31 @@ import grpc
 from sigma_grpc.api import decision_convert as convert
 from sigma_grpc.api.errors import rpc, status_message
 from sigma_grpc.domain.errors import DomainError
+from sigma_grpc.domain.models import Decision
 from sigma_grpc.gen.sigma.v1 import decision_service_pb2 as pb
 from sigma_grpc.gen.sigma.v1 import decision_service_pb2_grpc as pb_grpc
+from sigma_grpc.metrics import Metrics
 from sigma_grpc.services.decisions import DecisionLog
 
 Context = grpc.aio.ServicerContext
 
 
 class DecisionServicer(pb_grpc.DecisionServiceServicer):
-    def __init__(self, decisions: DecisionLog) -> None:
+    def __init__(self, decisions: DecisionLog, metrics: Metrics | None = None) -> None:
         self._decisions = decisions
+        self._metrics = metrics
+
+    def _count(self, decision: Decision, replayed: bool) -> None:
+        """A decision newly recorded (a replay was counted when it was first logged)."""
+        if self._metrics is not None and not replayed:
+            self._metrics.decisions_logged.labels(decision.decision_type.value, decision.symbol).inc()
 
     @rpc
     async def LogDecision(
         self, request: pb.LogDecisionRequest, context: Context[pb.LogDecisionRequest, pb.LogDecisionResponse]
     ) -> pb.LogDecisionResponse:
         decision, replayed = await self._decisions.log(convert.decision_input(request))
+        self._count(decision, replayed)
         response = pb.LogDecisionResponse(replayed=replayed)
         convert.fill_decision(response.decision, decision)
         return response
@@ -40,6 +49,7 @@ class DecisionServicer(pb_grpc.DecisionServiceServicer):
             if isinstance(answer, DomainError):
                 result.error.CopyFrom(status_message(answer))
             else:
+                self._count(*answer)
                 result.logged.replayed = answer[1]
                 convert.fill_decision(result.logged.decision, answer[0])
         return response

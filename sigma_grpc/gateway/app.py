@@ -14,20 +14,23 @@ body, a request to a rebound DNS name) is refused: bodies must be declared
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 import grpc
 from google.protobuf.message import Message
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.applications import Starlette
 from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
-from starlette.routing import BaseRoute, Mount, Route
+from starlette.routing import BaseRoute, Match, Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import Message as AsgiMessage
 
 from sigma_grpc.api.authentication import GATEWAY_KEY, RELAYED_CERTIFICATE_NAME, RELAYED_CLIENT_ADDRESS
 from sigma_grpc.gateway import errors
@@ -36,6 +39,7 @@ from sigma_grpc.gateway.routes import routes_of
 from sigma_grpc.gateway.transcode import BadInput, build_request, to_json
 from sigma_grpc.gen.sigma.v1 import decision_service_pb2 as dpb
 from sigma_grpc.gen.sigma.v1 import execution_service_pb2 as epb
+from sigma_grpc.metrics import Metrics
 
 log = logging.getLogger(__name__)
 
@@ -132,13 +136,17 @@ class Gateway:
         static_dir: Path = STATIC_DIR,
         allowed_hosts: frozenset[str] | None = None,
         relay_key: str | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         """`allowed_hosts`: the host names requests may name (any port); None: any.
 
         `relay_key`: the key proving to this process's own gRPC server that the client
         certificate names relayed with a call come from this gateway.
+        `metrics`: the server's metrics, served at `GET /metrics` (open, like health: counts,
+        not decisions); the gateway's own requests are counted there too. None: no /metrics.
         """
         self._channel = channel
+        self._metrics = metrics
         self._relay_key = relay_key
         self._static_dir = static_dir
         self._allowed_hosts = allowed_hosts
@@ -253,13 +261,66 @@ class Gateway:
             Route("/dashboard", _to_dashboard, methods=["GET"]),
             Mount("/dashboard", StaticFiles(directory=self._static_dir, html=True, check_dir=False)),
         ]
-        app = Starlette(
+        if self._metrics is not None:
+            routes.append(Route("/metrics", self._scrape, methods=["GET"]))
+        app: ASGIApp = Starlette(
             routes=routes,
             exception_handlers={404: _not_found, 405: _not_allowed, 500: _failed},  # type: ignore[dict-item]
         )
+        if self._metrics is not None:
+            app = _CountRequests(app, routes, self._metrics)
         if self._allowed_hosts is None:
             return app
         return _HostCheck(app, self._allowed_hosts)
+
+    async def _scrape(self, request: Request) -> Response:
+        assert self._metrics is not None
+        return Response(generate_latest(self._metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+
+def _template_of(route: BaseRoute) -> str:
+    path = str(getattr(route, "path", ""))
+    return f"{path}/*" if isinstance(route, Mount) else path
+
+
+class _CountRequests:
+    """Counts and times each HTTP request by method, route template (not the path: ids would make a
+    series each) and status."""
+
+    def __init__(self, app: ASGIApp, routes: list[BaseRoute], metrics: Metrics) -> None:
+        self._app = app
+        self._routes = routes
+        self._metrics = metrics
+
+    def _template(self, scope: Scope) -> str:
+        partial = None  # the path matches, the method does not (405)
+        for route in self._routes:
+            match, _ = route.matches(scope)
+            if match is Match.FULL:
+                return _template_of(route)
+            if match is Match.PARTIAL and partial is None:
+                partial = _template_of(route)
+        return partial or "unmatched"
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self._app(scope, receive, send)
+            return
+        method, route = scope["method"], self._template(scope)
+        status = 500  # unless the app answers
+        start = time.perf_counter()
+
+        async def sending(message: AsgiMessage) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self._app(scope, receive, sending)
+        finally:
+            self._metrics.http_requests.labels(method, route, str(status)).inc()
+            self._metrics.http_duration.labels(method, route).observe(time.perf_counter() - start)
 
 
 async def _to_dashboard(request: Request) -> Response:

@@ -14,6 +14,7 @@ from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from sigma_grpc.auth.credentials import certificate_name
 from sigma_grpc.gateway.app import CLIENT_CERTIFICATE_NAMES, LOOPBACK_HOSTS, Gateway
+from sigma_grpc.metrics import Metrics
 from sigma_grpc.tls import TlsFiles
 
 log = logging.getLogger(__name__)
@@ -64,10 +65,18 @@ class _EmbeddedServer(uvicorn.Server):
 class GatewayServer:
     """The HTTP/JSON gateway listening on `host:port` (port 0: a free one), forwarding to `target`."""
 
-    def __init__(self, target: str, *, relay_key: str | None = None, tls: TlsFiles | None = None) -> None:
-        """`target`: the gRPC server ("host:port", "unix:/path"); `relay_key`: see Gateway;
+    def __init__(
+        self,
+        target: str,
+        *,
+        relay_key: str | None = None,
+        tls: TlsFiles | None = None,
+        metrics: Metrics | None = None,
+    ) -> None:
+        """`target`: the gRPC server ("host:port", "unix:/path"); `relay_key`, `metrics`: see Gateway;
         `tls`: serve HTTPS (with a client CA: clients must present a certificate)."""
         self._target = target
+        self._metrics = metrics
         self._relay_key = relay_key
         self._tls = tls
         self._channel: grpc.aio.Channel | None = None
@@ -79,7 +88,10 @@ class GatewayServer:
         self._channel = grpc.aio.insecure_channel(self._target, options=_CHANNEL_OPTIONS)
         loopback = host in ("localhost", "::1") or host.startswith("127.")
         gateway = Gateway(
-            self._channel, allowed_hosts=LOOPBACK_HOSTS if loopback else None, relay_key=self._relay_key
+            self._channel,
+            allowed_hosts=LOOPBACK_HOSTS if loopback else None,
+            relay_key=self._relay_key,
+            metrics=self._metrics,
         )
         config = uvicorn.Config(
             gateway.app(),

@@ -64,6 +64,7 @@ from sigma_grpc.exchange.hyperliquid import (
     SignerAccountMismatch,
     is_known_order,
 )
+from sigma_grpc.metrics import Metrics
 from sigma_grpc.storage.decisions import DecisionStore
 from sigma_grpc.storage.executions import Busy, ExecutionStore
 from sigma_grpc.storage.pool import Connection
@@ -90,7 +91,9 @@ class Executor:
         paper_equity: Decimal,
         order_expiry_s: int,
         clock: Clock = utc_now,
+        metrics: Metrics | None = None,
     ) -> None:
+        self._metrics = metrics
         self._executions = executions
         self._decisions = decisions
         self._exchange = exchange
@@ -456,6 +459,13 @@ class Executor:
     async def _record(self, execution_id: uuid.UUID, result: Result, actor: str) -> Execution:
         """Record a result; a result that arrives after the execution was settled otherwise is logged."""
         recorded = await self._executions.record(execution_id, result, actor)
+        if (
+            self._metrics is not None
+            and recorded.status is result.status
+            and result.status is not ExecutionStatus.PENDING
+        ):
+            reason = result.reason.value if result.reason is not None else ""
+            self._metrics.executions.labels(result.status.value, reason).inc()
         if recorded.status is not result.status and recorded.status.settled:
             log.error(
                 "execution %s: a %s result (%s) arrived after it was settled as %s; the record stands",
@@ -468,7 +478,7 @@ class Executor:
 
     async def reconcile_once(self) -> int:
         """Settle what can be settled now, page by page through every unsettled row; how many changed."""
-        changed = 0
+        changed = unsettled = 0  # unsettled: rows still unsettled after this pass
         after: tuple[datetime, uuid.UUID] | None = None
         while page := await self._executions.unsettled(self._exchange.network, after=after):
             for execution in page:
@@ -477,9 +487,14 @@ class Executor:
                 except Exception:
                     # One bad row must not hold up the others.
                     log.exception("reconciling execution %s failed", execution.id)
+                    unsettled += 1
                     continue
                 changed += settled.status is not execution.status
+                unsettled += not settled.status.settled
             after = (page[-1].order_expires_at, page[-1].id)
+        if self._metrics is not None:
+            self._metrics.unsettled_executions.set(unsettled)
+            self._metrics.reconciler_last_pass.set(time.time())
         return changed
 
     async def run_reconciler(self, interval_s: float) -> None:

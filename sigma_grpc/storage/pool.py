@@ -15,7 +15,8 @@ through, is terminated rather than handed back.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
+import time
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
 from typing import Any, Literal
 
 import asyncpg
@@ -191,13 +192,18 @@ class Connection:
 class Database:
     """The pool, lending bounded and classified connections."""
 
-    def __init__(self, pool: asyncpg.Pool) -> None:
+    def __init__(self, pool: asyncpg.Pool, *, on_acquire: Callable[[float], None] | None = None) -> None:
+        """`on_acquire`: told how many seconds each acquire waited for a connection (metrics)."""
         self.pool = pool
+        self._on_acquire = on_acquire
 
     @contextlib.asynccontextmanager
     async def connection(self) -> AsyncIterator[Connection]:
+        started = time.perf_counter()
         try:
             raw = await self.pool.acquire(timeout=_timeout())
+            if self._on_acquire is not None:
+                self._on_acquire(time.perf_counter() - started)
         except Exception as error:
             if is_unavailable(error):
                 raise _unavailable(error) from error
