@@ -1,4 +1,4 @@
-"""`sigma-grpc serve|migrate`."""
+"""`sigma-grpc serve|migrate|gateway|healthcheck`, and the client commands of sigma_grpc/console.py."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from pathlib import Path
 
 import grpc
 
-from sigma_grpc import app, serving
+from sigma_grpc import app, console, serving
 from sigma_grpc.auth.store import CredentialStore
 from sigma_grpc.config import ConfigError, Settings
 from sigma_grpc.healthcheck import probe
@@ -39,7 +39,10 @@ def main(argv: list[str] | None = None) -> int:
     check.add_argument("--cert", help="under mutual TLS: a client certificate (PEM)")
     check.add_argument("--key", help="under mutual TLS: the client certificate's key (PEM)")
     check.add_argument("--server-name", help="with TLS: the name the server's certificate is for")
+    console.add_commands(commands)
     options = parser.parse_args(argv)
+    if options.command in console.COMMANDS:
+        return console.run(options)
 
     try:
         settings = Settings.from_env()
