@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
 import sys
 from pathlib import Path
 
 import grpc
 
-from sigma_grpc import app, console, serving
+from sigma_grpc import app, console, logs, serving
 from sigma_grpc.auth.store import CredentialStore
 from sigma_grpc.config import ConfigError, Settings
 from sigma_grpc.healthcheck import probe
@@ -56,11 +55,7 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as error:
         print(f"sigma-grpc: {error}", file=sys.stderr)
         return 2
-    logging.basicConfig(
-        level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
-    )
-    # pgserver logs every initdb/pg_ctl command line at INFO.
-    logging.getLogger("pgserver").setLevel(max(logging.WARNING, logging.getLevelName(settings.log_level)))
+    logs.configure(settings.log_level, settings.log_format)
     if options.command == "healthcheck":
         try:
             channel = _probe_channel(settings, options)

@@ -10,6 +10,8 @@ from decimal import Decimal
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
+from sigma_grpc import logs
+
 _PACKAGE_ROOT = Path(__file__).resolve().parent.parent
 
 DEFAULT_GRPC_ADDR = "127.0.0.1:50051"
@@ -182,6 +184,8 @@ class Settings:
     db_pool_size: int = 10
     shutdown_grace_s: int = 10
     log_level: str = "INFO"
+    # "json" or "text"; from_env defaults it to text on a terminal, JSON otherwise.
+    log_format: str = "text"
     # Hyperliquid execution (see the README). The key is the signer: the main
     # account's key or an API (agent) wallet's.
     hl_private_key: Secret | None = field(default=None, repr=False)
@@ -267,6 +271,9 @@ class Settings:
         level = env.get("SIGMA_LOG_LEVEL", "").strip().upper() or "INFO"
         if level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
             raise ConfigError(f"SIGMA_LOG_LEVEL must be DEBUG, INFO, WARNING or ERROR, got {level!r}")
+        log_format = env.get("SIGMA_LOG_FORMAT", "").strip().lower() or logs.default_format()
+        if log_format not in logs.FORMATS:
+            raise ConfigError(f"SIGMA_LOG_FORMAT must be json or text, got {log_format!r}")
         auth = env.get("SIGMA_AUTH", "").strip().lower()
         if auth not in ("", "none"):
             raise ConfigError(f"SIGMA_AUTH must be unset or none, got {auth!r}")
@@ -286,6 +293,7 @@ class Settings:
             db_pool_size=_int(env, "SIGMA_DB_POOL_SIZE", 10, 2, 200),
             shutdown_grace_s=_int(env, "SIGMA_SHUTDOWN_GRACE_S", 10, 0, 600),
             log_level=level,
+            log_format=log_format,
             hl_private_key=_private_key(env),
             hl_account_address=_address(env, "SIGMA_HL_ACCOUNT_ADDRESS"),
             hl_network=network,

@@ -43,6 +43,8 @@ def start_serve_process(env: Mapping[str, str], *args: str) -> tuple[subprocess.
             "SIGMA_GRPC_ADDR": "127.0.0.1:0",
             "SIGMA_HTTP_ADDR": "127.0.0.1:0",
             "SIGMA_SHUTDOWN_GRACE_S": "5",
+            # Lines as a person reads them, which several tests match (tests/test_logs.py covers JSON).
+            "SIGMA_LOG_FORMAT": "text",
             **env,
         },
         stderr=subprocess.PIPE,

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import grpc
 
+from sigma_grpc.api import call_log
 from sigma_grpc.api.errors import to_status
 from sigma_grpc.auth.credentials import Identity
 from sigma_grpc.auth.policy import Role, is_open, required_role
@@ -90,6 +91,7 @@ class Authentication(grpc.aio.ServerInterceptor):
                 log.info("refused %s from %s: %s", method, context.peer(), error.message)
                 status = to_status(error)
                 await context.abort(status.code, status.details, status.trailing_metadata)
+            call_log.note(caller=caller.identity.name)
             token = _caller.set(caller)
             try:
                 return await inner(request, context)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import grpc
 
+from sigma_grpc.api import call_log
 from sigma_grpc.api import decision_convert as convert
 from sigma_grpc.api.errors import rpc, status_message
 from sigma_grpc.domain.errors import DomainError
@@ -30,7 +31,9 @@ class DecisionServicer(pb_grpc.DecisionServiceServicer):
     async def LogDecision(
         self, request: pb.LogDecisionRequest, context: Context[pb.LogDecisionRequest, pb.LogDecisionResponse]
     ) -> pb.LogDecisionResponse:
+        call_log.note(request_id=request.request_id)
         decision, replayed = await self._decisions.log(convert.decision_input(request))
+        call_log.note(decision_id=str(decision.id), replayed="true" if replayed else None)
         self._count(decision, replayed)
         response = pb.LogDecisionResponse(replayed=replayed)
         convert.fill_decision(response.decision, decision)
@@ -42,6 +45,7 @@ class DecisionServicer(pb_grpc.DecisionServiceServicer):
         request: pb.LogDecisionsRequest,
         context: Context[pb.LogDecisionsRequest, pb.LogDecisionsResponse],
     ) -> pb.LogDecisionsResponse:
+        call_log.note(decisions=str(len(request.decisions)))
         answers = await self._decisions.log_many([convert.decision_input(d) for d in request.decisions])
         response = pb.LogDecisionsResponse()
         for answer in answers:
@@ -58,6 +62,7 @@ class DecisionServicer(pb_grpc.DecisionServiceServicer):
     async def GetDecision(
         self, request: pb.GetDecisionRequest, context: Context[pb.GetDecisionRequest, pb.GetDecisionResponse]
     ) -> pb.GetDecisionResponse:
+        call_log.note(decision_id=request.id)
         response = pb.GetDecisionResponse()
         convert.fill_decision(response.decision, await self._decisions.get(request.id))
         return response
@@ -90,6 +95,7 @@ class DecisionServicer(pb_grpc.DecisionServiceServicer):
         request: pb.RecordOutcomeRequest,
         context: Context[pb.RecordOutcomeRequest, pb.RecordOutcomeResponse],
     ) -> pb.RecordOutcomeResponse:
+        call_log.note(decision_id=request.decision_id)
         response = pb.RecordOutcomeResponse()
         convert.fill_decision(
             response.decision, await self._decisions.record_outcome(convert.outcome_input(request))

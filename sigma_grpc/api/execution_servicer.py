@@ -7,6 +7,7 @@ import time
 import grpc
 
 from sigma_grpc import deadline
+from sigma_grpc.api import call_log
 from sigma_grpc.api.authentication import audit_name
 from sigma_grpc.api.errors import rpc
 from sigma_grpc.api.execution_convert import (
@@ -44,11 +45,13 @@ class ExecutionServicer(pb_grpc.ExecutionServiceServicer):
         remaining = context.time_remaining()
         # Stop waiting for an execution in progress early enough to read it once more (a storage
         # call, which ends its own margins before the deadline) and answer with it as it stands.
+        call_log.note(decision_id=request.decision_id)
         room = deadline.ANSWER_MARGIN_S + deadline.CLEANUP_MARGIN_S + _LAST_READ_S
         wait_until = None if remaining is None else time.monotonic() + max(remaining - room, 0.0)
         execution = await self._executor.execute(
             request.decision_id, wait_until, requested_by=audit_name(context)
         )
+        call_log.note(execution_id=str(execution.id), execution_status=execution.status.value)
         return pb.ExecuteSignalResponse(execution=execution_message(execution))
 
     @rpc
@@ -57,6 +60,7 @@ class ExecutionServicer(pb_grpc.ExecutionServiceServicer):
         request: pb.GetExecutionRequest,
         context: Context[pb.GetExecutionRequest, pb.GetExecutionResponse],
     ) -> pb.GetExecutionResponse:
+        call_log.note(execution_id=request.id)
         execution, events = await self._executor.get(request.id)
         return pb.GetExecutionResponse(
             execution=execution_message(execution), events=[event_message(e) for e in events]
