@@ -10,7 +10,7 @@
 # SIGMA_AUTH=none). README: "Running with Docker compose" and "Running in production".
 
 # Build stage: a virtualenv with the exact versions pyproject.toml pins, less pgserver
-# (the embedded PostgreSQL wheel, which the image never uses), then the project itself.
+# (the embedded PostgreSQL wheel, which the image never uses), then the project and its client.
 FROM python:3.11-slim AS build
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PIP_NO_CACHE_DIR=1
@@ -21,7 +21,10 @@ COPY pyproject.toml README.md ./
 RUN python -c "import tomllib; deps = tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']; print('\n'.join(d for d in deps if not d.startswith('pgserver')))" > requirements.txt \
     && pip install --only-binary=:all: -r requirements.txt
 COPY sigma_grpc ./sigma_grpc
-RUN pip install --no-deps .
+COPY clients/python ./clients/python
+# The client package too: the command line (`sigma-grpc decisions list`, ...) is built on it.
+# Its dependencies are a subset of the server's, already pinned above.
+RUN pip install --no-deps . ./clients/python
 
 # Runtime stage: the slim image, the virtualenv and the migrations; no compilers, no pip cache.
 FROM python:3.11-slim
