@@ -16,6 +16,7 @@ from sigma_grpc.auth.policy import Role
 from sigma_grpc.config import ConfigError, Settings
 from sigma_grpc.gen.sigma.v1 import decision_service_pb2 as pb
 from tests.auth_env import NAMES, Served, bearer, call_metadata, serving, write_tokens_file
+from tests.execution_env import Starter
 from tests.helpers import expect_error, signal, start_serve_process
 
 UNKNOWN_ID = "00000000-0000-4000-8000-000000000000"
@@ -99,3 +100,26 @@ def test_serve_writes_json_lines_for_itself_the_web_server_and_each_call(databas
     assert not any("color_message" in r for r in records)  # uvicorn's copy with terminal colours
     call = next(r for r in records if r["logger"] == "sigma_grpc.calls")
     assert call["grpc_method"] == "/sigma.v1.DecisionService/GetStats" and call["grpc_code"] == "OK"
+
+
+async def test_each_execution_step_writes_a_line_with_its_ids(
+    start: Starter, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO)
+    env = await start(hl_private_key=None)
+    await env.enable(dry_run=True)
+
+    execution = await env.execute(await env.signal())
+
+    steps = [
+        logs.extra_fields(r)
+        for r in caplog.records
+        if r.name == "sigma_grpc.services.execution" and "step" in logs.extra_fields(r)
+    ]
+    assert steps, "no execution step was logged"
+    assert steps[-1]["execution_id"] == execution.id
+    assert steps[-1]["decision_id"] == execution.decision_id
+    assert steps[-1]["execution_status"] == "simulated"
+    calls = [logs.extra_fields(r) for r in _call_lines(caplog)]
+    executed = next(c for c in calls if c["grpc_method"].endswith("/ExecuteSignal"))
+    assert (executed["decision_id"], executed["execution_id"]) == (execution.decision_id, execution.id)

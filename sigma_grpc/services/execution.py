@@ -459,6 +459,20 @@ class Executor:
     async def _record(self, execution_id: uuid.UUID, result: Result, actor: str) -> Execution:
         """Record a result; a result that arrives after the execution was settled otherwise is logged."""
         recorded = await self._executions.record(execution_id, result, actor)
+        log.info(
+            "execution %s: %s recorded by %s",
+            execution_id,
+            result.status.value,
+            actor,
+            extra={
+                "execution_id": str(execution_id),
+                "decision_id": str(recorded.decision_id),
+                "execution_status": recorded.status.value,
+                "result_status": result.status.value,
+                "reason": result.reason.value if result.reason is not None else "",
+                "step": actor,
+            },
+        )
         if (
             self._metrics is not None
             and recorded.status is result.status
