@@ -17,7 +17,7 @@ import sys
 from typing import Any
 
 from pythonjsonlogger.core import RESERVED_ATTRS
-from pythonjsonlogger.json import JsonFormatter
+from pythonjsonlogger.orjson import OrjsonFormatter
 
 FORMATS = ("json", "text")
 _TEXT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -55,7 +55,8 @@ def configure(level: str, log_format: str) -> None:
     handler = logging.StreamHandler(sys.stderr)
     if log_format == "json":
         handler.setFormatter(
-            JsonFormatter(
+            # Its orjson flavour: half the cost of the json module's, on every call's line.
+            OrjsonFormatter(
                 "%(asctime)s %(levelname)s %(name)s %(message)s",
                 rename_fields={"asctime": "time", "levelname": "level", "name": "logger"},
                 reserved_attrs=sorted(_STANDARD),
