@@ -109,6 +109,28 @@ def _stored(entry: ToInsert, added: asyncpg.Record) -> Decision:
     )
 
 
+def _insert_values(entry: ToInsert) -> tuple[Any, ...]:
+    """An entry's values, in the column order both inserts name them (symbol ... decided_at)."""
+    new = entry.new
+    return (
+        new.symbol,
+        new.direction.value,
+        new.decision_type.value,
+        new.trader_count,
+        new.agreement_pct,
+        new.effective_k,
+        new.avg_confidence,
+        new.ev_estimate,
+        new.price_at_decision,
+        [_gate_json(g) for g in new.gates],
+        [_risk_json(c) for c in new.risk_checks],
+        entry.reasoning,
+        new.request_id,
+        entry.request_hash if new.request_id is not None else None,
+        new.decided_at,
+    )
+
+
 def _filter_sql(f: DecisionFilter, args: list[Any]) -> list[str]:
     """WHERE fragments for the filters; only set filters appear, so each query can use its index."""
 
@@ -162,7 +184,7 @@ class DecisionStore:
 
     async def insert(self, entry: ToInsert) -> Inserted:
         """Store a decision, unless its request_id was used: then report the row that has it."""
-        new, reasoning, request_hash = entry.new, entry.reasoning, entry.request_hash
+        new, request_hash = entry.new, entry.request_hash
         async with self._db.connection() as conn:
             row = await conn.fetchrow(
                 f"""
@@ -176,21 +198,7 @@ class DecisionStore:
                 ON CONFLICT (request_id) DO NOTHING
                 RETURNING {_ADDED}
                 """,
-                new.symbol,
-                new.direction.value,
-                new.decision_type.value,
-                new.trader_count,
-                new.agreement_pct,
-                new.effective_k,
-                new.avg_confidence,
-                new.ev_estimate,
-                new.price_at_decision,
-                [_gate_json(g) for g in new.gates],
-                [_risk_json(c) for c in new.risk_checks],
-                reasoning,
-                new.request_id,
-                request_hash if new.request_id is not None else None,
-                new.decided_at,
+                *_insert_values(entry),
             )
             if row is not None:
                 return Inserted(_stored(entry, row), replayed=False, request_hash=request_hash)
@@ -222,32 +230,13 @@ class DecisionStore:
             elif request_id not in first_with:
                 first_with[request_id] = index
                 rows.append(index)
-        columns: list[list[Any]] = [[] for _ in range(15)]
+        columns: list[list[Any]] = [[] for _ in range(16)]
         for index in rows:
-            entry, new = batch[index], batch[index].new
-            for column, value in zip(
-                columns,
-                (
-                    ids[index],
-                    new.symbol,
-                    new.direction.value,
-                    new.decision_type.value,
-                    new.trader_count,
-                    new.agreement_pct,
-                    new.effective_k,
-                    new.avg_confidence,
-                    new.ev_estimate,
-                    new.price_at_decision,
-                    orjson.dumps([_gate_json(g) for g in new.gates]).decode(),
-                    orjson.dumps([_risk_json(c) for c in new.risk_checks]).decode(),
-                    entry.reasoning,
-                    new.request_id,
-                    new.decided_at,
-                ),
-                strict=True,
-            ):
+            values = list(_insert_values(batch[index]))
+            # The gates and risk checks go through text[] (cast to jsonb in SQL).
+            values[9], values[10] = orjson.dumps(values[9]).decode(), orjson.dumps(values[10]).decode()
+            for column, value in zip(columns, (ids[index], *values), strict=True):
                 column.append(value)
-        hashes = [batch[i].request_hash if batch[i].new.request_id is not None else None for i in rows]
         async with self._db.connection() as conn:
             stored = await conn.fetch(
                 f"""
@@ -271,9 +260,7 @@ class DecisionStore:
                 ON CONFLICT (request_id) DO NOTHING
                 RETURNING {_ADDED}
                 """,
-                *columns[:14],
-                hashes,
-                columns[14],
+                *columns,
             )
             by_id = {row["id"]: row for row in stored}
             # Request ids the statement found taken: their rows have committed (ON CONFLICT
