@@ -579,6 +579,14 @@ async def test_executing_while_disabled_is_a_failed_precondition(client: SigmaCl
     assert caught.value.reason == ErrorReason.EXECUTION_DISABLED
 
 
+async def test_dry_run_only_is_refused_while_execution_is_live(client: SigmaClient) -> None:
+    signal = await client.log_decision(**a_signal())
+    await client.update_execution_config(enabled=True, hl_enabled=True, dry_run=False)
+    with pytest.raises(FailedPreconditionError) as caught:
+        await client.execute_signal(signal.decision.id, dry_run_only=True)
+    assert caught.value.reason == ErrorReason.DRY_RUN_REQUIRED
+
+
 async def test_a_reused_request_id_with_other_content_already_exists(
     client: SigmaClient, clean_db: asyncpg.Pool
 ) -> None:
@@ -604,7 +612,7 @@ async def test_metadata_and_user_agent_reach_the_server(start: Starter) -> None:
     seen = faults.seen[0].metadata
     assert (seen["authorization"], seen["x-trace-id"]) == ("Bearer t0k3n", "abc")
     assert str(seen["user-agent"]).startswith(f"sigma-grpc-client/{sigma_client.__version__} ")
-    assert sigma_client.USER_AGENT == "sigma-grpc-client/1.2.0"
+    assert sigma_client.USER_AGENT == "sigma-grpc-client/1.3.0"
 
 
 def _free_port() -> int:

@@ -169,6 +169,13 @@ async def _no_signer(ctx: Ctx) -> object:
     return await keyless.execute(await keyless.signal())
 
 
+async def _dry_run_required(ctx: Ctx) -> object:
+    env = ctx.env
+    await env.enable(dry_run=False)
+    request = pb.ExecuteSignalRequest(decision_id=await env.signal(), dry_run_only=True)
+    return await env.executions.ExecuteSignal(request)
+
+
 async def _agent_without_account(ctx: Ctx) -> object:
     ctx.fake.add_agent(AGENT, MAIN)
     agent = await ctx.start(hl_private_key=Secret(AGENT_KEY))
@@ -224,6 +231,7 @@ TRIGGERS: dict[Reason, Trigger] = {
     Reason.NOT_EXECUTABLE: _not_executable,
     Reason.EXECUTION_DISABLED: _execution_disabled,
     Reason.NO_SIGNER: _no_signer,
+    Reason.DRY_RUN_REQUIRED: _dry_run_required,
     Reason.AGENT_WITHOUT_ACCOUNT: _agent_without_account,
     Reason.SIGNER_ACCOUNT_MISMATCH: _signer_account_mismatch,
     Reason.EXCHANGE_UNAVAILABLE: _exchange_unavailable,

@@ -444,6 +444,23 @@ async def test_dry_run_on_the_paper_account_signs_nothing(start: Starter, fake: 
     assert env.exchange_calls() == []
 
 
+async def test_dry_run_only_refuses_a_live_config_and_writes_nothing(env: Env) -> None:
+    await env.enable(dry_run=False)
+    decision_id = await env.signal()
+    paper_only = pb.ExecuteSignalRequest(decision_id=decision_id, dry_run_only=True)
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await env.executions.ExecuteSignal(paper_only)
+    assert caught.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert "dry run" in (caught.value.details() or "")
+    assert await env.db.fetchval("SELECT count(*) FROM execution_logs") == 0
+    assert env.exchange_calls() == []
+    # The same config with dry_run on: a paper execution, nothing signed.
+    await env.configure(dry_run=True)
+    paper = await env.executions.ExecuteSignal(paper_only)
+    assert (paper.execution.status, paper.execution.dry_run) == (pb.EXECUTION_STATUS_SIMULATED, True)
+    assert env.exchange_calls() == []
+
+
 async def test_paper_equity_is_configurable(start: Starter) -> None:
     env = await start(hl_private_key=None, paper_equity=Decimal(50_000))
     await env.enable(dry_run=True)

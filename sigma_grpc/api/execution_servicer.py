@@ -49,7 +49,10 @@ class ExecutionServicer(pb_grpc.ExecutionServiceServicer):
         room = deadline.ANSWER_MARGIN_S + deadline.CLEANUP_MARGIN_S + _LAST_READ_S
         wait_until = None if remaining is None else time.monotonic() + max(remaining - room, 0.0)
         execution = await self._executor.execute(
-            request.decision_id, wait_until, requested_by=audit_name(context)
+            request.decision_id,
+            wait_until,
+            requested_by=audit_name(context),
+            dry_run_only=request.dry_run_only,
         )
         call_log.note(execution_id=str(execution.id), execution_status=execution.status.value)
         return pb.ExecuteSignalResponse(execution=execution_message(execution))

@@ -104,10 +104,14 @@ class Executor:
 
     # -- ExecuteSignal ---------------------------------------------------------------------------
 
-    async def execute(self, decision_id: str, wait_until: float | None, *, requested_by: str) -> Execution:
+    async def execute(
+        self, decision_id: str, wait_until: float | None, *, requested_by: str, dry_run_only: bool = False
+    ) -> Execution:
         """Execute a SIGNAL decision once; `wait_until` (monotonic) bounds waiting for another caller.
 
         `requested_by` (the authenticated caller) is recorded with the execution this call claims.
+        With `dry_run_only`, a live config is refused; the claim records dry run, and a claim
+        never changes mode (`check_still_allowed`), so this call cannot place a real order.
         """
         parsed = validate_uuid("decision_id", decision_id)
         if wait_until is None:
@@ -130,6 +134,12 @@ class Executor:
             raise DomainError(
                 Reason.EXECUTION_DISABLED,
                 "execution is disabled: set both `enabled` and `hl_enabled` with UpdateExecutionConfig",
+            )
+        if dry_run_only and not config.dry_run:
+            raise DomainError(
+                Reason.DRY_RUN_REQUIRED,
+                "the call asked for dry run only (paper trading) but execution is live: "
+                "nothing was executed; turn dry_run on with UpdateExecutionConfig",
             )
         if not config.dry_run and self._exchange.signer is None:
             raise DomainError(

@@ -731,6 +731,7 @@ class SigmaClient:
         self,
         decision_id: str | uuid.UUID,
         *,
+        dry_run_only: bool = False,
         timeout: float | None = None,
         metadata: Metadata | None = None,
         wait_for_ready: bool | None = None,
@@ -738,8 +739,13 @@ class SigmaClient:
         """Execute a SIGNAL decision (or get its existing execution): at most one per decision.
 
         A live execution talks to the exchange; give it a `timeout` long enough for that.
+        With `dry_run_only=True` the server refuses (`FailedPreconditionError`, reason
+        `DRY_RUN_REQUIRED`) unless execution is in dry run: paper trading that can never
+        place a real order.
         """
-        request = epb.ExecuteSignalRequest(decision_id=convert.identifier(decision_id, "decision_id"))
+        request = epb.ExecuteSignalRequest(
+            decision_id=convert.identifier(decision_id, "decision_id"), dry_run_only=dry_run_only
+        )
         response, _ = await self._call(
             self._executions.ExecuteSignal,
             request,

@@ -110,6 +110,10 @@ class _ErrorReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ErrorReas
     the least role it needs). The message names the caller, their role and
     the role needed.
     """
+    ERROR_REASON_DRY_RUN_REQUIRED: _ErrorReason.ValueType  # 17
+    """FAILED_PRECONDITION: ExecuteSignal with `dry_run_only` while the
+    execution config is live (`dry_run` false). Nothing was written.
+    """
 
 class ErrorReason(_ErrorReason, metaclass=_ErrorReasonEnumTypeWrapper):
     """ErrorReason is the `reason` of the google.rpc.ErrorInfo of every error."""
@@ -187,5 +191,9 @@ ERROR_REASON_ROLE_NOT_ALLOWED: ErrorReason.ValueType  # 16
 RPC (roles: reader < writer < executor < admin; each RPC's comment names
 the least role it needs). The message names the caller, their role and
 the role needed.
+"""
+ERROR_REASON_DRY_RUN_REQUIRED: ErrorReason.ValueType  # 17
+"""FAILED_PRECONDITION: ExecuteSignal with `dry_run_only` while the
+execution config is live (`dry_run` false). Nothing was written.
 """
 Global___ErrorReason: _TypeAlias = ErrorReason  # noqa: Y015

@@ -63,6 +63,8 @@ class ExecutionServiceStub:
       a LONG or SHORT direction.
     - FAILED_PRECONDITION (EXECUTION_DISABLED): `enabled` and `hl_enabled`
       are not both true.
+    - FAILED_PRECONDITION (DRY_RUN_REQUIRED): the request asked for
+      `dry_run_only` and the config is live (`dry_run` false).
     - FAILED_PRECONDITION (NO_SIGNER): live execution (`dry_run` false) but
       the server has no signing key.
     - FAILED_PRECONDITION (AGENT_WITHOUT_ACCOUNT): the key is an API (agent)
@@ -167,6 +169,8 @@ class ExecutionServiceAsyncStub(ExecutionServiceStub):
       a LONG or SHORT direction.
     - FAILED_PRECONDITION (EXECUTION_DISABLED): `enabled` and `hl_enabled`
       are not both true.
+    - FAILED_PRECONDITION (DRY_RUN_REQUIRED): the request asked for
+      `dry_run_only` and the config is live (`dry_run` false).
     - FAILED_PRECONDITION (NO_SIGNER): live execution (`dry_run` false) but
       the server has no signing key.
     - FAILED_PRECONDITION (AGENT_WITHOUT_ACCOUNT): the key is an API (agent)
@@ -274,6 +278,8 @@ class ExecutionServiceServicer(metaclass=_abc_1.ABCMeta):
           a LONG or SHORT direction.
         - FAILED_PRECONDITION (EXECUTION_DISABLED): `enabled` and `hl_enabled`
           are not both true.
+        - FAILED_PRECONDITION (DRY_RUN_REQUIRED): the request asked for
+          `dry_run_only` and the config is live (`dry_run` false).
         - FAILED_PRECONDITION (NO_SIGNER): live execution (`dry_run` false) but
           the server has no signing key.
         - FAILED_PRECONDITION (AGENT_WITHOUT_ACCOUNT): the key is an API (agent)

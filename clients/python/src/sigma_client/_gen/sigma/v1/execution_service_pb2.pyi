@@ -517,16 +517,26 @@ class ExecuteSignalRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     DECISION_ID_FIELD_NUMBER: _builtins.int
+    DRY_RUN_ONLY_FIELD_NUMBER: _builtins.int
     decision_id: _builtins.str
     """The SIGNAL decision's id, a canonical UUID."""
+    dry_run_only: _builtins.bool
+    """Paper trading only: when true, the call is refused with
+    FAILED_PRECONDITION (DRY_RUN_REQUIRED) unless the config is in dry run,
+    so it can never place a real order. The execution it claims is a dry run
+    for good: a switch to live while it waits rejects it (CONFIG_CHANGED).
+    An existing execution of the decision is returned as it is. Default
+    false: the config alone decides.
+    """
     def __init__(
         self,
         *,
         decision_id: _builtins.str = ...,
+        dry_run_only: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["decision_id", b"decision_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["decision_id", b"decision_id", "dry_run_only", b"dry_run_only"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

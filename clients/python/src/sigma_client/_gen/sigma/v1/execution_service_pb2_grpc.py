@@ -90,6 +90,8 @@ class ExecutionServiceServicer:
         a LONG or SHORT direction.
         - FAILED_PRECONDITION (EXECUTION_DISABLED): `enabled` and `hl_enabled`
         are not both true.
+        - FAILED_PRECONDITION (DRY_RUN_REQUIRED): the request asked for
+        `dry_run_only` and the config is live (`dry_run` false).
         - FAILED_PRECONDITION (NO_SIGNER): live execution (`dry_run` false) but
         the server has no signing key.
         - FAILED_PRECONDITION (AGENT_WITHOUT_ACCOUNT): the key is an API (agent)
