@@ -18,6 +18,7 @@ import json
 import os
 import random
 import sys
+from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -121,8 +122,22 @@ def add_commands(commands: Any) -> None:
         eshow = esub.add_parser("show", parents=[common, as_json], help="one execution and its state history")
         eshow.add_argument("id")
 
-    demo = commands.add_parser("demo", parents=[common], help="log sample decisions of the last 30 days")
+    demo = commands.add_parser(
+        "demo",
+        parents=[common],
+        help="log sample decisions of the last 30 days, with outcomes and paper executions",
+        description="Log sample decisions of the last 30 days with outcomes. When the server's "
+        "execution is on in dry run, the newest few are fresh signals executed on paper "
+        "(ExecuteSignal with dry_run_only: never a real order). The demo never changes the "
+        "execution settings.",
+    )
     demo.add_argument("--count", type=_positive_int, default=300, help="how many (default: 300)")
+    demo.add_argument(
+        "--paper",
+        type=_non_negative_int,
+        default=None,
+        help="how many fresh signals to execute on paper (default: count/50, at least 1)",
+    )
     demo.add_argument("--seed", type=int, default=7)
 
 
@@ -130,6 +145,13 @@ def _flag(parser: argparse.ArgumentParser, dest: str, on: str, off: str, help_te
     group = parser.add_mutually_exclusive_group()
     group.add_argument(on, dest=dest, action="store_const", const=True, help=help_text)
     group.add_argument(off, dest=dest, action="store_const", const=False)
+
+
+def _non_negative_int(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text} is negative")
+    return value
 
 
 def _positive_int(text: str) -> int:
@@ -598,21 +620,25 @@ async def _executions_show(client: SigmaClient, options: argparse.Namespace, out
 # -- demo ---------------------------------------------------------------------------------------------
 
 _COINS = {"BTC": 97123.5, "ETH": 3412.25, "SOL": 187.42, "HYPE": 31.7, "XRP": 2.41}
+# Fresh signals go to the majors every Hyperliquid universe lists.
+_PAPER_COINS = ("BTC", "ETH", "SOL")
 
 
-def demo_decisions(count: int, seed: int, now: datetime) -> list[dict[str, Any]]:
-    """`count` sample decisions over the 30 days before `now`: about 60 % skips, 10 % risk rejects,
-    the rest signals; each signal older than 6 hours gets an `_outcome` (pnl, r_multiple, closed_at)
+def demo_decisions(count: int, seed: int, now: datetime, fresh_signals: int = 0) -> list[dict[str, Any]]:
+    """`count` sample decisions: the last `fresh_signals` are signals decided at `now` (to execute
+    on paper), the rest lie over the 30 days before `now`: about 60 % skips, 10 % risk rejects, the
+    rest signals, each signal older than 6 hours with an `_outcome` (pnl, r_multiple, closed_at)
     most of the time."""
     from sigma_client import Gate, RiskCheck  # noqa: PLC0415 (only the client commands need it)
 
     rng = random.Random(seed)  # noqa: S311 (sample data, not security)
     made = []
-    for _ in range(count):
-        decided_at = now - timedelta(minutes=rng.uniform(10, 30 * 24 * 60))
-        symbol = rng.choice(list(_COINS))
+    for n in range(count):
+        fresh = n >= count - fresh_signals
+        decided_at = now if fresh else now - timedelta(minutes=rng.uniform(10, 30 * 24 * 60))
+        symbol = rng.choice(_PAPER_COINS if fresh else list(_COINS))
         roll = rng.random()
-        kind = "skip" if roll < 0.6 else "risk_reject" if roll < 0.7 else "signal"
+        kind = "signal" if fresh else "skip" if roll < 0.6 else "risk_reject" if roll < 0.7 else "signal"
         agreement = rng.uniform(0.72, 0.95) if kind != "skip" else rng.uniform(0.5, 0.9)
         effective_k = rng.uniform(2.0, 6.0) if kind != "skip" else rng.uniform(1.0, 4.0)
         freshness, ev = rng.uniform(5, 90), rng.uniform(-0.2, 1.2)
@@ -640,11 +666,15 @@ def demo_decisions(count: int, seed: int, now: datetime) -> list[dict[str, Any]]
             "effective_k": effective_k,
             "avg_confidence": round(rng.uniform(0.5, 0.9), 4),
             "ev_estimate": round(rng.uniform(0.1, 1.5), 4),
-            "price_at_decision": f"{_COINS[symbol] * rng.uniform(0.9, 1.1):.5f}",
             "gates": gates,
             "risk_checks": risk,
             "decided_at": decided_at,
         }
+        if fresh:
+            # No price: the demo cannot know today's, and the executor checks drift only against one.
+            fields["_paper"] = True
+        else:
+            fields["price_at_decision"] = f"{_COINS[symbol] * rng.uniform(0.9, 1.1):.5f}"
         if kind == "signal" and decided_at < now - timedelta(hours=6) and rng.random() < 0.85:
             r_multiple = round(rng.gauss(0.35, 1.2), 2)
             closed_at = min(decided_at + timedelta(hours=rng.uniform(1, 5)), now)
@@ -653,21 +683,47 @@ def demo_decisions(count: int, seed: int, now: datetime) -> list[dict[str, Any]]
     return made
 
 
+async def _why_no_paper(client: SigmaClient) -> str | None:
+    """None when the server executes in dry run; else why the demo makes no paper executions."""
+    config = await client.get_execution_config()
+    if not (config.enabled and config.hl_enabled):
+        return (
+            "execution is off on the server; to see paper executions too, turn it on in dry run "
+            "(`sigma-grpc execution config set --enabled --hl-enabled --dry-run`, an admin token) "
+            "and run the demo again"
+        )
+    if not config.dry_run:
+        return "execution is live on the server, and the demo only ever executes on paper"
+    return None
+
+
 async def _demo(client: SigmaClient, options: argparse.Namespace, out: Console) -> int:
     from rich.console import Console  # noqa: PLC0415 (only the client commands need it)
     from rich.progress import Progress  # noqa: PLC0415 (only the client commands need it)
-    from sigma_client import LoggedDecision, SigmaError  # noqa: PLC0415 (only the client commands need it)
+    from sigma_client import (  # noqa: PLC0415 (only the client commands need it)
+        FailedPreconditionError,
+        LoggedDecision,
+        SigmaError,
+        UnavailableError,
+    )
 
-    planned = demo_decisions(options.count, options.seed, datetime.now(UTC))
+    EPB = _enums()[1]
+    no_paper = await _why_no_paper(client)
+    wanted = options.paper if options.paper is not None else max(1, options.count // 50)
+    fresh = 0 if no_paper else min(wanted, options.count)
+    planned = demo_decisions(options.count, options.seed, datetime.now(UTC), fresh_signals=fresh)
     outcomes = sum(1 for fields in planned if "_outcome" in fields)
     logged = recorded = 0
+    to_execute: list[str] = []
+    statuses: Counter[str] = Counter()
     with Progress(console=Console(stderr=True), transient=False) as progress:
         logging_task = progress.add_task("logging decisions", total=len(planned))
         outcome_task = progress.add_task("recording outcomes", total=outcomes)
+        paper_task = progress.add_task("paper executions", total=fresh)
         for start in range(0, len(planned), 100):
             batch = planned[start : start + 100]
             results = await client.log_decisions(
-                [{k: v for k, v in fields.items() if k != "_outcome"} for fields in batch]  # type: ignore[misc]
+                [{k: v for k, v in fields.items() if not k.startswith("_")} for fields in batch]  # type: ignore[misc]
             )
             for fields, result in zip(batch, results, strict=True):
                 progress.advance(logging_task)
@@ -675,6 +731,8 @@ async def _demo(client: SigmaClient, options: argparse.Namespace, out: Console) 
                     raise result
                 assert isinstance(result, LoggedDecision)
                 logged += 1
+                if "_paper" in fields:
+                    to_execute.append(result.decision.id)
                 if "_outcome" in fields:
                     pnl, r_multiple, closed_at = fields["_outcome"]
                     await client.record_outcome(
@@ -682,5 +740,19 @@ async def _demo(client: SigmaClient, options: argparse.Namespace, out: Console) 
                     )
                     recorded += 1
                     progress.advance(outcome_task)
+        for decision_id in to_execute:
+            try:
+                execution = await client.execute_signal(decision_id, dry_run_only=True, timeout=30)
+            except (FailedPreconditionError, UnavailableError) as error:
+                # The settings changed since the demo read them, or the exchange is out of reach.
+                no_paper = f"the server refused a paper execution: {error.message}"
+                break
+            statuses[_enum(EPB.ExecutionStatus.Name(execution.status), "EXECUTION_STATUS_")] += 1
+            progress.advance(paper_task)
     out.print(f"logged {logged} sample decisions over the last 30 days, {recorded} with an outcome")
+    if statuses:
+        made = ", ".join(f"{count} {status}" for status, count in sorted(statuses.items()))
+        out.print(f"paper executions of the {len(to_execute)} newest signals: {made}")
+    if no_paper:
+        out.print(f"no paper executions: {no_paper}")
     return 0

@@ -24,7 +24,7 @@ from sigma_grpc.app import RunningServer
 from sigma_grpc.auth.policy import Role
 from sigma_grpc.config import Settings
 from tests.auth_env import TOKENS, UNKNOWN_TOKEN, Certificates, serving, tls_settings, write_tokens_file
-from tests.execution_env import Env
+from tests.execution_env import Env, Starter
 from tests.helpers import Stub
 from tests.secret_scan import watch_output
 
@@ -260,6 +260,34 @@ async def test_demo(api: Stub, server: RunningServer) -> None:
     assert stats.totals.total_decisions == 120
     assert {s.symbol for s in stats.by_symbol} >= {"BTC", "ETH", "SOL"}
     assert closed and stats.totals.skip_count > stats.totals.signal_count
+    # Execution is off on a new server: said plainly, and nothing was executed.
+    assert "no paper executions: execution is off on the server" in demo.out
+    assert "paper executions of" not in demo.out
+
+
+async def test_demo_executes_fresh_signals_on_paper(start: Starter) -> None:
+    env = await start(hl_private_key=None)
+    await env.enable(dry_run=True)
+    target = f"127.0.0.1:{env.server.port}"
+    demo = await cli("demo", "--count", "60", "--paper", "6", "--target", target)
+    assert demo.code == 0, demo.err
+    assert "logged 60 sample decisions" in demo.out
+    # Five 2 % paper positions fill the 10 % exposure limit; the sixth is refused by it.
+    assert "paper executions of the 6 newest signals: 1 rejected, 5 simulated" in demo.out, demo.out
+    assert "paper executions" in demo.err  # the progress bar
+    rows = await env.db.fetch("SELECT status, reason, dry_run FROM execution_logs ORDER BY created_at")
+    assert [(r["status"], r["dry_run"]) for r in rows] == [("simulated", True)] * 5 + [("rejected", True)]
+    assert rows[-1]["reason"] == "exposure_limit"
+    assert env.exchange_calls() == []  # nothing signed
+
+
+async def test_demo_never_executes_on_a_live_server(env: Env) -> None:
+    await env.enable(dry_run=False)
+    demo = await cli("demo", "--count", "40", "--target", f"127.0.0.1:{env.server.port}")
+    assert demo.code == 0, demo.err
+    assert "no paper executions: execution is live on the server" in demo.out
+    assert await env.db.fetchval("SELECT count(*) FROM execution_logs") == 0
+    assert env.exchange_calls() == []
 
 
 async def test_executions(env: Env) -> None:
