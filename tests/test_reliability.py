@@ -20,12 +20,14 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import shutil
 import signal
 import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
@@ -118,6 +120,32 @@ async def _health(stub: health_pb2_grpc.HealthStub, service: str = "") -> str:
     except grpc.aio.AioRpcError as error:
         return f"error {error.code().name}"
     return str(health_pb2.HealthCheckResponse.ServingStatus.Name(response.status))
+
+
+def _http_base(lines: list[str]) -> str:
+    """The gateway's base URL, from the serve process's announcement."""
+    for line in list(lines):
+        match = re.search(r"HTTP/JSON gateway on (http://127\.0\.0\.1:\d+)", line)
+        if match:
+            return match.group(1)
+    raise AssertionError(f"no gateway announced in {lines}")
+
+
+async def _scrape(url: str) -> str:
+    def get() -> str:
+        with urllib.request.urlopen(url, timeout=5) as response:
+            body: bytes = response.read()
+            return body.decode()
+
+    return await asyncio.to_thread(get)
+
+
+def _sample(exposition: str, name: str) -> float:
+    """The value of an unlabelled sample in a Prometheus text exposition."""
+    for line in exposition.splitlines():
+        if line.startswith(f"{name} "):
+            return float(line.split()[1])
+    raise AssertionError(f"{name} not exported")
 
 
 def _log_count(lines: list[str], text: str) -> int:
@@ -260,6 +288,9 @@ async def test_serve_waits_for_a_database_that_is_down_at_start(own_pg: OwnPostg
             waiting = [line for line in lines if "waiting for the database at" in line]
             assert redact_url(own_pg.url) in waiting[0] and "(attempt 1; next in 0.5 s)" in waiting[0]
             assert "(attempt 2; next in 1.0 s)" in waiting[1]
+            metrics_url = f"{_http_base(lines)}/metrics"
+            assert _sample(await _scrape(metrics_url), "sigma_database_up") == 0
+            assert _sample(await _scrape(metrics_url), "sigma_database_embedded") == 0
 
             await asyncio.to_thread(own_pg.start)
 
@@ -270,6 +301,7 @@ async def test_serve_waits_for_a_database_that_is_down_at_start(own_pg: OwnPostg
             assert await _health(health, "sigma.v1.DecisionService") == SERVING
             logged = await api.LogDecision(signal_request(request_id="early"), timeout=5)
             assert not logged.replayed
+            assert _sample(await _scrape(metrics_url), "sigma_database_up") == 1
         assert process.poll() is None
         assert _log_count(lines, "applied migration 060_decision_logs") == 1
         process.send_signal(signal.SIGTERM)
