@@ -73,6 +73,8 @@ def test_every_method_has_the_role_the_issue_gives_it() -> None:
         "GetDecision": Role.READER,
         "ListDecisions": Role.READER,
         "GetStats": Role.READER,
+        "GetSignalQuality": Role.READER,
+        "GetGateAnalytics": Role.READER,
         "GetExecution": Role.READER,
         "ListExecutions": Role.READER,
         "GetExecutionConfig": Role.READER,
@@ -297,6 +299,14 @@ def _grpc_calls(leverage: int) -> dict[str, tuple[GrpcCall, grpc.StatusCode]]:
             ok,
         ),
         "GetStats": (lambda s, d, m: s.decisions.GetStats(dpb.GetStatsRequest(), metadata=m), ok),
+        "GetSignalQuality": (
+            lambda s, d, m: s.decisions.GetSignalQuality(dpb.GetSignalQualityRequest(), metadata=m),
+            ok,
+        ),
+        "GetGateAnalytics": (
+            lambda s, d, m: s.decisions.GetGateAnalytics(dpb.GetGateAnalyticsRequest(), metadata=m),
+            ok,
+        ),
         "RecordOutcome": (
             lambda s, d, m: s.decisions.RecordOutcome(
                 dpb.RecordOutcomeRequest(decision_id=d, outcome_pnl="12.5", outcome_r_multiple=0.5),
@@ -422,6 +432,8 @@ def _http_calls(decision_id: str, leverage: int) -> dict[str, tuple[str, str, di
         "GetDecision": ("GET", f"/v1/decisions/{decision_id}", None, 200),
         "ListDecisions": ("GET", "/v1/decisions", None, 200),
         "GetStats": ("GET", "/v1/stats", None, 200),
+        "GetSignalQuality": ("GET", "/v1/signal-quality", None, 200),
+        "GetGateAnalytics": ("GET", "/v1/gate-analytics", None, 200),
         "RecordOutcome": (
             "POST",
             f"/v1/decisions/{decision_id}/outcome",

@@ -31,6 +31,7 @@ from sigma_grpc.domain.models import (
 )
 from sigma_grpc.domain.outcomes import should_write_outcome
 from sigma_grpc.domain.pagination import decode_page_token, encode_page_token
+from sigma_grpc.domain.quality import ClosedStats, wilson_interval
 from sigma_grpc.domain.reasoning import (
     describe_failed_gate,
     describe_failed_risk_check,
@@ -479,6 +480,8 @@ def test_build_stats_sums_rates_and_orders() -> None:
         win_rate=1 / 3,
         avg_r_multiple=0.5,
         total_pnl="-3.12345679",
+        closed_stats=ClosedStats(),  # no closed signal rows given
+        win_rate_interval=wilson_interval(1, 3),
     )
     assert [symbol for symbol, _ in stats.by_symbol] == ["BTC", "ETH"]
     eth = stats.by_symbol[1][1]
@@ -497,7 +500,7 @@ def test_build_stats_sums_rates_and_orders() -> None:
 
 def test_build_stats_of_nothing_is_all_zero() -> None:
     stats = build_stats(30, StatsRows(window_start=NOW))
-    assert stats.overall == Summary(0, 0, 0, 0, 0.0, 0, 0, 0, 0, 0.0, 0.0, "0.00000000")
+    assert stats.overall == Summary(0, 0, 0, 0, 0.0, 0, 0, 0, 0, 0.0, 0.0, "0.00000000", ClosedStats(), None)
     assert (stats.by_symbol, stats.gate_failures) == ((), ())
 
 

@@ -76,6 +76,8 @@ def test_every_rpc_lists_its_errors_with_codes_that_match() -> None:
         "GetDecision",
         "ListDecisions",
         "GetStats",
+        "GetSignalQuality",
+        "GetGateAnalytics",
         "RecordOutcome",
         "ExecuteSignal",
         "GetExecution",

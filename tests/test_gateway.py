@@ -99,6 +99,8 @@ def test_every_rpc_has_the_route_the_issue_names() -> None:
         ("GET", "/v1/decisions/{id}", ""),
         ("GET", "/v1/decisions", ""),
         ("GET", "/v1/stats", ""),
+        ("GET", "/v1/signal-quality", ""),
+        ("GET", "/v1/gate-analytics", ""),
         ("POST", "/v1/decisions/{decision_id}/outcome", "*"),
         ("POST", "/v1/executions", "*"),
         ("GET", "/v1/executions/{id}", ""),
@@ -155,6 +157,32 @@ async def test_stats_and_time_filters(http: httpx.AsyncClient) -> None:
     recent = await http.get("/v1/decisions", params={"startTime": (hour_ago - timedelta(days=1)).isoformat()})
     assert [d["id"] for d in recent.json()["decisions"]] == [new["id"]]
     assert old["id"] != new["id"]
+
+
+async def test_signal_quality_and_gate_analytics_routes(http: httpx.AsyncClient) -> None:
+    await log(http, {**SIGNAL, "decidedAt": (datetime.now(UTC) - timedelta(hours=2)).isoformat()})
+    # Repeated fields repeat their query parameter; enums go by name.
+    quality = await http.get(
+        "/v1/signal-quality",
+        params=[
+            ("days", "2"),
+            ("bucketWidth", "BUCKET_WIDTH_HOUR"),
+            ("agreementEdges", "0.5"),
+            ("agreementEdges", "0.75"),
+            ("agreementEdges", "1"),
+        ],
+    )
+    assert quality.status_code == 200, quality.text
+    body = quality.json()
+    assert body["bucketWidth"] == "BUCKET_WIDTH_HOUR" and body["byAgreement"]["edges"] == [0.5, 0.75, 1]
+    assert sum(int(b["signals"]) for b in body["timeSeries"]) == 1
+    bad = await http.get("/v1/signal-quality", params={"bucketWidth": "BUCKET_WIDTH_YEAR"})
+    assert bad.status_code == 400, bad.text
+    analytics = await http.get("/v1/gate-analytics", params={"topCombinations": "3"})
+    assert analytics.status_code == 200, analytics.text
+    assert [g["name"] for g in analytics.json()["gates"]] == ["supermajority"]  # SIGNAL's one gate
+    wrong = await http.get("/v1/gate-analytics", params={"topCombinations": "101"})
+    assert (wrong.status_code, wrong.json()["details"][0]["reason"]) == (400, "VALIDATION_FAILED")
 
 
 async def test_execution_routes(http: httpx.AsyncClient) -> None:

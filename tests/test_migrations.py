@@ -31,6 +31,7 @@ ALL = [
     "063_execution_history",
     "064_authenticated_audit",
     "065_stats_rollups",
+    "066_signal_quality",
 ]
 
 

@@ -21,6 +21,7 @@ import pytest
 
 from sigma_grpc.api.decision_convert import stats_message
 from sigma_grpc.domain.models import Counts, StatsQuery, StatsRows
+from sigma_grpc.domain.quality import ClosedSignal
 from sigma_grpc.domain.stats import build_stats
 from sigma_grpc.gen.sigma.v1 import decision_service_pb2 as pb
 from sigma_grpc.storage.decisions import DecisionStore
@@ -63,10 +64,18 @@ async def from_scratch(pool: asyncpg.Pool, window_start: datetime, symbol: str |
         """,
         *args,
     )
+    closed = await pool.fetch(
+        f"""
+        SELECT symbol, decided_at, outcome_closed_at, outcome_r_multiple, outcome_pnl FROM decision_logs
+        WHERE {where} AND outcome_pnl IS NOT NULL ORDER BY outcome_closed_at, id
+        """,
+        *args,
+    )
     return StatsRows(
         window_start=window_start,
         by_symbol={r["symbol"]: Counts(**{k: v for k, v in r.items() if k != "symbol"}) for r in counts},
         gate_failures={r["name"]: r["failures"] for r in gates},
+        closed=tuple(ClosedSignal(*r.values()) for r in closed),
     )
 
 

@@ -4,6 +4,14 @@ from __future__ import annotations
 
 from sigma_grpc.api.wire import enum_value, raw_time, set_timestamp, timestamp
 from sigma_grpc.domain.models import Decision, DecisionType, Direction, Gate, OutcomeFilter, RiskCheck
+from sigma_grpc.domain.quality import (
+    BucketWidth,
+    GateAnalytics,
+    GateDirection,
+    Interval,
+    SignalQuality,
+    StrengthBreakdown,
+)
 from sigma_grpc.domain.stats import Stats, Summary
 from sigma_grpc.domain.validation import DecisionInput, ListInput, OutcomeInput
 from sigma_grpc.gen.sigma.v1 import decision_service_pb2 as pb
@@ -23,6 +31,17 @@ OUTCOMES = {
     pb.OUTCOME_CLOSED: OutcomeFilter.CLOSED,
     pb.OUTCOME_WIN: OutcomeFilter.WIN,
     pb.OUTCOME_LOSS: OutcomeFilter.LOSS,
+}
+BUCKET_WIDTHS = {
+    pb.BUCKET_WIDTH_HOUR: BucketWidth.HOUR,
+    pb.BUCKET_WIDTH_DAY: BucketWidth.DAY,
+    pb.BUCKET_WIDTH_WEEK: BucketWidth.WEEK,
+}
+BUCKET_WIDTH_TO_PB = {v: k for k, v in BUCKET_WIDTHS.items()}
+GATE_DIRECTION_TO_PB = {
+    GateDirection.UNKNOWN: pb.GATE_DIRECTION_UNSPECIFIED,
+    GateDirection.MIN: pb.GATE_DIRECTION_MIN,
+    GateDirection.MAX: pb.GATE_DIRECTION_MAX,
 }
 DIRECTION_TO_PB = {v: k for k, v in DIRECTIONS.items()}
 DECISION_TYPE_TO_PB = {v: k for k, v in DECISION_TYPES.items()}
@@ -127,8 +146,22 @@ def fill_decision(target: pb.Decision, d: Decision) -> pb.Decision:
     return target
 
 
+def _set_interval(target: pb.Interval, interval: Interval | None) -> None:
+    if interval is not None:
+        target.low, target.high = interval.low, interval.high
+
+
 def _stats_message(s: Summary) -> pb.DecisionStats:
-    return pb.DecisionStats(
+    c = s.closed_stats
+    message = pb.DecisionStats(
+        avg_win_r=c.avg_win_r,
+        avg_loss_r=c.avg_loss_r,
+        profit_factor=c.profit_factor,
+        max_drawdown_r=c.max_drawdown_r,
+        best_r=c.best_r,
+        worst_r=c.worst_r,
+        longest_win_streak=c.longest_win_streak,
+        longest_loss_streak=c.longest_loss_streak,
         total_decisions=s.total_decisions,
         signal_count=s.signal_count,
         skip_count=s.skip_count,
@@ -142,6 +175,10 @@ def _stats_message(s: Summary) -> pb.DecisionStats:
         avg_r_multiple=s.avg_r_multiple,
         total_pnl=s.total_pnl,
     )
+    if c.median_holding_time is not None:
+        message.median_holding_time.FromTimedelta(c.median_holding_time)
+    _set_interval(message.win_rate_interval, s.win_rate_interval)
+    return message
 
 
 def stats_message(stats: Stats) -> pb.GetStatsResponse:
@@ -155,3 +192,63 @@ def stats_message(stats: Stats) -> pb.GetStatsResponse:
         days=stats.days,
         window_start=timestamp(stats.window_start),
     )
+
+
+def _breakdown_message(target: pb.StrengthBreakdown, breakdown: StrengthBreakdown) -> None:
+    target.edges.extend(breakdown.edges)
+    for b in breakdown.buckets:
+        bucket = target.buckets.add(
+            lower=b.lower,
+            upper=b.upper,
+            out_of_range=b.out_of_range,
+            closed=b.closed,
+            wins=b.wins,
+            win_rate=b.win_rate,
+            avg_r=b.avg_r,
+            insufficient_data=b.insufficient_data,
+        )
+        _set_interval(bucket.win_rate_interval, b.interval)
+
+
+def quality_message(quality: SignalQuality, min_closed: int) -> pb.GetSignalQualityResponse:
+    response = pb.GetSignalQualityResponse(
+        days=quality.days, bucket_width=BUCKET_WIDTH_TO_PB[quality.width], min_closed=min_closed
+    )
+    set_timestamp(response.window_start, quality.window_start)
+    for t in quality.time_series:
+        bucket = response.time_series.add(
+            signals=t.signals,
+            closed=t.closed,
+            wins=t.wins,
+            win_rate=t.win_rate,
+            avg_r=t.avg_r,
+            cumulative_r=t.cumulative_r,
+            insufficient_data=t.insufficient_data,
+        )
+        set_timestamp(bucket.start, t.start)
+    _breakdown_message(response.by_agreement, quality.by_agreement)
+    _breakdown_message(response.by_effective_k, quality.by_effective_k)
+    _breakdown_message(response.by_trader_count, quality.by_trader_count)
+    return response
+
+
+def gate_analytics_message(analytics: GateAnalytics) -> pb.GetGateAnalyticsResponse:
+    response = pb.GetGateAnalyticsResponse(
+        days=analytics.days, skips_with_failures=analytics.skips_with_failures
+    )
+    set_timestamp(response.window_start, analytics.window_start)
+    for g in analytics.gates:
+        response.gates.add(
+            name=g.name,
+            evaluated=g.evaluated,
+            failed=g.failed,
+            failure_rate=g.failure_rate,
+            only_failure=g.only_failure,
+            direction=GATE_DIRECTION_TO_PB[g.direction],
+            near_misses=[pb.NearMissBin(lower=n.lower, upper=n.upper, count=n.count) for n in g.near_misses],
+            failed_on_passing_side=g.failed_on_passing_side,
+            failed_without_value=g.failed_without_value,
+        )
+    for names, count in analytics.failed_together:
+        response.failed_together.add(gates=names, count=count)
+    return response

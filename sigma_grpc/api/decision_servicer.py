@@ -7,8 +7,10 @@ import grpc
 from sigma_grpc.api import call_log
 from sigma_grpc.api import decision_convert as convert
 from sigma_grpc.api.errors import rpc, status_message
+from sigma_grpc.api.wire import enum_value
 from sigma_grpc.domain.errors import DomainError
 from sigma_grpc.domain.models import Decision
+from sigma_grpc.domain.quality import MIN_CLOSED
 from sigma_grpc.gen.sigma.v1 import decision_service_pb2 as pb
 from sigma_grpc.gen.sigma.v1 import decision_service_pb2_grpc as pb_grpc
 from sigma_grpc.metrics import Metrics
@@ -88,6 +90,33 @@ class DecisionServicer(pb_grpc.DecisionServiceServicer):
             request.symbol if request.HasField("symbol") else None,
         )
         return convert.stats_message(stats)
+
+    @rpc
+    async def GetSignalQuality(
+        self,
+        request: pb.GetSignalQualityRequest,
+        context: Context[pb.GetSignalQualityRequest, pb.GetSignalQualityResponse],
+    ) -> pb.GetSignalQualityResponse:
+        quality = await self._decisions.signal_quality(
+            request.days if request.HasField("days") else None,
+            request.symbol if request.HasField("symbol") else None,
+            enum_value(request.bucket_width, convert.BUCKET_WIDTHS),
+            (request.agreement_edges, request.effective_k_edges, request.trader_count_edges),
+        )
+        return convert.quality_message(quality, MIN_CLOSED)
+
+    @rpc
+    async def GetGateAnalytics(
+        self,
+        request: pb.GetGateAnalyticsRequest,
+        context: Context[pb.GetGateAnalyticsRequest, pb.GetGateAnalyticsResponse],
+    ) -> pb.GetGateAnalyticsResponse:
+        analytics = await self._decisions.gate_analytics(
+            request.days if request.HasField("days") else None,
+            request.symbol if request.HasField("symbol") else None,
+            request.top_combinations if request.HasField("top_combinations") else None,
+        )
+        return convert.gate_analytics_message(analytics)
 
     @rpc
     async def RecordOutcome(

@@ -36,6 +36,8 @@ METHOD_ROLES: dict[str, Role] = {
     _DECISIONS + "GetDecision": Role.READER,
     _DECISIONS + "ListDecisions": Role.READER,
     _DECISIONS + "GetStats": Role.READER,
+    _DECISIONS + "GetSignalQuality": Role.READER,
+    _DECISIONS + "GetGateAnalytics": Role.READER,
     _DECISIONS + "LogDecision": Role.WRITER,
     _DECISIONS + "LogDecisions": Role.WRITER,
     _DECISIONS + "RecordOutcome": Role.WRITER,

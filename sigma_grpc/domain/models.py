@@ -10,6 +10,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 
+from sigma_grpc.domain.quality import ClosedSignal
+
 
 class DecisionType(enum.StrEnum):
     """What the signal engine decided; the values are the database's."""
@@ -205,3 +207,5 @@ class StatsRows:
     window_start: datetime
     by_symbol: dict[str, Counts] = field(default_factory=dict)
     gate_failures: dict[str, int] = field(default_factory=dict)
+    # The closed signals, in close-time order (ties by id).
+    closed: tuple[ClosedSignal, ...] = ()

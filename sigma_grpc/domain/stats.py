@@ -1,4 +1,4 @@
-"""Rates and totals of the decision stats, from the counts storage aggregates."""
+"""Rates and totals of the decision stats, from the counts storage aggregates and the closed signals."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from datetime import datetime
 from decimal import Decimal
 
 from sigma_grpc.domain.models import Counts, StatsRows
+from sigma_grpc.domain.quality import ClosedStats, Interval, closed_stats_by_symbol, wilson_interval
 
 _PNL_SCALE = Decimal("0.00000001")
 
@@ -27,6 +28,8 @@ class Summary:
     win_rate: float
     avg_r_multiple: float
     total_pnl: str
+    closed_stats: ClosedStats
+    win_rate_interval: Interval | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,7 +46,7 @@ def _ratio(numerator: int | Decimal, denominator: int) -> float:
     return float(Decimal(numerator) / denominator) if denominator else 0.0
 
 
-def summarize(counts: Counts) -> Summary:
+def summarize(counts: Counts, closed: ClosedStats) -> Summary:
     return Summary(
         total_decisions=counts.total,
         signal_count=counts.signals,
@@ -57,6 +60,8 @@ def summarize(counts: Counts) -> Summary:
         win_rate=_ratio(counts.wins, counts.closed),
         avg_r_multiple=_ratio(counts.r_multiple_sum, counts.closed),
         total_pnl=format(counts.pnl_sum.quantize(_PNL_SCALE), "f"),
+        closed_stats=closed,
+        win_rate_interval=wilson_interval(counts.wins, counts.closed),
     )
 
 
@@ -76,10 +81,14 @@ def build_stats(days: int, rows: StatsRows) -> Stats:
     overall = Counts()
     for counts in rows.by_symbol.values():
         _add(overall, counts)
+    closed_overall, closed_by_symbol = closed_stats_by_symbol(rows.closed)
     return Stats(
         days=days,
         window_start=rows.window_start,
-        overall=summarize(overall),
-        by_symbol=tuple((symbol, summarize(rows.by_symbol[symbol])) for symbol in sorted(rows.by_symbol)),
+        overall=summarize(overall, closed_overall),
+        by_symbol=tuple(
+            (symbol, summarize(rows.by_symbol[symbol], closed_by_symbol.get(symbol, ClosedStats())))
+            for symbol in sorted(rows.by_symbol)
+        ),
         gate_failures=tuple(sorted(rows.gate_failures.items(), key=lambda item: (-item[1], item[0]))),
     )

@@ -10,6 +10,7 @@ validation: the service does it (domain/reasoning.py) once a decision is valid.
 from __future__ import annotations
 
 import enum
+import itertools
 import math
 import re
 import uuid
@@ -34,6 +35,17 @@ from sigma_grpc.domain.models import (
     StatsQuery,
 )
 from sigma_grpc.domain.pagination import decode_page_token
+from sigma_grpc.domain.quality import (
+    DEFAULT_AGREEMENT_EDGES,
+    DEFAULT_EFFECTIVE_K_EDGES,
+    DEFAULT_TOP_COMBINATIONS,
+    DEFAULT_TRADER_COUNT_EDGES,
+    MAX_EDGES,
+    MAX_TOP_COMBINATIONS,
+    BucketWidth,
+    GateQuery,
+    QualityQuery,
+)
 
 MAX_GATES = 64
 MAX_RISK_CHECKS = 64
@@ -440,13 +452,69 @@ def validate_execution_list(
 
 def validate_stats(days: int | None, symbol: str | None) -> StatsQuery:
     v = _Violations()
+    window = _window(v, days, symbol)
+    v.raise_if_any()
+    return StatsQuery(days=window, symbol=symbol or None)
+
+
+def _window(v: _Violations, days: int | None, symbol: str | None) -> int:
     window = days or DEFAULT_STATS_DAYS
     if not 1 <= window <= MAX_STATS_DAYS:
         v.add("days", f"must be between 1 and {MAX_STATS_DAYS} (0 or unset means {DEFAULT_STATS_DAYS})")
     if symbol:
         _check_symbol(v, "symbol", symbol)
+    return window
+
+
+def _edges(
+    v: _Violations, path: str, edges: Sequence[float], default: tuple[float, ...]
+) -> tuple[float, ...]:
+    if not edges:
+        return default
+    if not 2 <= len(edges) <= MAX_EDGES:
+        v.add(path, f"must hold 2 to {MAX_EDGES} edges (or none for the defaults), not {len(edges)}")
+    elif not all(math.isfinite(edge) for edge in edges):
+        v.add(path, "must be finite numbers")
+    elif any(low >= high for low, high in itertools.pairwise(edges)):
+        v.add(path, "must be strictly increasing")
+    return tuple(edges)
+
+
+def validate_quality(
+    days: int | None,
+    symbol: str | None,
+    *,
+    width: BucketWidth | UnknownEnum | None,
+    agreement_edges: Sequence[float],
+    effective_k_edges: Sequence[float],
+    trader_count_edges: Sequence[float],
+) -> QualityQuery:
+    v = _Violations()
+    window = _window(v, days, symbol)
+    known = known_enum(v, "bucket_width", width)
+    query = QualityQuery(
+        days=window,
+        symbol=symbol or None,
+        width=known or BucketWidth.DAY,
+        agreement_edges=_edges(v, "agreement_edges", agreement_edges, DEFAULT_AGREEMENT_EDGES),
+        effective_k_edges=_edges(v, "effective_k_edges", effective_k_edges, DEFAULT_EFFECTIVE_K_EDGES),
+        trader_count_edges=_edges(v, "trader_count_edges", trader_count_edges, DEFAULT_TRADER_COUNT_EDGES),
+    )
     v.raise_if_any()
-    return StatsQuery(days=window, symbol=symbol or None)
+    return query
+
+
+def validate_gate_analytics(days: int | None, symbol: str | None, top_combinations: int | None) -> GateQuery:
+    v = _Violations()
+    window = _window(v, days, symbol)
+    top = top_combinations or DEFAULT_TOP_COMBINATIONS
+    if not 1 <= top <= MAX_TOP_COMBINATIONS:
+        v.add(
+            "top_combinations",
+            f"must be between 1 and {MAX_TOP_COMBINATIONS} (0 or unset means {DEFAULT_TOP_COMBINATIONS})",
+        )
+    v.raise_if_any()
+    return GateQuery(days=window, symbol=symbol or None, top_combinations=top)
 
 
 def validate_outcome(raw: OutcomeInput, *, now: datetime) -> Outcome:

@@ -11,16 +11,26 @@ from sigma_grpc.domain.errors import DomainError, InvalidArgument, Reason
 from sigma_grpc.domain.models import Decision, NewDecision, PageCursor
 from sigma_grpc.domain.outcomes import should_write_outcome
 from sigma_grpc.domain.pagination import encode_page_token
+from sigma_grpc.domain.quality import (
+    BucketWidth,
+    GateAnalytics,
+    SignalQuality,
+    gate_analytics,
+    signal_quality,
+)
 from sigma_grpc.domain.reasoning import reasoning_for
 from sigma_grpc.domain.stats import Stats, build_stats
 from sigma_grpc.domain.validation import (
     DecisionInput,
     ListInput,
     OutcomeInput,
+    UnknownEnum,
     validate_batch_size,
     validate_decision,
+    validate_gate_analytics,
     validate_list,
     validate_outcome,
+    validate_quality,
     validate_stats,
     validate_uuid,
 )
@@ -114,6 +124,33 @@ class DecisionLog:
     async def stats(self, days: int | None, symbol: str | None) -> Stats:
         query = validate_stats(days, symbol)
         return build_stats(query.days, await self._reads.stats_rows(query))
+
+    async def signal_quality(
+        self,
+        days: int | None,
+        symbol: str | None,
+        width: BucketWidth | UnknownEnum | None,
+        edges: tuple[Sequence[float], Sequence[float], Sequence[float]],
+    ) -> SignalQuality:
+        """GetSignalQuality; `edges` are the agreement, effective_k and trader_count edges."""
+        agreement, effective_k, trader_count = edges
+        query = validate_quality(
+            days,
+            symbol,
+            width=width,
+            agreement_edges=agreement,
+            effective_k_edges=effective_k,
+            trader_count_edges=trader_count,
+        )
+        rows = await self._reads.quality_rows(query)
+        return signal_quality(query, rows.window_start, rows.window_end, rows.counts, rows.closed)
+
+    async def gate_analytics(
+        self, days: int | None, symbol: str | None, top_combinations: int | None
+    ) -> GateAnalytics:
+        query = validate_gate_analytics(days, symbol, top_combinations)
+        rows = await self._reads.gate_rows(query)
+        return gate_analytics(query, rows.window_start, rows.gates, rows.combinations)
 
     async def record_outcome(self, raw: OutcomeInput) -> Decision:
         outcome = validate_outcome(raw, now=self._clock())

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import uuid
+from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
+from decimal import Decimal
 from typing import Any
 
 import asyncpg
@@ -26,7 +28,18 @@ from sigma_grpc.domain.models import (
     StatsQuery,
     StatsRows,
 )
-from sigma_grpc.storage.pool import Database
+from sigma_grpc.domain.quality import (
+    NEAR_MISS_EDGES,
+    BucketCounts,
+    BucketWidth,
+    ClosedSignal,
+    GateCounts,
+    GateQuery,
+    QualityQuery,
+    Side,
+    StrengthPoint,
+)
+from sigma_grpc.storage.pool import Connection, Database
 
 _COLUMNS = """
     id, created_at, decided_at, request_id, symbol, direction, decision_type, trader_count,
@@ -176,6 +189,37 @@ class Inserted:
     request_hash: bytes | None
 
 
+# The closed signals: what the partial indexes of migration 066 hold.
+_CLOSED_SIGNALS = "decision_type = 'signal' AND outcome_pnl IS NOT NULL"
+# $1 the window in days, $2 its end or NULL for the database's NOW().
+_WINDOW_START = "(COALESCE($2::timestamptz, NOW()) - make_interval(days => $1::int))"
+_TRUNC_UNITS = {BucketWidth.HOUR: "hour", BucketWidth.DAY: "day", BucketWidth.WEEK: "week"}
+
+
+def _window_args(days: int, now: datetime | None, symbol: str | None) -> list[Any]:
+    """The arguments of a window's statement: $1 days, $2 end, and $3 symbol when there is one."""
+    return [days, now] if symbol is None else [days, now, symbol]
+
+
+@dataclass(frozen=True, slots=True)
+class QualityRows:
+    """What storage reads for GetSignalQuality."""
+
+    window_start: datetime
+    window_end: datetime
+    counts: dict[datetime, BucketCounts]
+    closed: tuple[StrengthPoint, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class GateRows:
+    """What storage reads for GetGateAnalytics."""
+
+    window_start: datetime
+    gates: dict[str, GateCounts]
+    combinations: dict[tuple[str, ...], int]
+
+
 class DecisionStore:
     """The decision_logs table."""
 
@@ -317,9 +361,43 @@ class DecisionStore:
         return [_decision(r) for r in rows[: query.page_size]], len(rows) > query.page_size
 
     async def stats_rows(self, query: StatsQuery, *, now: datetime | None = None) -> StatsRows:
-        """Counts per symbol and gate failures of the window, in one statement (one snapshot).
+        """Counts per symbol, gate failures and closed signals of the window, in one snapshot.
 
         The window ends at the database's NOW(), or at `now` when given (tests pin it).
+        The counts come from the rollups (`_counts`), the closed signals, in close-time
+        order, from their own index (migration 066).
+        """
+        async with (
+            self._db.connection() as conn,
+            conn.transaction(isolation="repeatable_read", readonly=True),
+        ):
+            counts = await self._counts(conn, query, now)
+            closed = await conn.fetch(
+                f"""
+                SELECT symbol, decided_at, outcome_closed_at, outcome_r_multiple, outcome_pnl
+                FROM decision_logs
+                WHERE {_CLOSED_SIGNALS} AND decided_at >= {_WINDOW_START}
+                      {"AND symbol = $3" if query.symbol is not None else ""}
+                ORDER BY outcome_closed_at, id
+                """,
+                *_window_args(query.days, now, query.symbol),
+            )
+        return replace(
+            counts,
+            closed=tuple(
+                ClosedSignal(
+                    r["symbol"],
+                    r["decided_at"],
+                    r["outcome_closed_at"],
+                    r["outcome_r_multiple"],
+                    r["outcome_pnl"],
+                )
+                for r in closed
+            ),
+        )
+
+    async def _counts(self, conn: Connection, query: StatsQuery, now: datetime | None) -> StatsRows:
+        """Counts per symbol and gate failures of the window, in one statement.
 
         From the rollups (migration 065): the days the window covers whole, then
         the hours of its partial first day. The window's start rarely falls on
@@ -340,7 +418,7 @@ class DecisionStore:
              OR span = 1 AND bucket >= (SELECT hours FROM w) AND bucket < (SELECT days FROM w)) {symbol}
         """
         raw = f"decided_at >= (SELECT raw_from FROM w) AND decided_at < (SELECT raw_to FROM w) {symbol}"
-        rows = await self._db.fetch(
+        rows = await conn.fetch(
             f"""
             WITH edges AS (
                 SELECT start,
@@ -410,6 +488,139 @@ class DecisionStore:
                 if r["kind"] == "c"
             },
             gate_failures={r["name"]: r["total"] for r in rows if r["kind"] == "g"},
+        )
+
+    async def quality_rows(self, query: QualityQuery, *, now: datetime | None = None) -> QualityRows:
+        """The window's counts per time bucket and its closed signals' consensus strength, in one
+        statement. Signals count in the bucket of decided_at, closed ones in that of
+        outcome_closed_at; buckets are UTC (date_trunc in the session's UTC, weeks from Monday)."""
+        symbol = "AND symbol = $3" if query.symbol is not None else ""
+        unit = _TRUNC_UNITS[query.width]
+        rows = await self._db.fetch(
+            f"""
+            WITH w AS MATERIALIZED (
+                SELECT {_WINDOW_START} AS start, COALESCE($2::timestamptz, NOW()) AS stop
+            )
+            SELECT 'w' AS kind, start AS bucket, stop AS stop, NULL::bigint AS signals,
+                   NULL::bigint AS closed, NULL::bigint AS wins, NULL::numeric AS r_sum,
+                   NULL::numeric AS agreement, NULL::numeric AS effective_k, NULL::int AS traders,
+                   NULL::numeric AS pnl
+            FROM w
+            UNION ALL
+            SELECT 's', date_trunc('{unit}', decided_at), NULL, count(*), NULL, NULL, NULL, NULL,
+                   NULL, NULL, NULL
+            FROM decision_logs
+            WHERE decision_type = 'signal' AND decided_at >= (SELECT start FROM w) {symbol}
+            GROUP BY 2
+            UNION ALL
+            SELECT 'c', date_trunc('{unit}', outcome_closed_at), NULL, NULL, count(*),
+                   count(*) FILTER (WHERE outcome_pnl > 0), sum(outcome_r_multiple), NULL, NULL, NULL,
+                   NULL
+            FROM decision_logs
+            WHERE {_CLOSED_SIGNALS} AND outcome_closed_at >= (SELECT start FROM w) {symbol}
+            GROUP BY 2
+            UNION ALL
+            SELECT 'p', NULL, NULL, NULL, NULL, NULL, outcome_r_multiple, agreement_pct, effective_k,
+                   trader_count, outcome_pnl
+            FROM decision_logs
+            WHERE {_CLOSED_SIGNALS} AND decided_at >= (SELECT start FROM w) {symbol}
+            """,
+            *_window_args(query.days, now, query.symbol),
+        )
+        window = next(r for r in rows if r["kind"] == "w")
+        signals = {r["bucket"]: r["signals"] for r in rows if r["kind"] == "s"}
+        closed = {r["bucket"]: r for r in rows if r["kind"] == "c"}
+        counts = {
+            bucket: BucketCounts(
+                signals=signals.get(bucket, 0),
+                closed=closed[bucket]["closed"] if bucket in closed else 0,
+                wins=closed[bucket]["wins"] if bucket in closed else 0,
+                r_sum=closed[bucket]["r_sum"] if bucket in closed else Decimal(0),
+            )
+            for bucket in signals.keys() | closed.keys()
+        }
+        return QualityRows(
+            window_start=window["bucket"],
+            window_end=window["stop"],
+            counts=counts,
+            closed=tuple(
+                StrengthPoint(
+                    float(r["agreement"]), float(r["effective_k"]), r["traders"], r["r_sum"], r["pnl"]
+                )
+                for r in rows
+                if r["kind"] == "p"
+            ),
+        )
+
+    async def gate_rows(self, query: GateQuery, *, now: datetime | None = None) -> GateRows:
+        """Per gate of the window's decisions: evaluated, failed, alone failing, where its values lie
+        relative to the threshold (and, failed, in which near-miss bin); and the exact sets of gates
+        that failed together in skips. One statement over the window's gates."""
+        symbol = "AND symbol = $3" if query.symbol is not None else ""
+        edges = "ARRAY[" + ", ".join(repr(edge) for edge in NEAR_MISS_EDGES) + "]::float8[]"
+        rows = await self._db.fetch(
+            f"""
+            WITH w AS MATERIALIZED (SELECT {_WINDOW_START} AS start),
+            g AS MATERIALIZED (
+                SELECT d.id, d.decision_type, e->>'name' AS name, (e->>'passed')::boolean AS passed,
+                       (e->>'value')::float8 AS value, (e->>'threshold')::float8 AS threshold
+                FROM decision_logs AS d, jsonb_array_elements(d.gates) AS e
+                WHERE d.decided_at >= (SELECT start FROM w) {symbol}
+            ),
+            per_decision AS (
+                SELECT id, decision_type, count(*) FILTER (WHERE NOT passed) AS failures,
+                       array_agg(name ORDER BY name COLLATE "C") FILTER (WHERE NOT passed) AS failed
+                FROM g GROUP BY id, decision_type
+            )
+            SELECT 'w' AS kind, NULL AS name, NULL::boolean AS passed, NULL::int AS side,
+                   NULL::int AS bin, NULL::bigint AS n, NULL::bigint AS failed_n,
+                   NULL::bigint AS alone, NULL::bigint AS no_value, NULL::text[] AS names, start
+            FROM w
+            UNION ALL
+            SELECT 'g', g.name, NULL, NULL, NULL, count(*), count(*) FILTER (WHERE NOT g.passed),
+                   count(*) FILTER (WHERE NOT g.passed AND p.failures = 1),
+                   count(*) FILTER (WHERE NOT g.passed AND (g.value IS NULL OR g.threshold IS NULL)),
+                   NULL, NULL
+            FROM g JOIN per_decision AS p USING (id)
+            GROUP BY g.name
+            UNION ALL
+            SELECT 'v', name, passed, sign(value - threshold)::int,
+                   CASE WHEN NOT passed THEN width_bucket(
+                       abs(value - threshold) / COALESCE(NULLIF(abs(threshold), 0), 1), {edges}) - 1
+                   END,
+                   count(*), NULL, NULL, NULL, NULL, NULL
+            FROM g WHERE value IS NOT NULL AND threshold IS NOT NULL
+            GROUP BY 2, 3, 4, 5
+            UNION ALL
+            SELECT 'c', NULL, NULL, NULL, NULL, count(*), NULL, NULL, NULL, failed, NULL
+            FROM per_decision WHERE decision_type = 'skip' AND failures > 0
+            GROUP BY failed
+            """,
+            *_window_args(query.days, now, query.symbol),
+        )
+        gates: dict[str, GateCounts] = {}
+        for r in rows:
+            if r["kind"] == "g":
+                gates[r["name"]] = GateCounts(
+                    evaluated=r["n"],
+                    failed=r["failed_n"],
+                    only_failure=r["alone"],
+                    failed_without_value=r["no_value"],
+                    sides=Counter(),
+                    failed_bins=Counter(),
+                )
+        for r in rows:
+            if r["kind"] == "v":
+                counts = gates[r["name"]]
+                side = Side(r["side"])
+                assert counts.sides is not None and counts.failed_bins is not None
+                counts.sides[(r["passed"], side)] += r["n"]
+                if not r["passed"]:
+                    counts.failed_bins[(side, r["bin"])] += r["n"]
+        return GateRows(
+            window_start=next(r["start"] for r in rows if r["kind"] == "w"),
+            gates=gates,
+            combinations={tuple(r["names"]): r["n"] for r in rows if r["kind"] == "c"},
         )
 
     async def compact_stats(self) -> None:

@@ -37,7 +37,8 @@ import asyncpg
 from sigma_grpc import deadline
 from sigma_grpc.domain.errors import DomainError, Reason
 from sigma_grpc.domain.models import Decision, ListQuery, StatsQuery, StatsRows
-from sigma_grpc.storage.decisions import DecisionStore
+from sigma_grpc.domain.quality import GateQuery, QualityQuery
+from sigma_grpc.storage.decisions import DecisionStore, GateRows, QualityRows
 from sigma_grpc.storage.pool import Database
 
 log = logging.getLogger(__name__)
@@ -70,6 +71,10 @@ class DecisionReads(Protocol):
     async def list(self, query: ListQuery) -> tuple[list[Decision], bool]: ...
 
     async def stats_rows(self, query: StatsQuery) -> StatsRows: ...
+
+    async def quality_rows(self, query: QualityQuery) -> QualityRows: ...
+
+    async def gate_rows(self, query: GateQuery) -> GateRows: ...
 
 
 def _describe(error: BaseException) -> str:
@@ -265,6 +270,12 @@ class ReplicaReads:
 
     async def stats_rows(self, query: StatsQuery) -> StatsRows:
         return await self._read(lambda store: store.stats_rows(query))
+
+    async def quality_rows(self, query: QualityQuery) -> QualityRows:
+        return await self._read(lambda store: store.quality_rows(query))
+
+    async def gate_rows(self, query: GateQuery) -> GateRows:
+        return await self._read(lambda store: store.gate_rows(query))
 
     async def _read(self, read: Callable[[DecisionStore], Awaitable[T]]) -> T:
         if self._monitor.usable:

@@ -61,6 +61,16 @@ class DecisionServiceStub:
                 request_serializer=sigma_dot_v1_dot_decision__service__pb2.GetStatsRequest.SerializeToString,
                 response_deserializer=sigma_dot_v1_dot_decision__service__pb2.GetStatsResponse.FromString,
                 _registered_method=True)
+        self.GetSignalQuality = channel.unary_unary(
+                '/sigma.v1.DecisionService/GetSignalQuality',
+                request_serializer=sigma_dot_v1_dot_decision__service__pb2.GetSignalQualityRequest.SerializeToString,
+                response_deserializer=sigma_dot_v1_dot_decision__service__pb2.GetSignalQualityResponse.FromString,
+                _registered_method=True)
+        self.GetGateAnalytics = channel.unary_unary(
+                '/sigma.v1.DecisionService/GetGateAnalytics',
+                request_serializer=sigma_dot_v1_dot_decision__service__pb2.GetGateAnalyticsRequest.SerializeToString,
+                response_deserializer=sigma_dot_v1_dot_decision__service__pb2.GetGateAnalyticsResponse.FromString,
+                _registered_method=True)
         self.RecordOutcome = channel.unary_unary(
                 '/sigma.v1.DecisionService/RecordOutcome',
                 request_serializer=sigma_dot_v1_dot_decision__service__pb2.RecordOutcomeRequest.SerializeToString,
@@ -183,6 +193,43 @@ class DecisionServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetSignalQuality(self, request, context):
+        """GetSignalQuality answers whether the consensus signal pays over time and
+        whether stronger consensus pays more: a time series of the window in
+        UTC buckets, and the closed signals' outcomes bucketed by agreement,
+        effective-K and trader count.
+
+        Role: `reader` or above.
+
+        Errors:
+        - UNAUTHENTICATED (NOT_AUTHENTICATED): no accepted credentials.
+        - INVALID_ARGUMENT (VALIDATION_FAILED): `days` outside 1-365, a malformed
+        `symbol`, an unknown `bucket_width`, or edges that are not 2-50 finite,
+        strictly increasing numbers.
+        - UNAVAILABLE (DATABASE_UNAVAILABLE).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetGateAnalytics(self, request, context):
+        """GetGateAnalytics answers which gates cost trades: per gate how often it
+        was evaluated, failed, and was the only failing gate; the sets of gates
+        that failed together in skips; and how close the failed values came to
+        their thresholds (near-misses).
+
+        Role: `reader` or above.
+
+        Errors:
+        - UNAUTHENTICATED (NOT_AUTHENTICATED): no accepted credentials.
+        - INVALID_ARGUMENT (VALIDATION_FAILED): `days` outside 1-365, a malformed
+        `symbol`, or `top_combinations` outside 1-100.
+        - UNAVAILABLE (DATABASE_UNAVAILABLE).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def RecordOutcome(self, request, context):
         """RecordOutcome attaches the closed position's result to a SIGNAL decision.
 
@@ -234,6 +281,16 @@ def add_DecisionServiceServicer_to_server(servicer, server):
                     servicer.GetStats,
                     request_deserializer=sigma_dot_v1_dot_decision__service__pb2.GetStatsRequest.FromString,
                     response_serializer=sigma_dot_v1_dot_decision__service__pb2.GetStatsResponse.SerializeToString,
+            ),
+            'GetSignalQuality': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetSignalQuality,
+                    request_deserializer=sigma_dot_v1_dot_decision__service__pb2.GetSignalQualityRequest.FromString,
+                    response_serializer=sigma_dot_v1_dot_decision__service__pb2.GetSignalQualityResponse.SerializeToString,
+            ),
+            'GetGateAnalytics': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetGateAnalytics,
+                    request_deserializer=sigma_dot_v1_dot_decision__service__pb2.GetGateAnalyticsRequest.FromString,
+                    response_serializer=sigma_dot_v1_dot_decision__service__pb2.GetGateAnalyticsResponse.SerializeToString,
             ),
             'RecordOutcome': grpc.unary_unary_rpc_method_handler(
                     servicer.RecordOutcome,
@@ -377,6 +434,60 @@ class DecisionService:
             '/sigma.v1.DecisionService/GetStats',
             sigma_dot_v1_dot_decision__service__pb2.GetStatsRequest.SerializeToString,
             sigma_dot_v1_dot_decision__service__pb2.GetStatsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetSignalQuality(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/sigma.v1.DecisionService/GetSignalQuality',
+            sigma_dot_v1_dot_decision__service__pb2.GetSignalQualityRequest.SerializeToString,
+            sigma_dot_v1_dot_decision__service__pb2.GetSignalQualityResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetGateAnalytics(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/sigma.v1.DecisionService/GetGateAnalytics',
+            sigma_dot_v1_dot_decision__service__pb2.GetGateAnalyticsRequest.SerializeToString,
+            sigma_dot_v1_dot_decision__service__pb2.GetGateAnalyticsResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -36,8 +36,8 @@
 import type { GenEnum, GenFile, GenMessage, GenService } from "@bufbuild/protobuf/codegenv2";
 import { enumDesc, fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2";
 import { file_google_api_annotations } from "../../google/api/annotations_pb.js";
-import type { Timestamp, TimestampJson } from "@bufbuild/protobuf/wkt";
-import { file_google_protobuf_timestamp } from "@bufbuild/protobuf/wkt";
+import type { Duration, DurationJson, Timestamp, TimestampJson } from "@bufbuild/protobuf/wkt";
+import { file_google_protobuf_duration, file_google_protobuf_timestamp } from "@bufbuild/protobuf/wkt";
 import type { Status, StatusJson } from "../../google/rpc/status_pb.js";
 import { file_google_rpc_status } from "../../google/rpc/status_pb.js";
 import type { Message } from "@bufbuild/protobuf";
@@ -46,7 +46,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file sigma/v1/decision_service.proto.
  */
 export const file_sigma_v1_decision_service: GenFile = /*@__PURE__*/
-  fileDesc("Ch9zaWdtYS92MS9kZWNpc2lvbl9zZXJ2aWNlLnByb3RvEghzaWdtYS52MSJoCgRHYXRlEgwKBG5hbWUYASABKAkSDgoGcGFzc2VkGAIgASgIEhIKBXZhbHVlGAMgASgBSACIAQESFgoJdGhyZXNob2xkGAQgASgBSAGIAQFCCAoGX3ZhbHVlQgwKCl90aHJlc2hvbGQiZQoJUmlza0NoZWNrEgwKBG5hbWUYASABKAkSDgoGcGFzc2VkGAIgASgIEhIKBXZhbHVlGAMgASgBSACIAQESEgoFbGltaXQYBCABKAFIAYgBAUIICgZfdmFsdWVCCAoGX2xpbWl0IswFCghEZWNpc2lvbhIKCgJpZBgBIAEoCRIuCgpjcmVhdGVkX2F0GAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIuCgpkZWNpZGVkX2F0GAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIOCgZzeW1ib2wYBCABKAkSJgoJZGlyZWN0aW9uGAUgASgOMhMuc2lnbWEudjEuRGlyZWN0aW9uEi0KDWRlY2lzaW9uX3R5cGUYBiABKA4yFi5zaWdtYS52MS5EZWNpc2lvblR5cGUSFAoMdHJhZGVyX2NvdW50GAcgASgFEhUKDWFncmVlbWVudF9wY3QYCCABKAESEwoLZWZmZWN0aXZlX2sYCSABKAESGwoOYXZnX2NvbmZpZGVuY2UYCiABKAFIAIgBARIYCgtldl9lc3RpbWF0ZRgLIAEoAUgBiAEBEh4KEXByaWNlX2F0X2RlY2lzaW9uGAwgASgJSAKIAQESHQoFZ2F0ZXMYDSADKAsyDi5zaWdtYS52MS5HYXRlEigKC3Jpc2tfY2hlY2tzGA4gAygLMhMuc2lnbWEudjEuUmlza0NoZWNrEhEKCXJlYXNvbmluZxgPIAEoCRIYCgtvdXRjb21lX3BubBgQIAEoCUgDiAEBEh8KEm91dGNvbWVfcl9tdWx0aXBsZRgRIAEoAUgEiAEBEjUKEW91dGNvbWVfY2xvc2VkX2F0GBIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIXCgpyZXF1ZXN0X2lkGBMgASgJSAWIAQFCEQoPX2F2Z19jb25maWRlbmNlQg4KDF9ldl9lc3RpbWF0ZUIUChJfcHJpY2VfYXRfZGVjaXNpb25CDgoMX291dGNvbWVfcG5sQhUKE19vdXRjb21lX3JfbXVsdGlwbGVCDQoLX3JlcXVlc3RfaWQi7gMKEkxvZ0RlY2lzaW9uUmVxdWVzdBIOCgZzeW1ib2wYASABKAkSJgoJZGlyZWN0aW9uGAIgASgOMhMuc2lnbWEudjEuRGlyZWN0aW9uEi0KDWRlY2lzaW9uX3R5cGUYAyABKA4yFi5zaWdtYS52MS5EZWNpc2lvblR5cGUSFAoMdHJhZGVyX2NvdW50GAQgASgFEhUKDWFncmVlbWVudF9wY3QYBSABKAESEwoLZWZmZWN0aXZlX2sYBiABKAESGwoOYXZnX2NvbmZpZGVuY2UYByABKAFIAIgBARIYCgtldl9lc3RpbWF0ZRgIIAEoAUgBiAEBEh4KEXByaWNlX2F0X2RlY2lzaW9uGAkgASgJSAKIAQESHQoFZ2F0ZXMYCiADKAsyDi5zaWdtYS52MS5HYXRlEigKC3Jpc2tfY2hlY2tzGAsgAygLMhMuc2lnbWEudjEuUmlza0NoZWNrEhcKCnJlcXVlc3RfaWQYDCABKAlIA4gBARIuCgpkZWNpZGVkX2F0GA0gASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcEIRCg9fYXZnX2NvbmZpZGVuY2VCDgoMX2V2X2VzdGltYXRlQhQKEl9wcmljZV9hdF9kZWNpc2lvbkINCgtfcmVxdWVzdF9pZCJNChNMb2dEZWNpc2lvblJlc3BvbnNlEiQKCGRlY2lzaW9uGAEgASgLMhIuc2lnbWEudjEuRGVjaXNpb24SEAoIcmVwbGF5ZWQYAiABKAgiRgoTTG9nRGVjaXNpb25zUmVxdWVzdBIvCglkZWNpc2lvbnMYASADKAsyHC5zaWdtYS52MS5Mb2dEZWNpc2lvblJlcXVlc3QiRAoUTG9nRGVjaXNpb25zUmVzcG9uc2USLAoHcmVzdWx0cxgBIAMoCzIbLnNpZ21hLnYxLkxvZ0RlY2lzaW9uUmVzdWx0InMKEUxvZ0RlY2lzaW9uUmVzdWx0Ei8KBmxvZ2dlZBgBIAEoCzIdLnNpZ21hLnYxLkxvZ0RlY2lzaW9uUmVzcG9uc2VIABIjCgVlcnJvchgCIAEoCzISLmdvb2dsZS5ycGMuU3RhdHVzSABCCAoGcmVzdWx0IiAKEkdldERlY2lzaW9uUmVxdWVzdBIKCgJpZBgBIAEoCSI7ChNHZXREZWNpc2lvblJlc3BvbnNlEiQKCGRlY2lzaW9uGAEgASgLMhIuc2lnbWEudjEuRGVjaXNpb24ipgIKFExpc3REZWNpc2lvbnNSZXF1ZXN0Eg4KBnN5bWJvbBgBIAEoCRItCg1kZWNpc2lvbl90eXBlGAIgASgOMhYuc2lnbWEudjEuRGVjaXNpb25UeXBlEiYKCWRpcmVjdGlvbhgDIAEoDjITLnNpZ21hLnYxLkRpcmVjdGlvbhIiCgdvdXRjb21lGAQgASgOMhEuc2lnbWEudjEuT3V0Y29tZRIuCgpzdGFydF90aW1lGAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIsCghlbmRfdGltZRgGIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASEQoJcGFnZV9zaXplGAcgASgFEhIKCnBhZ2VfdG9rZW4YCCABKAkiVwoVTGlzdERlY2lzaW9uc1Jlc3BvbnNlEiUKCWRlY2lzaW9ucxgBIAMoCzISLnNpZ21hLnYxLkRlY2lzaW9uEhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSJNCg9HZXRTdGF0c1JlcXVlc3QSEQoEZGF5cxgBIAEoBUgAiAEBEhMKBnN5bWJvbBgCIAEoCUgBiAEBQgcKBV9kYXlzQgkKB19zeW1ib2wikQIKDURlY2lzaW9uU3RhdHMSFwoPdG90YWxfZGVjaXNpb25zGAEgASgDEhQKDHNpZ25hbF9jb3VudBgCIAEoAxISCgpza2lwX2NvdW50GAMgASgDEhkKEXJpc2tfcmVqZWN0X2NvdW50GAQgASgDEhEKCXNraXBfcmF0ZRgFIAEoARIUCgxjbG9zZWRfY291bnQYBiABKAMSEQoJd2luX2NvdW50GAcgASgDEhIKCmxvc3NfY291bnQYCCABKAMSFQoNcGVuZGluZ19jb3VudBgJIAEoAxIQCgh3aW5fcmF0ZRgKIAEoARIWCg5hdmdfcl9tdWx0aXBsZRgLIAEoARIRCgl0b3RhbF9wbmwYDCABKAkiRQoLU3ltYm9sU3RhdHMSDgoGc3ltYm9sGAEgASgJEiYKBXN0YXRzGAIgASgLMhcuc2lnbWEudjEuRGVjaXNpb25TdGF0cyIqCgtHYXRlRmFpbHVyZRIMCgRuYW1lGAEgASgJEg0KBWNvdW50GAIgASgDItMBChBHZXRTdGF0c1Jlc3BvbnNlEicKBnRvdGFscxgBIAEoCzIXLnNpZ21hLnYxLkRlY2lzaW9uU3RhdHMSKAoJYnlfc3ltYm9sGAIgAygLMhUuc2lnbWEudjEuU3ltYm9sU3RhdHMSLAoNZ2F0ZV9mYWlsdXJlcxgDIAMoCzIVLnNpZ21hLnYxLkdhdGVGYWlsdXJlEgwKBGRheXMYBCABKAUSMAoMd2luZG93X3N0YXJ0GAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCKvAQoUUmVjb3JkT3V0Y29tZVJlcXVlc3QSEwoLZGVjaXNpb25faWQYASABKAkSEwoLb3V0Y29tZV9wbmwYAiABKAkSHwoSb3V0Y29tZV9yX211bHRpcGxlGAMgASgBSACIAQESNQoRb3V0Y29tZV9jbG9zZWRfYXQYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wQhUKE19vdXRjb21lX3JfbXVsdGlwbGUiPQoVUmVjb3JkT3V0Y29tZVJlc3BvbnNlEiQKCGRlY2lzaW9uGAEgASgLMhIuc2lnbWEudjEuRGVjaXNpb24qYwoJRGlyZWN0aW9uEhkKFURJUkVDVElPTl9VTlNQRUNJRklFRBAAEhIKDkRJUkVDVElPTl9MT05HEAESEwoPRElSRUNUSU9OX1NIT1JUEAISEgoORElSRUNUSU9OX05PTkUQAyp+CgxEZWNpc2lvblR5cGUSHQoZREVDSVNJT05fVFlQRV9VTlNQRUNJRklFRBAAEhgKFERFQ0lTSU9OX1RZUEVfU0lHTkFMEAESFgoSREVDSVNJT05fVFlQRV9TS0lQEAISHQoZREVDSVNJT05fVFlQRV9SSVNLX1JFSkVDVBADKm4KB091dGNvbWUSFwoTT1VUQ09NRV9VTlNQRUNJRklFRBAAEhMKD09VVENPTUVfUEVORElORxABEhIKDk9VVENPTUVfQ0xPU0VEEAISDwoLT1VUQ09NRV9XSU4QAxIQCgxPVVRDT01FX0xPU1MQBDKQBQoPRGVjaXNpb25TZXJ2aWNlEmQKC0xvZ0RlY2lzaW9uEhwuc2lnbWEudjEuTG9nRGVjaXNpb25SZXF1ZXN0Gh0uc2lnbWEudjEuTG9nRGVjaXNpb25SZXNwb25zZSIYgtPkkwISOgEqIg0vdjEvZGVjaXNpb25zEm0KDExvZ0RlY2lzaW9ucxIdLnNpZ21hLnYxLkxvZ0RlY2lzaW9uc1JlcXVlc3QaHi5zaWdtYS52MS5Mb2dEZWNpc2lvbnNSZXNwb25zZSIegtPkkwIYOgEqIhMvdjEvZGVjaXNpb25zOmJhdGNoEmYKC0dldERlY2lzaW9uEhwuc2lnbWEudjEuR2V0RGVjaXNpb25SZXF1ZXN0Gh0uc2lnbWEudjEuR2V0RGVjaXNpb25SZXNwb25zZSIagtPkkwIUEhIvdjEvZGVjaXNpb25zL3tpZH0SZwoNTGlzdERlY2lzaW9ucxIeLnNpZ21hLnYxLkxpc3REZWNpc2lvbnNSZXF1ZXN0Gh8uc2lnbWEudjEuTGlzdERlY2lzaW9uc1Jlc3BvbnNlIhWC0+STAg8SDS92MS9kZWNpc2lvbnMSVAoIR2V0U3RhdHMSGS5zaWdtYS52MS5HZXRTdGF0c1JlcXVlc3QaGi5zaWdtYS52MS5HZXRTdGF0c1Jlc3BvbnNlIhGC0+STAgsSCS92MS9zdGF0cxKAAQoNUmVjb3JkT3V0Y29tZRIeLnNpZ21hLnYxLlJlY29yZE91dGNvbWVSZXF1ZXN0Gh8uc2lnbWEudjEuUmVjb3JkT3V0Y29tZVJlc3BvbnNlIi6C0+STAig6ASoiIy92MS9kZWNpc2lvbnMve2RlY2lzaW9uX2lkfS9vdXRjb21lYgZwcm90bzM", [file_google_api_annotations, file_google_protobuf_timestamp, file_google_rpc_status]);
+  fileDesc("Ch9zaWdtYS92MS9kZWNpc2lvbl9zZXJ2aWNlLnByb3RvEghzaWdtYS52MSJoCgRHYXRlEgwKBG5hbWUYASABKAkSDgoGcGFzc2VkGAIgASgIEhIKBXZhbHVlGAMgASgBSACIAQESFgoJdGhyZXNob2xkGAQgASgBSAGIAQFCCAoGX3ZhbHVlQgwKCl90aHJlc2hvbGQiZQoJUmlza0NoZWNrEgwKBG5hbWUYASABKAkSDgoGcGFzc2VkGAIgASgIEhIKBXZhbHVlGAMgASgBSACIAQESEgoFbGltaXQYBCABKAFIAYgBAUIICgZfdmFsdWVCCAoGX2xpbWl0IswFCghEZWNpc2lvbhIKCgJpZBgBIAEoCRIuCgpjcmVhdGVkX2F0GAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIuCgpkZWNpZGVkX2F0GAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIOCgZzeW1ib2wYBCABKAkSJgoJZGlyZWN0aW9uGAUgASgOMhMuc2lnbWEudjEuRGlyZWN0aW9uEi0KDWRlY2lzaW9uX3R5cGUYBiABKA4yFi5zaWdtYS52MS5EZWNpc2lvblR5cGUSFAoMdHJhZGVyX2NvdW50GAcgASgFEhUKDWFncmVlbWVudF9wY3QYCCABKAESEwoLZWZmZWN0aXZlX2sYCSABKAESGwoOYXZnX2NvbmZpZGVuY2UYCiABKAFIAIgBARIYCgtldl9lc3RpbWF0ZRgLIAEoAUgBiAEBEh4KEXByaWNlX2F0X2RlY2lzaW9uGAwgASgJSAKIAQESHQoFZ2F0ZXMYDSADKAsyDi5zaWdtYS52MS5HYXRlEigKC3Jpc2tfY2hlY2tzGA4gAygLMhMuc2lnbWEudjEuUmlza0NoZWNrEhEKCXJlYXNvbmluZxgPIAEoCRIYCgtvdXRjb21lX3BubBgQIAEoCUgDiAEBEh8KEm91dGNvbWVfcl9tdWx0aXBsZRgRIAEoAUgEiAEBEjUKEW91dGNvbWVfY2xvc2VkX2F0GBIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIXCgpyZXF1ZXN0X2lkGBMgASgJSAWIAQFCEQoPX2F2Z19jb25maWRlbmNlQg4KDF9ldl9lc3RpbWF0ZUIUChJfcHJpY2VfYXRfZGVjaXNpb25CDgoMX291dGNvbWVfcG5sQhUKE19vdXRjb21lX3JfbXVsdGlwbGVCDQoLX3JlcXVlc3RfaWQi7gMKEkxvZ0RlY2lzaW9uUmVxdWVzdBIOCgZzeW1ib2wYASABKAkSJgoJZGlyZWN0aW9uGAIgASgOMhMuc2lnbWEudjEuRGlyZWN0aW9uEi0KDWRlY2lzaW9uX3R5cGUYAyABKA4yFi5zaWdtYS52MS5EZWNpc2lvblR5cGUSFAoMdHJhZGVyX2NvdW50GAQgASgFEhUKDWFncmVlbWVudF9wY3QYBSABKAESEwoLZWZmZWN0aXZlX2sYBiABKAESGwoOYXZnX2NvbmZpZGVuY2UYByABKAFIAIgBARIYCgtldl9lc3RpbWF0ZRgIIAEoAUgBiAEBEh4KEXByaWNlX2F0X2RlY2lzaW9uGAkgASgJSAKIAQESHQoFZ2F0ZXMYCiADKAsyDi5zaWdtYS52MS5HYXRlEigKC3Jpc2tfY2hlY2tzGAsgAygLMhMuc2lnbWEudjEuUmlza0NoZWNrEhcKCnJlcXVlc3RfaWQYDCABKAlIA4gBARIuCgpkZWNpZGVkX2F0GA0gASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcEIRCg9fYXZnX2NvbmZpZGVuY2VCDgoMX2V2X2VzdGltYXRlQhQKEl9wcmljZV9hdF9kZWNpc2lvbkINCgtfcmVxdWVzdF9pZCJNChNMb2dEZWNpc2lvblJlc3BvbnNlEiQKCGRlY2lzaW9uGAEgASgLMhIuc2lnbWEudjEuRGVjaXNpb24SEAoIcmVwbGF5ZWQYAiABKAgiRgoTTG9nRGVjaXNpb25zUmVxdWVzdBIvCglkZWNpc2lvbnMYASADKAsyHC5zaWdtYS52MS5Mb2dEZWNpc2lvblJlcXVlc3QiRAoUTG9nRGVjaXNpb25zUmVzcG9uc2USLAoHcmVzdWx0cxgBIAMoCzIbLnNpZ21hLnYxLkxvZ0RlY2lzaW9uUmVzdWx0InMKEUxvZ0RlY2lzaW9uUmVzdWx0Ei8KBmxvZ2dlZBgBIAEoCzIdLnNpZ21hLnYxLkxvZ0RlY2lzaW9uUmVzcG9uc2VIABIjCgVlcnJvchgCIAEoCzISLmdvb2dsZS5ycGMuU3RhdHVzSABCCAoGcmVzdWx0IiAKEkdldERlY2lzaW9uUmVxdWVzdBIKCgJpZBgBIAEoCSI7ChNHZXREZWNpc2lvblJlc3BvbnNlEiQKCGRlY2lzaW9uGAEgASgLMhIuc2lnbWEudjEuRGVjaXNpb24ipgIKFExpc3REZWNpc2lvbnNSZXF1ZXN0Eg4KBnN5bWJvbBgBIAEoCRItCg1kZWNpc2lvbl90eXBlGAIgASgOMhYuc2lnbWEudjEuRGVjaXNpb25UeXBlEiYKCWRpcmVjdGlvbhgDIAEoDjITLnNpZ21hLnYxLkRpcmVjdGlvbhIiCgdvdXRjb21lGAQgASgOMhEuc2lnbWEudjEuT3V0Y29tZRIuCgpzdGFydF90aW1lGAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIsCghlbmRfdGltZRgGIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASEQoJcGFnZV9zaXplGAcgASgFEhIKCnBhZ2VfdG9rZW4YCCABKAkiVwoVTGlzdERlY2lzaW9uc1Jlc3BvbnNlEiUKCWRlY2lzaW9ucxgBIAMoCzISLnNpZ21hLnYxLkRlY2lzaW9uEhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSJNCg9HZXRTdGF0c1JlcXVlc3QSEQoEZGF5cxgBIAEoBUgAiAEBEhMKBnN5bWJvbBgCIAEoCUgBiAEBQgcKBV9kYXlzQgkKB19zeW1ib2wi4AQKDURlY2lzaW9uU3RhdHMSFwoPdG90YWxfZGVjaXNpb25zGAEgASgDEhQKDHNpZ25hbF9jb3VudBgCIAEoAxISCgpza2lwX2NvdW50GAMgASgDEhkKEXJpc2tfcmVqZWN0X2NvdW50GAQgASgDEhEKCXNraXBfcmF0ZRgFIAEoARIUCgxjbG9zZWRfY291bnQYBiABKAMSEQoJd2luX2NvdW50GAcgASgDEhIKCmxvc3NfY291bnQYCCABKAMSFQoNcGVuZGluZ19jb3VudBgJIAEoAxIQCgh3aW5fcmF0ZRgKIAEoARIWCg5hdmdfcl9tdWx0aXBsZRgLIAEoARIRCgl0b3RhbF9wbmwYDCABKAkSEQoJYXZnX3dpbl9yGA0gASgBEhIKCmF2Z19sb3NzX3IYDiABKAESGgoNcHJvZml0X2ZhY3RvchgPIAEoAUgAiAEBEhYKDm1heF9kcmF3ZG93bl9yGBAgASgBEhMKBmJlc3RfchgRIAEoAUgBiAEBEhQKB3dvcnN0X3IYEiABKAFIAogBARIaChJsb25nZXN0X3dpbl9zdHJlYWsYEyABKAUSGwoTbG9uZ2VzdF9sb3NzX3N0cmVhaxgUIAEoBRI2ChNtZWRpYW5faG9sZGluZ190aW1lGBUgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEi0KEXdpbl9yYXRlX2ludGVydmFsGBYgASgLMhIuc2lnbWEudjEuSW50ZXJ2YWxCEAoOX3Byb2ZpdF9mYWN0b3JCCQoHX2Jlc3RfckIKCghfd29yc3RfciIlCghJbnRlcnZhbBILCgNsb3cYASABKAESDAoEaGlnaBgCIAEoASJFCgtTeW1ib2xTdGF0cxIOCgZzeW1ib2wYASABKAkSJgoFc3RhdHMYAiABKAsyFy5zaWdtYS52MS5EZWNpc2lvblN0YXRzIioKC0dhdGVGYWlsdXJlEgwKBG5hbWUYASABKAkSDQoFY291bnQYAiABKAMi0wEKEEdldFN0YXRzUmVzcG9uc2USJwoGdG90YWxzGAEgASgLMhcuc2lnbWEudjEuRGVjaXNpb25TdGF0cxIoCglieV9zeW1ib2wYAiADKAsyFS5zaWdtYS52MS5TeW1ib2xTdGF0cxIsCg1nYXRlX2ZhaWx1cmVzGAMgAygLMhUuc2lnbWEudjEuR2F0ZUZhaWx1cmUSDAoEZGF5cxgEIAEoBRIwCgx3aW5kb3dfc3RhcnQYBSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wItIBChdHZXRTaWduYWxRdWFsaXR5UmVxdWVzdBIRCgRkYXlzGAEgASgFSACIAQESEwoGc3ltYm9sGAIgASgJSAGIAQESKwoMYnVja2V0X3dpZHRoGAMgASgOMhUuc2lnbWEudjEuQnVja2V0V2lkdGgSFwoPYWdyZWVtZW50X2VkZ2VzGAQgAygBEhkKEWVmZmVjdGl2ZV9rX2VkZ2VzGAUgAygBEhoKEnRyYWRlcl9jb3VudF9lZGdlcxgGIAMoAUIHCgVfZGF5c0IJCgdfc3ltYm9sIrgBCgpUaW1lQnVja2V0EikKBXN0YXJ0GAEgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIPCgdzaWduYWxzGAIgASgDEg4KBmNsb3NlZBgDIAEoAxIMCgR3aW5zGAQgASgDEhAKCHdpbl9yYXRlGAUgASgBEg0KBWF2Z19yGAYgASgBEhQKDGN1bXVsYXRpdmVfchgHIAEoARIZChFpbnN1ZmZpY2llbnRfZGF0YRgIIAEoCCLrAQoOU3RyZW5ndGhCdWNrZXQSEgoFbG93ZXIYASABKAFIAIgBARISCgV1cHBlchgCIAEoAUgBiAEBEhQKDG91dF9vZl9yYW5nZRgDIAEoCBIOCgZjbG9zZWQYBCABKAMSDAoEd2lucxgFIAEoAxIQCgh3aW5fcmF0ZRgGIAEoARItChF3aW5fcmF0ZV9pbnRlcnZhbBgHIAEoCzISLnNpZ21hLnYxLkludGVydmFsEg0KBWF2Z19yGAggASgBEhkKEWluc3VmZmljaWVudF9kYXRhGAkgASgIQggKBl9sb3dlckIICgZfdXBwZXIiTQoRU3RyZW5ndGhCcmVha2Rvd24SDQoFZWRnZXMYASADKAESKQoHYnVja2V0cxgCIAMoCzIYLnNpZ21hLnYxLlN0cmVuZ3RoQnVja2V0IuQCChhHZXRTaWduYWxRdWFsaXR5UmVzcG9uc2USDAoEZGF5cxgBIAEoBRIwCgx3aW5kb3dfc3RhcnQYAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEisKDGJ1Y2tldF93aWR0aBgDIAEoDjIVLnNpZ21hLnYxLkJ1Y2tldFdpZHRoEikKC3RpbWVfc2VyaWVzGAQgAygLMhQuc2lnbWEudjEuVGltZUJ1Y2tldBIxCgxieV9hZ3JlZW1lbnQYBSABKAsyGy5zaWdtYS52MS5TdHJlbmd0aEJyZWFrZG93bhIzCg5ieV9lZmZlY3RpdmVfaxgGIAEoCzIbLnNpZ21hLnYxLlN0cmVuZ3RoQnJlYWtkb3duEjQKD2J5X3RyYWRlcl9jb3VudBgHIAEoCzIbLnNpZ21hLnYxLlN0cmVuZ3RoQnJlYWtkb3duEhIKCm1pbl9jbG9zZWQYCCABKAUiiQEKF0dldEdhdGVBbmFseXRpY3NSZXF1ZXN0EhEKBGRheXMYASABKAVIAIgBARITCgZzeW1ib2wYAiABKAlIAYgBARIdChB0b3BfY29tYmluYXRpb25zGAMgASgFSAKIAQFCBwoFX2RheXNCCQoHX3N5bWJvbEITChFfdG9wX2NvbWJpbmF0aW9ucyJJCgtOZWFyTWlzc0JpbhINCgVsb3dlchgBIAEoARISCgV1cHBlchgCIAEoAUgAiAEBEg0KBWNvdW50GAMgASgDQggKBl91cHBlciL+AQoJR2F0ZVN0YXRzEgwKBG5hbWUYASABKAkSEQoJZXZhbHVhdGVkGAIgASgDEg4KBmZhaWxlZBgDIAEoAxIUCgxmYWlsdXJlX3JhdGUYBCABKAESFAoMb25seV9mYWlsdXJlGAUgASgDEioKCWRpcmVjdGlvbhgGIAEoDjIXLnNpZ21hLnYxLkdhdGVEaXJlY3Rpb24SKgoLbmVhcl9taXNzZXMYByADKAsyFS5zaWdtYS52MS5OZWFyTWlzc0JpbhIeChZmYWlsZWRfb25fcGFzc2luZ19zaWRlGAggASgDEhwKFGZhaWxlZF93aXRob3V0X3ZhbHVlGAkgASgDIi8KD0dhdGVDb21iaW5hdGlvbhINCgVnYXRlcxgBIAMoCRINCgVjb3VudBgCIAEoAyLPAQoYR2V0R2F0ZUFuYWx5dGljc1Jlc3BvbnNlEgwKBGRheXMYASABKAUSMAoMd2luZG93X3N0YXJ0GAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIiCgVnYXRlcxgDIAMoCzITLnNpZ21hLnYxLkdhdGVTdGF0cxIyCg9mYWlsZWRfdG9nZXRoZXIYBCADKAsyGS5zaWdtYS52MS5HYXRlQ29tYmluYXRpb24SGwoTc2tpcHNfd2l0aF9mYWlsdXJlcxgFIAEoAyKvAQoUUmVjb3JkT3V0Y29tZVJlcXVlc3QSEwoLZGVjaXNpb25faWQYASABKAkSEwoLb3V0Y29tZV9wbmwYAiABKAkSHwoSb3V0Y29tZV9yX211bHRpcGxlGAMgASgBSACIAQESNQoRb3V0Y29tZV9jbG9zZWRfYXQYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wQhUKE19vdXRjb21lX3JfbXVsdGlwbGUiPQoVUmVjb3JkT3V0Y29tZVJlc3BvbnNlEiQKCGRlY2lzaW9uGAEgASgLMhIuc2lnbWEudjEuRGVjaXNpb24qYwoJRGlyZWN0aW9uEhkKFURJUkVDVElPTl9VTlNQRUNJRklFRBAAEhIKDkRJUkVDVElPTl9MT05HEAESEwoPRElSRUNUSU9OX1NIT1JUEAISEgoORElSRUNUSU9OX05PTkUQAyp+CgxEZWNpc2lvblR5cGUSHQoZREVDSVNJT05fVFlQRV9VTlNQRUNJRklFRBAAEhgKFERFQ0lTSU9OX1RZUEVfU0lHTkFMEAESFgoSREVDSVNJT05fVFlQRV9TS0lQEAISHQoZREVDSVNJT05fVFlQRV9SSVNLX1JFSkVDVBADKm4KB091dGNvbWUSFwoTT1VUQ09NRV9VTlNQRUNJRklFRBAAEhMKD09VVENPTUVfUEVORElORxABEhIKDk9VVENPTUVfQ0xPU0VEEAISDwoLT1VUQ09NRV9XSU4QAxIQCgxPVVRDT01FX0xPU1MQBCpvCgtCdWNrZXRXaWR0aBIcChhCVUNLRVRfV0lEVEhfVU5TUEVDSUZJRUQQABIVChFCVUNLRVRfV0lEVEhfSE9VUhABEhQKEEJVQ0tFVF9XSURUSF9EQVkQAhIVChFCVUNLRVRfV0lEVEhfV0VFSxADKl8KDUdhdGVEaXJlY3Rpb24SHgoaR0FURV9ESVJFQ1RJT05fVU5TUEVDSUZJRUQQABIWChJHQVRFX0RJUkVDVElPTl9NSU4QARIWChJHQVRFX0RJUkVDVElPTl9NQVgQAjL+BgoPRGVjaXNpb25TZXJ2aWNlEmQKC0xvZ0RlY2lzaW9uEhwuc2lnbWEudjEuTG9nRGVjaXNpb25SZXF1ZXN0Gh0uc2lnbWEudjEuTG9nRGVjaXNpb25SZXNwb25zZSIYgtPkkwISOgEqIg0vdjEvZGVjaXNpb25zEm0KDExvZ0RlY2lzaW9ucxIdLnNpZ21hLnYxLkxvZ0RlY2lzaW9uc1JlcXVlc3QaHi5zaWdtYS52MS5Mb2dEZWNpc2lvbnNSZXNwb25zZSIegtPkkwIYOgEqIhMvdjEvZGVjaXNpb25zOmJhdGNoEmYKC0dldERlY2lzaW9uEhwuc2lnbWEudjEuR2V0RGVjaXNpb25SZXF1ZXN0Gh0uc2lnbWEudjEuR2V0RGVjaXNpb25SZXNwb25zZSIagtPkkwIUEhIvdjEvZGVjaXNpb25zL3tpZH0SZwoNTGlzdERlY2lzaW9ucxIeLnNpZ21hLnYxLkxpc3REZWNpc2lvbnNSZXF1ZXN0Gh8uc2lnbWEudjEuTGlzdERlY2lzaW9uc1Jlc3BvbnNlIhWC0+STAg8SDS92MS9kZWNpc2lvbnMSVAoIR2V0U3RhdHMSGS5zaWdtYS52MS5HZXRTdGF0c1JlcXVlc3QaGi5zaWdtYS52MS5HZXRTdGF0c1Jlc3BvbnNlIhGC0+STAgsSCS92MS9zdGF0cxJ1ChBHZXRTaWduYWxRdWFsaXR5EiEuc2lnbWEudjEuR2V0U2lnbmFsUXVhbGl0eVJlcXVlc3QaIi5zaWdtYS52MS5HZXRTaWduYWxRdWFsaXR5UmVzcG9uc2UiGoLT5JMCFBISL3YxL3NpZ25hbC1xdWFsaXR5EnUKEEdldEdhdGVBbmFseXRpY3MSIS5zaWdtYS52MS5HZXRHYXRlQW5hbHl0aWNzUmVxdWVzdBoiLnNpZ21hLnYxLkdldEdhdGVBbmFseXRpY3NSZXNwb25zZSIagtPkkwIUEhIvdjEvZ2F0ZS1hbmFseXRpY3MSgAEKDVJlY29yZE91dGNvbWUSHi5zaWdtYS52MS5SZWNvcmRPdXRjb21lUmVxdWVzdBofLnNpZ21hLnYxLlJlY29yZE91dGNvbWVSZXNwb25zZSIugtPkkwIoOgEqIiMvdjEvZGVjaXNpb25zL3tkZWNpc2lvbl9pZH0vb3V0Y29tZWIGcHJvdG8z", [file_google_api_annotations, file_google_protobuf_duration, file_google_protobuf_timestamp, file_google_rpc_status]);
 
 /**
  * Gate is the result of one consensus gate (supermajority, effective_k,
@@ -1367,6 +1367,88 @@ export type DecisionStats = Message<"sigma.v1.DecisionStats"> & {
    * @generated from field: string total_pnl = 12;
    */
   totalPnl: string;
+
+  /**
+   * Mean outcome_r_multiple of the winning closed signals (outcome_pnl > 0),
+   * in R; 0 when none won.
+   *
+   * @generated from field: double avg_win_r = 13;
+   */
+  avgWinR: number;
+
+  /**
+   * Mean outcome_r_multiple of the losing closed signals (outcome_pnl < 0),
+   * in R (usually negative); 0 when none lost.
+   *
+   * @generated from field: double avg_loss_r = 14;
+   */
+  avgLossR: number;
+
+  /**
+   * Gross winning P&L / gross losing P&L: the sum of the positive
+   * outcome_pnl over minus the sum of the negative ones, >= 0. Unset when no
+   * closed signal lost (never infinity); 0 when some lost and none won.
+   *
+   * @generated from field: optional double profit_factor = 15;
+   */
+  profitFactor?: number | undefined;
+
+  /**
+   * The largest peak-to-trough fall of cumulative R, >= 0: the closed
+   * signals ordered by outcome_closed_at (ties by id), the curve starting at
+   * 0 before the first; 0 when it never fell.
+   *
+   * @generated from field: double max_drawdown_r = 16;
+   */
+  maxDrawdownR: number;
+
+  /**
+   * The highest outcome_r_multiple of a closed signal; unset when nothing
+   * closed.
+   *
+   * @generated from field: optional double best_r = 17;
+   */
+  bestR?: number | undefined;
+
+  /**
+   * The lowest (most negative) outcome_r_multiple of a closed signal; unset
+   * when nothing closed.
+   *
+   * @generated from field: optional double worst_r = 18;
+   */
+  worstR?: number | undefined;
+
+  /**
+   * The longest run of consecutive wins, the closed signals ordered as for
+   * `max_drawdown_r`; a breakeven (outcome_pnl 0) ends a run and starts none.
+   *
+   * @generated from field: int32 longest_win_streak = 19;
+   */
+  longestWinStreak: number;
+
+  /**
+   * The longest run of consecutive losses, counted the same way.
+   *
+   * @generated from field: int32 longest_loss_streak = 20;
+   */
+  longestLossStreak: number;
+
+  /**
+   * The median time from decided_at to outcome_closed_at of the closed
+   * signals (the mean of the two middle values for an even count), to the
+   * microsecond; unset when nothing closed.
+   *
+   * @generated from field: google.protobuf.Duration median_holding_time = 21;
+   */
+  medianHoldingTime?: Duration | undefined;
+
+  /**
+   * The 95 % Wilson score interval of `win_rate` (n = closed_count); unset
+   * when nothing closed. A wide interval means too few trades to tell.
+   *
+   * @generated from field: sigma.v1.Interval win_rate_interval = 22;
+   */
+  winRateInterval?: Interval | undefined;
 };
 
 /**
@@ -1464,6 +1546,88 @@ export type DecisionStatsJson = {
    * @generated from field: string total_pnl = 12;
    */
   totalPnl?: string;
+
+  /**
+   * Mean outcome_r_multiple of the winning closed signals (outcome_pnl > 0),
+   * in R; 0 when none won.
+   *
+   * @generated from field: double avg_win_r = 13;
+   */
+  avgWinR?: number | "NaN" | "Infinity" | "-Infinity";
+
+  /**
+   * Mean outcome_r_multiple of the losing closed signals (outcome_pnl < 0),
+   * in R (usually negative); 0 when none lost.
+   *
+   * @generated from field: double avg_loss_r = 14;
+   */
+  avgLossR?: number | "NaN" | "Infinity" | "-Infinity";
+
+  /**
+   * Gross winning P&L / gross losing P&L: the sum of the positive
+   * outcome_pnl over minus the sum of the negative ones, >= 0. Unset when no
+   * closed signal lost (never infinity); 0 when some lost and none won.
+   *
+   * @generated from field: optional double profit_factor = 15;
+   */
+  profitFactor?: number | "NaN" | "Infinity" | "-Infinity";
+
+  /**
+   * The largest peak-to-trough fall of cumulative R, >= 0: the closed
+   * signals ordered by outcome_closed_at (ties by id), the curve starting at
+   * 0 before the first; 0 when it never fell.
+   *
+   * @generated from field: double max_drawdown_r = 16;
+   */
+  maxDrawdownR?: number | "NaN" | "Infinity" | "-Infinity";
+
+  /**
+   * The highest outcome_r_multiple of a closed signal; unset when nothing
+   * closed.
+   *
+   * @generated from field: optional double best_r = 17;
+   */
+  bestR?: number | "NaN" | "Infinity" | "-Infinity";
+
+  /**
+   * The lowest (most negative) outcome_r_multiple of a closed signal; unset
+   * when nothing closed.
+   *
+   * @generated from field: optional double worst_r = 18;
+   */
+  worstR?: number | "NaN" | "Infinity" | "-Infinity";
+
+  /**
+   * The longest run of consecutive wins, the closed signals ordered as for
+   * `max_drawdown_r`; a breakeven (outcome_pnl 0) ends a run and starts none.
+   *
+   * @generated from field: int32 longest_win_streak = 19;
+   */
+  longestWinStreak?: number;
+
+  /**
+   * The longest run of consecutive losses, counted the same way.
+   *
+   * @generated from field: int32 longest_loss_streak = 20;
+   */
+  longestLossStreak?: number;
+
+  /**
+   * The median time from decided_at to outcome_closed_at of the closed
+   * signals (the mean of the two middle values for an even count), to the
+   * microsecond; unset when nothing closed.
+   *
+   * @generated from field: google.protobuf.Duration median_holding_time = 21;
+   */
+  medianHoldingTime?: DurationJson;
+
+  /**
+   * The 95 % Wilson score interval of `win_rate` (n = closed_count); unset
+   * when nothing closed. A wide interval means too few trades to tell.
+   *
+   * @generated from field: sigma.v1.Interval win_rate_interval = 22;
+   */
+  winRateInterval?: IntervalJson;
 };
 
 /**
@@ -1472,6 +1636,55 @@ export type DecisionStatsJson = {
  */
 export const DecisionStatsSchema: GenMessage<DecisionStats, {jsonType: DecisionStatsJson}> = /*@__PURE__*/
   messageDesc(file_sigma_v1_decision_service, 13);
+
+/**
+ * Interval is a closed range of fractions [low, high], 0 <= low <= high <= 1.
+ *
+ * @generated from message sigma.v1.Interval
+ */
+export type Interval = Message<"sigma.v1.Interval"> & {
+  /**
+   * The lower bound.
+   *
+   * @generated from field: double low = 1;
+   */
+  low: number;
+
+  /**
+   * The upper bound.
+   *
+   * @generated from field: double high = 2;
+   */
+  high: number;
+};
+
+/**
+ * Interval is a closed range of fractions [low, high], 0 <= low <= high <= 1.
+ *
+ * @generated from message sigma.v1.Interval
+ */
+export type IntervalJson = {
+  /**
+   * The lower bound.
+   *
+   * @generated from field: double low = 1;
+   */
+  low?: number | "NaN" | "Infinity" | "-Infinity";
+
+  /**
+   * The upper bound.
+   *
+   * @generated from field: double high = 2;
+   */
+  high?: number | "NaN" | "Infinity" | "-Infinity";
+};
+
+/**
+ * Describes the message sigma.v1.Interval.
+ * Use `create(IntervalSchema)` to create a new message.
+ */
+export const IntervalSchema: GenMessage<Interval, {jsonType: IntervalJson}> = /*@__PURE__*/
+  messageDesc(file_sigma_v1_decision_service, 14);
 
 /**
  * SymbolStats are the statistics of one coin's decisions in the window.
@@ -1520,7 +1733,7 @@ export type SymbolStatsJson = {
  * Use `create(SymbolStatsSchema)` to create a new message.
  */
 export const SymbolStatsSchema: GenMessage<SymbolStats, {jsonType: SymbolStatsJson}> = /*@__PURE__*/
-  messageDesc(file_sigma_v1_decision_service, 14);
+  messageDesc(file_sigma_v1_decision_service, 15);
 
 /**
  * GateFailure says how often one gate failed.
@@ -1569,7 +1782,7 @@ export type GateFailureJson = {
  * Use `create(GateFailureSchema)` to create a new message.
  */
 export const GateFailureSchema: GenMessage<GateFailure, {jsonType: GateFailureJson}> = /*@__PURE__*/
-  messageDesc(file_sigma_v1_decision_service, 15);
+  messageDesc(file_sigma_v1_decision_service, 16);
 
 /**
  * GetStatsResponse aggregates the decisions of the window.
@@ -1666,7 +1879,1029 @@ export type GetStatsResponseJson = {
  * Use `create(GetStatsResponseSchema)` to create a new message.
  */
 export const GetStatsResponseSchema: GenMessage<GetStatsResponse, {jsonType: GetStatsResponseJson}> = /*@__PURE__*/
-  messageDesc(file_sigma_v1_decision_service, 16);
+  messageDesc(file_sigma_v1_decision_service, 17);
+
+/**
+ * GetSignalQualityRequest chooses the window, the coin, the time buckets and
+ * the consensus-strength buckets.
+ *
+ * @generated from message sigma.v1.GetSignalQualityRequest
+ */
+export type GetSignalQualityRequest = Message<"sigma.v1.GetSignalQualityRequest"> & {
+  /**
+   * Window length in days, 1-365, ending now; 0 or unset means 7.
+   *
+   * @generated from field: optional int32 days = 1;
+   */
+  days?: number | undefined;
+
+  /**
+   * Only this coin; unset or empty for all coins.
+   *
+   * @generated from field: optional string symbol = 2;
+   */
+  symbol?: string | undefined;
+
+  /**
+   * The time series' bucket width; UNSPECIFIED means DAY.
+   *
+   * @generated from field: sigma.v1.BucketWidth bucket_width = 3;
+   */
+  bucketWidth: BucketWidth;
+
+  /**
+   * Edges e0 < e1 < ... < en of the agreement_pct buckets: [e_i, e_(i+1)),
+   * the last closed at the top. 2-50 finite numbers; empty means
+   * 0.5, 0.6, 0.7, 0.8, 0.9, 1.
+   *
+   * @generated from field: repeated double agreement_edges = 4;
+   */
+  agreementEdges: number[];
+
+  /**
+   * Edges of the effective_k buckets, the same rules; empty means
+   * 1, 2, 3, 4, 6, 10.
+   *
+   * @generated from field: repeated double effective_k_edges = 5;
+   */
+  effectiveKEdges: number[];
+
+  /**
+   * Edges of the trader_count buckets, the same rules; empty means
+   * 1, 3, 5, 10, 20, 50.
+   *
+   * @generated from field: repeated double trader_count_edges = 6;
+   */
+  traderCountEdges: number[];
+};
+
+/**
+ * GetSignalQualityRequest chooses the window, the coin, the time buckets and
+ * the consensus-strength buckets.
+ *
+ * @generated from message sigma.v1.GetSignalQualityRequest
+ */
+export type GetSignalQualityRequestJson = {
+  /**
+   * Window length in days, 1-365, ending now; 0 or unset means 7.
+   *
+   * @generated from field: optional int32 days = 1;
+   */
+  days?: number;
+
+  /**
+   * Only this coin; unset or empty for all coins.
+   *
+   * @generated from field: optional string symbol = 2;
+   */
+  symbol?: string;
+
+  /**
+   * The time series' bucket width; UNSPECIFIED means DAY.
+   *
+   * @generated from field: sigma.v1.BucketWidth bucket_width = 3;
+   */
+  bucketWidth?: BucketWidthJson;
+
+  /**
+   * Edges e0 < e1 < ... < en of the agreement_pct buckets: [e_i, e_(i+1)),
+   * the last closed at the top. 2-50 finite numbers; empty means
+   * 0.5, 0.6, 0.7, 0.8, 0.9, 1.
+   *
+   * @generated from field: repeated double agreement_edges = 4;
+   */
+  agreementEdges?: (number | "NaN" | "Infinity" | "-Infinity")[];
+
+  /**
+   * Edges of the effective_k buckets, the same rules; empty means
+   * 1, 2, 3, 4, 6, 10.
+   *
+   * @generated from field: repeated double effective_k_edges = 5;
+   */
+  effectiveKEdges?: (number | "NaN" | "Infinity" | "-Infinity")[];
+
+  /**
+   * Edges of the trader_count buckets, the same rules; empty means
+   * 1, 3, 5, 10, 20, 50.
+   *
+   * @generated from field: repeated double trader_count_edges = 6;
+   */
+  traderCountEdges?: (number | "NaN" | "Infinity" | "-Infinity")[];
+};
+
+/**
+ * Describes the message sigma.v1.GetSignalQualityRequest.
+ * Use `create(GetSignalQualityRequestSchema)` to create a new message.
+ */
+export const GetSignalQualityRequestSchema: GenMessage<GetSignalQualityRequest, {jsonType: GetSignalQualityRequestJson}> = /*@__PURE__*/
+  messageDesc(file_sigma_v1_decision_service, 18);
+
+/**
+ * TimeBucket is one bucket of the signal-quality time series.
+ *
+ * @generated from message sigma.v1.TimeBucket
+ */
+export type TimeBucket = Message<"sigma.v1.TimeBucket"> & {
+  /**
+   * Start of the bucket (an hour, a day or a Monday at 00:00 UTC). The first
+   * bucket may start before the window; only the window's part counts.
+   *
+   * @generated from field: google.protobuf.Timestamp start = 1;
+   */
+  start?: Timestamp | undefined;
+
+  /**
+   * Signals decided in the bucket (by decided_at).
+   *
+   * @generated from field: int64 signals = 2;
+   */
+  signals: bigint;
+
+  /**
+   * Signals closed in the bucket (by outcome_closed_at), whenever decided.
+   *
+   * @generated from field: int64 closed = 3;
+   */
+  closed: bigint;
+
+  /**
+   * Of those, wins (outcome_pnl > 0).
+   *
+   * @generated from field: int64 wins = 4;
+   */
+  wins: bigint;
+
+  /**
+   * wins / closed, a fraction; 0 when nothing closed.
+   *
+   * @generated from field: double win_rate = 5;
+   */
+  winRate: number;
+
+  /**
+   * Mean outcome_r_multiple of the signals closed in the bucket; 0 when none.
+   *
+   * @generated from field: double avg_r = 6;
+   */
+  avgR: number;
+
+  /**
+   * Sum of outcome_r_multiple of the signals closed from the window's start
+   * to the end of this bucket: the equity curve in R.
+   *
+   * @generated from field: double cumulative_r = 7;
+   */
+  cumulativeR: number;
+
+  /**
+   * Fewer than `min_closed` signals closed in the bucket: its rates say
+   * little.
+   *
+   * @generated from field: bool insufficient_data = 8;
+   */
+  insufficientData: boolean;
+};
+
+/**
+ * TimeBucket is one bucket of the signal-quality time series.
+ *
+ * @generated from message sigma.v1.TimeBucket
+ */
+export type TimeBucketJson = {
+  /**
+   * Start of the bucket (an hour, a day or a Monday at 00:00 UTC). The first
+   * bucket may start before the window; only the window's part counts.
+   *
+   * @generated from field: google.protobuf.Timestamp start = 1;
+   */
+  start?: TimestampJson;
+
+  /**
+   * Signals decided in the bucket (by decided_at).
+   *
+   * @generated from field: int64 signals = 2;
+   */
+  signals?: string;
+
+  /**
+   * Signals closed in the bucket (by outcome_closed_at), whenever decided.
+   *
+   * @generated from field: int64 closed = 3;
+   */
+  closed?: string;
+
+  /**
+   * Of those, wins (outcome_pnl > 0).
+   *
+   * @generated from field: int64 wins = 4;
+   */
+  wins?: string;
+
+  /**
+   * wins / closed, a fraction; 0 when nothing closed.
+   *
+   * @generated from field: double win_rate = 5;
+   */
+  winRate?: number | "NaN" | "Infinity" | "-Infinity";
+
+  /**
+   * Mean outcome_r_multiple of the signals closed in the bucket; 0 when none.
+   *
+   * @generated from field: double avg_r = 6;
+   */
+  avgR?: number | "NaN" | "Infinity" | "-Infinity";
+
+  /**
+   * Sum of outcome_r_multiple of the signals closed from the window's start
+   * to the end of this bucket: the equity curve in R.
+   *
+   * @generated from field: double cumulative_r = 7;
+   */
+  cumulativeR?: number | "NaN" | "Infinity" | "-Infinity";
+
+  /**
+   * Fewer than `min_closed` signals closed in the bucket: its rates say
+   * little.
+   *
+   * @generated from field: bool insufficient_data = 8;
+   */
+  insufficientData?: boolean;
+};
+
+/**
+ * Describes the message sigma.v1.TimeBucket.
+ * Use `create(TimeBucketSchema)` to create a new message.
+ */
+export const TimeBucketSchema: GenMessage<TimeBucket, {jsonType: TimeBucketJson}> = /*@__PURE__*/
+  messageDesc(file_sigma_v1_decision_service, 19);
+
+/**
+ * StrengthBucket is the outcome of the closed signals whose consensus
+ * strength fell in one range.
+ *
+ * @generated from message sigma.v1.StrengthBucket
+ */
+export type StrengthBucket = Message<"sigma.v1.StrengthBucket"> & {
+  /**
+   * Lower edge (inclusive); unset for the out-of-range bucket.
+   *
+   * @generated from field: optional double lower = 1;
+   */
+  lower?: number | undefined;
+
+  /**
+   * Upper edge: exclusive, except for the last range, which includes it;
+   * unset for the out-of-range bucket.
+   *
+   * @generated from field: optional double upper = 2;
+   */
+  upper?: number | undefined;
+
+  /**
+   * The bucket of the values outside [e0, en].
+   *
+   * @generated from field: bool out_of_range = 3;
+   */
+  outOfRange: boolean;
+
+  /**
+   * Closed signals in the bucket.
+   *
+   * @generated from field: int64 closed = 4;
+   */
+  closed: bigint;
+
+  /**
+   * Of those, wins (outcome_pnl > 0).
+   *
+   * @generated from field: int64 wins = 5;
+   */
+  wins: bigint;
+
+  /**
+   * wins / closed, a fraction; 0 when nothing closed.
+   *
+   * @generated from field: double win_rate = 6;
+   */
+  winRate: number;
+
+  /**
+   * The 95 % Wilson score interval of `win_rate`; unset when nothing closed.
+   *
+   * @generated from field: sigma.v1.Interval win_rate_interval = 7;
+   */
+  winRateInterval?: Interval | undefined;
+
+  /**
+   * Mean outcome_r_multiple; 0 when nothing closed.
+   *
+   * @generated from field: double avg_r = 8;
+   */
+  avgR: number;
+
+  /**
+   * Fewer than `min_closed` closed signals: its rates say little.
+   *
+   * @generated from field: bool insufficient_data = 9;
+   */
+  insufficientData: boolean;
+};
+
+/**
+ * StrengthBucket is the outcome of the closed signals whose consensus
+ * strength fell in one range.
+ *
+ * @generated from message sigma.v1.StrengthBucket
+ */
+export type StrengthBucketJson = {
+  /**
+   * Lower edge (inclusive); unset for the out-of-range bucket.
+   *
+   * @generated from field: optional double lower = 1;
+   */
+  lower?: number | "NaN" | "Infinity" | "-Infinity";
+
+  /**
+   * Upper edge: exclusive, except for the last range, which includes it;
+   * unset for the out-of-range bucket.
+   *
+   * @generated from field: optional double upper = 2;
+   */
+  upper?: number | "NaN" | "Infinity" | "-Infinity";
+
+  /**
+   * The bucket of the values outside [e0, en].
+   *
+   * @generated from field: bool out_of_range = 3;
+   */
+  outOfRange?: boolean;
+
+  /**
+   * Closed signals in the bucket.
+   *
+   * @generated from field: int64 closed = 4;
+   */
+  closed?: string;
+
+  /**
+   * Of those, wins (outcome_pnl > 0).
+   *
+   * @generated from field: int64 wins = 5;
+   */
+  wins?: string;
+
+  /**
+   * wins / closed, a fraction; 0 when nothing closed.
+   *
+   * @generated from field: double win_rate = 6;
+   */
+  winRate?: number | "NaN" | "Infinity" | "-Infinity";
+
+  /**
+   * The 95 % Wilson score interval of `win_rate`; unset when nothing closed.
+   *
+   * @generated from field: sigma.v1.Interval win_rate_interval = 7;
+   */
+  winRateInterval?: IntervalJson;
+
+  /**
+   * Mean outcome_r_multiple; 0 when nothing closed.
+   *
+   * @generated from field: double avg_r = 8;
+   */
+  avgR?: number | "NaN" | "Infinity" | "-Infinity";
+
+  /**
+   * Fewer than `min_closed` closed signals: its rates say little.
+   *
+   * @generated from field: bool insufficient_data = 9;
+   */
+  insufficientData?: boolean;
+};
+
+/**
+ * Describes the message sigma.v1.StrengthBucket.
+ * Use `create(StrengthBucketSchema)` to create a new message.
+ */
+export const StrengthBucketSchema: GenMessage<StrengthBucket, {jsonType: StrengthBucketJson}> = /*@__PURE__*/
+  messageDesc(file_sigma_v1_decision_service, 20);
+
+/**
+ * StrengthBreakdown buckets the closed signals by one measure of consensus.
+ *
+ * @generated from message sigma.v1.StrengthBreakdown
+ */
+export type StrengthBreakdown = Message<"sigma.v1.StrengthBreakdown"> & {
+  /**
+   * The edges used (the request's, or the defaults).
+   *
+   * @generated from field: repeated double edges = 1;
+   */
+  edges: number[];
+
+  /**
+   * One bucket per range, in order, then the out-of-range bucket.
+   *
+   * @generated from field: repeated sigma.v1.StrengthBucket buckets = 2;
+   */
+  buckets: StrengthBucket[];
+};
+
+/**
+ * StrengthBreakdown buckets the closed signals by one measure of consensus.
+ *
+ * @generated from message sigma.v1.StrengthBreakdown
+ */
+export type StrengthBreakdownJson = {
+  /**
+   * The edges used (the request's, or the defaults).
+   *
+   * @generated from field: repeated double edges = 1;
+   */
+  edges?: (number | "NaN" | "Infinity" | "-Infinity")[];
+
+  /**
+   * One bucket per range, in order, then the out-of-range bucket.
+   *
+   * @generated from field: repeated sigma.v1.StrengthBucket buckets = 2;
+   */
+  buckets?: StrengthBucketJson[];
+};
+
+/**
+ * Describes the message sigma.v1.StrengthBreakdown.
+ * Use `create(StrengthBreakdownSchema)` to create a new message.
+ */
+export const StrengthBreakdownSchema: GenMessage<StrengthBreakdown, {jsonType: StrengthBreakdownJson}> = /*@__PURE__*/
+  messageDesc(file_sigma_v1_decision_service, 21);
+
+/**
+ * GetSignalQualityResponse is the signal quality of the window.
+ *
+ * @generated from message sigma.v1.GetSignalQualityResponse
+ */
+export type GetSignalQualityResponse = Message<"sigma.v1.GetSignalQualityResponse"> & {
+  /**
+   * The window length actually used, in days.
+   *
+   * @generated from field: int32 days = 1;
+   */
+  days: number;
+
+  /**
+   * Start of the window (inclusive); the window ends at the time of the call.
+   *
+   * @generated from field: google.protobuf.Timestamp window_start = 2;
+   */
+  windowStart?: Timestamp | undefined;
+
+  /**
+   * The bucket width actually used (never UNSPECIFIED).
+   *
+   * @generated from field: sigma.v1.BucketWidth bucket_width = 3;
+   */
+  bucketWidth: BucketWidth;
+
+  /**
+   * Every bucket from the one holding `window_start` to the one holding the
+   * end of the window, oldest first, empty ones included.
+   *
+   * @generated from field: repeated sigma.v1.TimeBucket time_series = 4;
+   */
+  timeSeries: TimeBucket[];
+
+  /**
+   * Closed signals decided in the window, by agreement_pct.
+   *
+   * @generated from field: sigma.v1.StrengthBreakdown by_agreement = 5;
+   */
+  byAgreement?: StrengthBreakdown | undefined;
+
+  /**
+   * The same closed signals, by effective_k.
+   *
+   * @generated from field: sigma.v1.StrengthBreakdown by_effective_k = 6;
+   */
+  byEffectiveK?: StrengthBreakdown | undefined;
+
+  /**
+   * The same closed signals, by trader_count.
+   *
+   * @generated from field: sigma.v1.StrengthBreakdown by_trader_count = 7;
+   */
+  byTraderCount?: StrengthBreakdown | undefined;
+
+  /**
+   * The fewest closed signals a bucket needs not to be flagged
+   * `insufficient_data` (10).
+   *
+   * @generated from field: int32 min_closed = 8;
+   */
+  minClosed: number;
+};
+
+/**
+ * GetSignalQualityResponse is the signal quality of the window.
+ *
+ * @generated from message sigma.v1.GetSignalQualityResponse
+ */
+export type GetSignalQualityResponseJson = {
+  /**
+   * The window length actually used, in days.
+   *
+   * @generated from field: int32 days = 1;
+   */
+  days?: number;
+
+  /**
+   * Start of the window (inclusive); the window ends at the time of the call.
+   *
+   * @generated from field: google.protobuf.Timestamp window_start = 2;
+   */
+  windowStart?: TimestampJson;
+
+  /**
+   * The bucket width actually used (never UNSPECIFIED).
+   *
+   * @generated from field: sigma.v1.BucketWidth bucket_width = 3;
+   */
+  bucketWidth?: BucketWidthJson;
+
+  /**
+   * Every bucket from the one holding `window_start` to the one holding the
+   * end of the window, oldest first, empty ones included.
+   *
+   * @generated from field: repeated sigma.v1.TimeBucket time_series = 4;
+   */
+  timeSeries?: TimeBucketJson[];
+
+  /**
+   * Closed signals decided in the window, by agreement_pct.
+   *
+   * @generated from field: sigma.v1.StrengthBreakdown by_agreement = 5;
+   */
+  byAgreement?: StrengthBreakdownJson;
+
+  /**
+   * The same closed signals, by effective_k.
+   *
+   * @generated from field: sigma.v1.StrengthBreakdown by_effective_k = 6;
+   */
+  byEffectiveK?: StrengthBreakdownJson;
+
+  /**
+   * The same closed signals, by trader_count.
+   *
+   * @generated from field: sigma.v1.StrengthBreakdown by_trader_count = 7;
+   */
+  byTraderCount?: StrengthBreakdownJson;
+
+  /**
+   * The fewest closed signals a bucket needs not to be flagged
+   * `insufficient_data` (10).
+   *
+   * @generated from field: int32 min_closed = 8;
+   */
+  minClosed?: number;
+};
+
+/**
+ * Describes the message sigma.v1.GetSignalQualityResponse.
+ * Use `create(GetSignalQualityResponseSchema)` to create a new message.
+ */
+export const GetSignalQualityResponseSchema: GenMessage<GetSignalQualityResponse, {jsonType: GetSignalQualityResponseJson}> = /*@__PURE__*/
+  messageDesc(file_sigma_v1_decision_service, 22);
+
+/**
+ * GetGateAnalyticsRequest chooses the window and the coin.
+ *
+ * @generated from message sigma.v1.GetGateAnalyticsRequest
+ */
+export type GetGateAnalyticsRequest = Message<"sigma.v1.GetGateAnalyticsRequest"> & {
+  /**
+   * Window length in days, 1-365, ending now; 0 or unset means 7.
+   *
+   * @generated from field: optional int32 days = 1;
+   */
+  days?: number | undefined;
+
+  /**
+   * Only this coin; unset or empty for all coins.
+   *
+   * @generated from field: optional string symbol = 2;
+   */
+  symbol?: string | undefined;
+
+  /**
+   * How many sets of gates failing together to list, 1-100; 0 or unset
+   * means 10.
+   *
+   * @generated from field: optional int32 top_combinations = 3;
+   */
+  topCombinations?: number | undefined;
+};
+
+/**
+ * GetGateAnalyticsRequest chooses the window and the coin.
+ *
+ * @generated from message sigma.v1.GetGateAnalyticsRequest
+ */
+export type GetGateAnalyticsRequestJson = {
+  /**
+   * Window length in days, 1-365, ending now; 0 or unset means 7.
+   *
+   * @generated from field: optional int32 days = 1;
+   */
+  days?: number;
+
+  /**
+   * Only this coin; unset or empty for all coins.
+   *
+   * @generated from field: optional string symbol = 2;
+   */
+  symbol?: string;
+
+  /**
+   * How many sets of gates failing together to list, 1-100; 0 or unset
+   * means 10.
+   *
+   * @generated from field: optional int32 top_combinations = 3;
+   */
+  topCombinations?: number;
+};
+
+/**
+ * Describes the message sigma.v1.GetGateAnalyticsRequest.
+ * Use `create(GetGateAnalyticsRequestSchema)` to create a new message.
+ */
+export const GetGateAnalyticsRequestSchema: GenMessage<GetGateAnalyticsRequest, {jsonType: GetGateAnalyticsRequestJson}> = /*@__PURE__*/
+  messageDesc(file_sigma_v1_decision_service, 23);
+
+/**
+ * NearMissBin counts failed values by their distance from the threshold.
+ *
+ * @generated from message sigma.v1.NearMissBin
+ */
+export type NearMissBin = Message<"sigma.v1.NearMissBin"> & {
+  /**
+   * Lower edge of the distance (inclusive).
+   *
+   * @generated from field: double lower = 1;
+   */
+  lower: number;
+
+  /**
+   * Upper edge of the distance (exclusive); unset for the last, open bin.
+   *
+   * @generated from field: optional double upper = 2;
+   */
+  upper?: number | undefined;
+
+  /**
+   * Failed values at that distance.
+   *
+   * @generated from field: int64 count = 3;
+   */
+  count: bigint;
+};
+
+/**
+ * NearMissBin counts failed values by their distance from the threshold.
+ *
+ * @generated from message sigma.v1.NearMissBin
+ */
+export type NearMissBinJson = {
+  /**
+   * Lower edge of the distance (inclusive).
+   *
+   * @generated from field: double lower = 1;
+   */
+  lower?: number | "NaN" | "Infinity" | "-Infinity";
+
+  /**
+   * Upper edge of the distance (exclusive); unset for the last, open bin.
+   *
+   * @generated from field: optional double upper = 2;
+   */
+  upper?: number | "NaN" | "Infinity" | "-Infinity";
+
+  /**
+   * Failed values at that distance.
+   *
+   * @generated from field: int64 count = 3;
+   */
+  count?: string;
+};
+
+/**
+ * Describes the message sigma.v1.NearMissBin.
+ * Use `create(NearMissBinSchema)` to create a new message.
+ */
+export const NearMissBinSchema: GenMessage<NearMissBin, {jsonType: NearMissBinJson}> = /*@__PURE__*/
+  messageDesc(file_sigma_v1_decision_service, 24);
+
+/**
+ * GateStats is what one gate did in the window.
+ *
+ * @generated from message sigma.v1.GateStats
+ */
+export type GateStats = Message<"sigma.v1.GateStats"> & {
+  /**
+   * The gate's name.
+   *
+   * @generated from field: string name = 1;
+   */
+  name: string;
+
+  /**
+   * Decisions that recorded this gate.
+   *
+   * @generated from field: int64 evaluated = 2;
+   */
+  evaluated: bigint;
+
+  /**
+   * Of those, the ones where it failed.
+   *
+   * @generated from field: int64 failed = 3;
+   */
+  failed: bigint;
+
+  /**
+   * failed / evaluated, a fraction.
+   *
+   * @generated from field: double failure_rate = 4;
+   */
+  failureRate: number;
+
+  /**
+   * Decisions where it was the only failing gate: the decisions it alone
+   * blocked.
+   *
+   * @generated from field: int64 only_failure = 5;
+   */
+  onlyFailure: bigint;
+
+  /**
+   * Which side of the threshold fails, inferred (see GateDirection).
+   *
+   * @generated from field: sigma.v1.GateDirection direction = 6;
+   */
+  direction: GateDirection;
+
+  /**
+   * The failed values with both a value and a threshold on the failing side
+   * (or equal to the threshold), by distance |value - threshold| / |threshold|
+   * (|value - threshold| when the threshold is 0), in the fixed bins 0, 0.01,
+   * 0.02, 0.05, 0.1, 0.2, 0.5, 1 and above. Empty when the direction is
+   * UNSPECIFIED.
+   *
+   * @generated from field: repeated sigma.v1.NearMissBin near_misses = 7;
+   */
+  nearMisses: NearMissBin[];
+
+  /**
+   * Failed values on the passing side of the inferred direction (a gate
+   * failing for another reason, or an inconsistent record): not binned.
+   *
+   * @generated from field: int64 failed_on_passing_side = 8;
+   */
+  failedOnPassingSide: bigint;
+
+  /**
+   * Failed without a value or a threshold: not binned.
+   *
+   * @generated from field: int64 failed_without_value = 9;
+   */
+  failedWithoutValue: bigint;
+};
+
+/**
+ * GateStats is what one gate did in the window.
+ *
+ * @generated from message sigma.v1.GateStats
+ */
+export type GateStatsJson = {
+  /**
+   * The gate's name.
+   *
+   * @generated from field: string name = 1;
+   */
+  name?: string;
+
+  /**
+   * Decisions that recorded this gate.
+   *
+   * @generated from field: int64 evaluated = 2;
+   */
+  evaluated?: string;
+
+  /**
+   * Of those, the ones where it failed.
+   *
+   * @generated from field: int64 failed = 3;
+   */
+  failed?: string;
+
+  /**
+   * failed / evaluated, a fraction.
+   *
+   * @generated from field: double failure_rate = 4;
+   */
+  failureRate?: number | "NaN" | "Infinity" | "-Infinity";
+
+  /**
+   * Decisions where it was the only failing gate: the decisions it alone
+   * blocked.
+   *
+   * @generated from field: int64 only_failure = 5;
+   */
+  onlyFailure?: string;
+
+  /**
+   * Which side of the threshold fails, inferred (see GateDirection).
+   *
+   * @generated from field: sigma.v1.GateDirection direction = 6;
+   */
+  direction?: GateDirectionJson;
+
+  /**
+   * The failed values with both a value and a threshold on the failing side
+   * (or equal to the threshold), by distance |value - threshold| / |threshold|
+   * (|value - threshold| when the threshold is 0), in the fixed bins 0, 0.01,
+   * 0.02, 0.05, 0.1, 0.2, 0.5, 1 and above. Empty when the direction is
+   * UNSPECIFIED.
+   *
+   * @generated from field: repeated sigma.v1.NearMissBin near_misses = 7;
+   */
+  nearMisses?: NearMissBinJson[];
+
+  /**
+   * Failed values on the passing side of the inferred direction (a gate
+   * failing for another reason, or an inconsistent record): not binned.
+   *
+   * @generated from field: int64 failed_on_passing_side = 8;
+   */
+  failedOnPassingSide?: string;
+
+  /**
+   * Failed without a value or a threshold: not binned.
+   *
+   * @generated from field: int64 failed_without_value = 9;
+   */
+  failedWithoutValue?: string;
+};
+
+/**
+ * Describes the message sigma.v1.GateStats.
+ * Use `create(GateStatsSchema)` to create a new message.
+ */
+export const GateStatsSchema: GenMessage<GateStats, {jsonType: GateStatsJson}> = /*@__PURE__*/
+  messageDesc(file_sigma_v1_decision_service, 25);
+
+/**
+ * GateCombination is one exact set of gates failing together.
+ *
+ * @generated from message sigma.v1.GateCombination
+ */
+export type GateCombination = Message<"sigma.v1.GateCombination"> & {
+  /**
+   * The failed gates' names, sorted.
+   *
+   * @generated from field: repeated string gates = 1;
+   */
+  gates: string[];
+
+  /**
+   * SKIP decisions whose failed gates were exactly these.
+   *
+   * @generated from field: int64 count = 2;
+   */
+  count: bigint;
+};
+
+/**
+ * GateCombination is one exact set of gates failing together.
+ *
+ * @generated from message sigma.v1.GateCombination
+ */
+export type GateCombinationJson = {
+  /**
+   * The failed gates' names, sorted.
+   *
+   * @generated from field: repeated string gates = 1;
+   */
+  gates?: string[];
+
+  /**
+   * SKIP decisions whose failed gates were exactly these.
+   *
+   * @generated from field: int64 count = 2;
+   */
+  count?: string;
+};
+
+/**
+ * Describes the message sigma.v1.GateCombination.
+ * Use `create(GateCombinationSchema)` to create a new message.
+ */
+export const GateCombinationSchema: GenMessage<GateCombination, {jsonType: GateCombinationJson}> = /*@__PURE__*/
+  messageDesc(file_sigma_v1_decision_service, 26);
+
+/**
+ * GetGateAnalyticsResponse is the gate analytics of the window.
+ *
+ * @generated from message sigma.v1.GetGateAnalyticsResponse
+ */
+export type GetGateAnalyticsResponse = Message<"sigma.v1.GetGateAnalyticsResponse"> & {
+  /**
+   * The window length actually used, in days.
+   *
+   * @generated from field: int32 days = 1;
+   */
+  days: number;
+
+  /**
+   * Start of the window (inclusive); the window ends at the time of the call.
+   *
+   * @generated from field: google.protobuf.Timestamp window_start = 2;
+   */
+  windowStart?: Timestamp | undefined;
+
+  /**
+   * Every gate recorded in the window, most failures first, ties by name.
+   *
+   * @generated from field: repeated sigma.v1.GateStats gates = 3;
+   */
+  gates: GateStats[];
+
+  /**
+   * The most frequent exact sets of failed gates among the window's SKIP
+   * decisions that failed at least one, most frequent first, ties by the
+   * names; at most `top_combinations`.
+   *
+   * @generated from field: repeated sigma.v1.GateCombination failed_together = 4;
+   */
+  failedTogether: GateCombination[];
+
+  /**
+   * SKIP decisions in the window with at least one failed gate.
+   *
+   * @generated from field: int64 skips_with_failures = 5;
+   */
+  skipsWithFailures: bigint;
+};
+
+/**
+ * GetGateAnalyticsResponse is the gate analytics of the window.
+ *
+ * @generated from message sigma.v1.GetGateAnalyticsResponse
+ */
+export type GetGateAnalyticsResponseJson = {
+  /**
+   * The window length actually used, in days.
+   *
+   * @generated from field: int32 days = 1;
+   */
+  days?: number;
+
+  /**
+   * Start of the window (inclusive); the window ends at the time of the call.
+   *
+   * @generated from field: google.protobuf.Timestamp window_start = 2;
+   */
+  windowStart?: TimestampJson;
+
+  /**
+   * Every gate recorded in the window, most failures first, ties by name.
+   *
+   * @generated from field: repeated sigma.v1.GateStats gates = 3;
+   */
+  gates?: GateStatsJson[];
+
+  /**
+   * The most frequent exact sets of failed gates among the window's SKIP
+   * decisions that failed at least one, most frequent first, ties by the
+   * names; at most `top_combinations`.
+   *
+   * @generated from field: repeated sigma.v1.GateCombination failed_together = 4;
+   */
+  failedTogether?: GateCombinationJson[];
+
+  /**
+   * SKIP decisions in the window with at least one failed gate.
+   *
+   * @generated from field: int64 skips_with_failures = 5;
+   */
+  skipsWithFailures?: string;
+};
+
+/**
+ * Describes the message sigma.v1.GetGateAnalyticsResponse.
+ * Use `create(GetGateAnalyticsResponseSchema)` to create a new message.
+ */
+export const GetGateAnalyticsResponseSchema: GenMessage<GetGateAnalyticsResponse, {jsonType: GetGateAnalyticsResponseJson}> = /*@__PURE__*/
+  messageDesc(file_sigma_v1_decision_service, 27);
 
 /**
  * RecordOutcomeRequest attaches a closed position's result to a signal.
@@ -1749,7 +2984,7 @@ export type RecordOutcomeRequestJson = {
  * Use `create(RecordOutcomeRequestSchema)` to create a new message.
  */
 export const RecordOutcomeRequestSchema: GenMessage<RecordOutcomeRequest, {jsonType: RecordOutcomeRequestJson}> = /*@__PURE__*/
-  messageDesc(file_sigma_v1_decision_service, 17);
+  messageDesc(file_sigma_v1_decision_service, 28);
 
 /**
  * RecordOutcomeResponse returns the decision with its outcome.
@@ -1784,7 +3019,7 @@ export type RecordOutcomeResponseJson = {
  * Use `create(RecordOutcomeResponseSchema)` to create a new message.
  */
 export const RecordOutcomeResponseSchema: GenMessage<RecordOutcomeResponse, {jsonType: RecordOutcomeResponseJson}> = /*@__PURE__*/
-  messageDesc(file_sigma_v1_decision_service, 18);
+  messageDesc(file_sigma_v1_decision_service, 29);
 
 /**
  * Direction is the side the consensus of traders took.
@@ -1940,6 +3175,105 @@ export const OutcomeSchema: GenEnum<Outcome, OutcomeJson> = /*@__PURE__*/
   enumDesc(file_sigma_v1_decision_service, 2);
 
 /**
+ * BucketWidth is the width of GetSignalQuality's time buckets, in UTC.
+ *
+ * @generated from enum sigma.v1.BucketWidth
+ */
+export enum BucketWidth {
+  /**
+   * DAY.
+   *
+   * @generated from enum value: BUCKET_WIDTH_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * Hours.
+   *
+   * @generated from enum value: BUCKET_WIDTH_HOUR = 1;
+   */
+  HOUR = 1,
+
+  /**
+   * Days from 00:00 UTC.
+   *
+   * @generated from enum value: BUCKET_WIDTH_DAY = 2;
+   */
+  DAY = 2,
+
+  /**
+   * Weeks from Monday 00:00 UTC.
+   *
+   * @generated from enum value: BUCKET_WIDTH_WEEK = 3;
+   */
+  WEEK = 3,
+}
+
+/**
+ * BucketWidth is the width of GetSignalQuality's time buckets, in UTC.
+ *
+ * @generated from enum sigma.v1.BucketWidth
+ */
+export type BucketWidthJson = "BUCKET_WIDTH_UNSPECIFIED" | "BUCKET_WIDTH_HOUR" | "BUCKET_WIDTH_DAY" | "BUCKET_WIDTH_WEEK";
+
+/**
+ * Describes the enum sigma.v1.BucketWidth.
+ */
+export const BucketWidthSchema: GenEnum<BucketWidth, BucketWidthJson> = /*@__PURE__*/
+  enumDesc(file_sigma_v1_decision_service, 3);
+
+/**
+ * GateDirection says which side of its threshold makes a gate fail,
+ * inferred from the gate's recorded history in the window: the side where
+ * more of its failed values lie (values equal to the threshold do not
+ * count); with no failed value off the threshold, the side opposite to most
+ * passed values; UNSPECIFIED when neither says (or a tie).
+ *
+ * @generated from enum sigma.v1.GateDirection
+ */
+export enum GateDirection {
+  /**
+   * Not known.
+   *
+   * @generated from enum value: GATE_DIRECTION_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * The value must reach the threshold: a value below it fails
+   * (supermajority, effective_k, ev_gate).
+   *
+   * @generated from enum value: GATE_DIRECTION_MIN = 1;
+   */
+  MIN = 1,
+
+  /**
+   * The value must stay within the threshold: a value above it fails
+   * (freshness, price_band).
+   *
+   * @generated from enum value: GATE_DIRECTION_MAX = 2;
+   */
+  MAX = 2,
+}
+
+/**
+ * GateDirection says which side of its threshold makes a gate fail,
+ * inferred from the gate's recorded history in the window: the side where
+ * more of its failed values lie (values equal to the threshold do not
+ * count); with no failed value off the threshold, the side opposite to most
+ * passed values; UNSPECIFIED when neither says (or a tie).
+ *
+ * @generated from enum sigma.v1.GateDirection
+ */
+export type GateDirectionJson = "GATE_DIRECTION_UNSPECIFIED" | "GATE_DIRECTION_MIN" | "GATE_DIRECTION_MAX";
+
+/**
+ * Describes the enum sigma.v1.GateDirection.
+ */
+export const GateDirectionSchema: GenEnum<GateDirection, GateDirectionJson> = /*@__PURE__*/
+  enumDesc(file_sigma_v1_decision_service, 4);
+
+/**
  * DecisionService records and reports the decisions of the signal engine.
  *
  * @generated from service sigma.v1.DecisionService
@@ -2070,6 +3404,49 @@ export const DecisionService: GenService<{
     methodKind: "unary";
     input: typeof GetStatsRequestSchema;
     output: typeof GetStatsResponseSchema;
+  },
+  /**
+   * GetSignalQuality answers whether the consensus signal pays over time and
+   * whether stronger consensus pays more: a time series of the window in
+   * UTC buckets, and the closed signals' outcomes bucketed by agreement,
+   * effective-K and trader count.
+   *
+   * Role: `reader` or above.
+   *
+   * Errors:
+   * - UNAUTHENTICATED (NOT_AUTHENTICATED): no accepted credentials.
+   * - INVALID_ARGUMENT (VALIDATION_FAILED): `days` outside 1-365, a malformed
+   *   `symbol`, an unknown `bucket_width`, or edges that are not 2-50 finite,
+   *   strictly increasing numbers.
+   * - UNAVAILABLE (DATABASE_UNAVAILABLE).
+   *
+   * @generated from rpc sigma.v1.DecisionService.GetSignalQuality
+   */
+  getSignalQuality: {
+    methodKind: "unary";
+    input: typeof GetSignalQualityRequestSchema;
+    output: typeof GetSignalQualityResponseSchema;
+  },
+  /**
+   * GetGateAnalytics answers which gates cost trades: per gate how often it
+   * was evaluated, failed, and was the only failing gate; the sets of gates
+   * that failed together in skips; and how close the failed values came to
+   * their thresholds (near-misses).
+   *
+   * Role: `reader` or above.
+   *
+   * Errors:
+   * - UNAUTHENTICATED (NOT_AUTHENTICATED): no accepted credentials.
+   * - INVALID_ARGUMENT (VALIDATION_FAILED): `days` outside 1-365, a malformed
+   *   `symbol`, or `top_combinations` outside 1-100.
+   * - UNAVAILABLE (DATABASE_UNAVAILABLE).
+   *
+   * @generated from rpc sigma.v1.DecisionService.GetGateAnalytics
+   */
+  getGateAnalytics: {
+    methodKind: "unary";
+    input: typeof GetGateAnalyticsRequestSchema;
+    output: typeof GetGateAnalyticsResponseSchema;
   },
   /**
    * RecordOutcome attaches the closed position's result to a SIGNAL decision.

@@ -24,11 +24,12 @@ _sym_db = _symbol_database.Default()
 
 
 from google.api import annotations_pb2 as google_dot_api_dot_annotations__pb2
+from google.protobuf import duration_pb2 as google_dot_protobuf_dot_duration__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 from google.rpc import status_pb2 as google_dot_rpc_dot_status__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1fsigma/v1/decision_service.proto\x12\x08sigma.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x17google/rpc/status.proto\"h\n\x04Gate\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0e\n\x06passed\x18\x02 \x01(\x08\x12\x12\n\x05value\x18\x03 \x01(\x01H\x00\x88\x01\x01\x12\x16\n\tthreshold\x18\x04 \x01(\x01H\x01\x88\x01\x01\x42\x08\n\x06_valueB\x0c\n\n_threshold\"e\n\tRiskCheck\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0e\n\x06passed\x18\x02 \x01(\x08\x12\x12\n\x05value\x18\x03 \x01(\x01H\x00\x88\x01\x01\x12\x12\n\x05limit\x18\x04 \x01(\x01H\x01\x88\x01\x01\x42\x08\n\x06_valueB\x08\n\x06_limit\"\xcc\x05\n\x08\x44\x65\x63ision\x12\n\n\x02id\x18\x01 \x01(\t\x12.\n\ncreated_at\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\ndecided_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0e\n\x06symbol\x18\x04 \x01(\t\x12&\n\tdirection\x18\x05 \x01(\x0e\x32\x13.sigma.v1.Direction\x12-\n\rdecision_type\x18\x06 \x01(\x0e\x32\x16.sigma.v1.DecisionType\x12\x14\n\x0ctrader_count\x18\x07 \x01(\x05\x12\x15\n\ragreement_pct\x18\x08 \x01(\x01\x12\x13\n\x0b\x65\x66\x66\x65\x63tive_k\x18\t \x01(\x01\x12\x1b\n\x0e\x61vg_confidence\x18\n \x01(\x01H\x00\x88\x01\x01\x12\x18\n\x0b\x65v_estimate\x18\x0b \x01(\x01H\x01\x88\x01\x01\x12\x1e\n\x11price_at_decision\x18\x0c \x01(\tH\x02\x88\x01\x01\x12\x1d\n\x05gates\x18\r \x03(\x0b\x32\x0e.sigma.v1.Gate\x12(\n\x0brisk_checks\x18\x0e \x03(\x0b\x32\x13.sigma.v1.RiskCheck\x12\x11\n\treasoning\x18\x0f \x01(\t\x12\x18\n\x0boutcome_pnl\x18\x10 \x01(\tH\x03\x88\x01\x01\x12\x1f\n\x12outcome_r_multiple\x18\x11 \x01(\x01H\x04\x88\x01\x01\x12\x35\n\x11outcome_closed_at\x18\x12 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x17\n\nrequest_id\x18\x13 \x01(\tH\x05\x88\x01\x01\x42\x11\n\x0f_avg_confidenceB\x0e\n\x0c_ev_estimateB\x14\n\x12_price_at_decisionB\x0e\n\x0c_outcome_pnlB\x15\n\x13_outcome_r_multipleB\r\n\x0b_request_id\"\xee\x03\n\x12LogDecisionRequest\x12\x0e\n\x06symbol\x18\x01 \x01(\t\x12&\n\tdirection\x18\x02 \x01(\x0e\x32\x13.sigma.v1.Direction\x12-\n\rdecision_type\x18\x03 \x01(\x0e\x32\x16.sigma.v1.DecisionType\x12\x14\n\x0ctrader_count\x18\x04 \x01(\x05\x12\x15\n\ragreement_pct\x18\x05 \x01(\x01\x12\x13\n\x0b\x65\x66\x66\x65\x63tive_k\x18\x06 \x01(\x01\x12\x1b\n\x0e\x61vg_confidence\x18\x07 \x01(\x01H\x00\x88\x01\x01\x12\x18\n\x0b\x65v_estimate\x18\x08 \x01(\x01H\x01\x88\x01\x01\x12\x1e\n\x11price_at_decision\x18\t \x01(\tH\x02\x88\x01\x01\x12\x1d\n\x05gates\x18\n \x03(\x0b\x32\x0e.sigma.v1.Gate\x12(\n\x0brisk_checks\x18\x0b \x03(\x0b\x32\x13.sigma.v1.RiskCheck\x12\x17\n\nrequest_id\x18\x0c \x01(\tH\x03\x88\x01\x01\x12.\n\ndecided_at\x18\r \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x11\n\x0f_avg_confidenceB\x0e\n\x0c_ev_estimateB\x14\n\x12_price_at_decisionB\r\n\x0b_request_id\"M\n\x13LogDecisionResponse\x12$\n\x08\x64\x65\x63ision\x18\x01 \x01(\x0b\x32\x12.sigma.v1.Decision\x12\x10\n\x08replayed\x18\x02 \x01(\x08\"F\n\x13LogDecisionsRequest\x12/\n\tdecisions\x18\x01 \x03(\x0b\x32\x1c.sigma.v1.LogDecisionRequest\"D\n\x14LogDecisionsResponse\x12,\n\x07results\x18\x01 \x03(\x0b\x32\x1b.sigma.v1.LogDecisionResult\"s\n\x11LogDecisionResult\x12/\n\x06logged\x18\x01 \x01(\x0b\x32\x1d.sigma.v1.LogDecisionResponseH\x00\x12#\n\x05\x65rror\x18\x02 \x01(\x0b\x32\x12.google.rpc.StatusH\x00\x42\x08\n\x06result\" \n\x12GetDecisionRequest\x12\n\n\x02id\x18\x01 \x01(\t\";\n\x13GetDecisionResponse\x12$\n\x08\x64\x65\x63ision\x18\x01 \x01(\x0b\x32\x12.sigma.v1.Decision\"\xa6\x02\n\x14ListDecisionsRequest\x12\x0e\n\x06symbol\x18\x01 \x01(\t\x12-\n\rdecision_type\x18\x02 \x01(\x0e\x32\x16.sigma.v1.DecisionType\x12&\n\tdirection\x18\x03 \x01(\x0e\x32\x13.sigma.v1.Direction\x12\"\n\x07outcome\x18\x04 \x01(\x0e\x32\x11.sigma.v1.Outcome\x12.\n\nstart_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x11\n\tpage_size\x18\x07 \x01(\x05\x12\x12\n\npage_token\x18\x08 \x01(\t\"W\n\x15ListDecisionsResponse\x12%\n\tdecisions\x18\x01 \x03(\x0b\x32\x12.sigma.v1.Decision\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"M\n\x0fGetStatsRequest\x12\x11\n\x04\x64\x61ys\x18\x01 \x01(\x05H\x00\x88\x01\x01\x12\x13\n\x06symbol\x18\x02 \x01(\tH\x01\x88\x01\x01\x42\x07\n\x05_daysB\t\n\x07_symbol\"\x91\x02\n\rDecisionStats\x12\x17\n\x0ftotal_decisions\x18\x01 \x01(\x03\x12\x14\n\x0csignal_count\x18\x02 \x01(\x03\x12\x12\n\nskip_count\x18\x03 \x01(\x03\x12\x19\n\x11risk_reject_count\x18\x04 \x01(\x03\x12\x11\n\tskip_rate\x18\x05 \x01(\x01\x12\x14\n\x0c\x63losed_count\x18\x06 \x01(\x03\x12\x11\n\twin_count\x18\x07 \x01(\x03\x12\x12\n\nloss_count\x18\x08 \x01(\x03\x12\x15\n\rpending_count\x18\t \x01(\x03\x12\x10\n\x08win_rate\x18\n \x01(\x01\x12\x16\n\x0e\x61vg_r_multiple\x18\x0b \x01(\x01\x12\x11\n\ttotal_pnl\x18\x0c \x01(\t\"E\n\x0bSymbolStats\x12\x0e\n\x06symbol\x18\x01 \x01(\t\x12&\n\x05stats\x18\x02 \x01(\x0b\x32\x17.sigma.v1.DecisionStats\"*\n\x0bGateFailure\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05\x63ount\x18\x02 \x01(\x03\"\xd3\x01\n\x10GetStatsResponse\x12\'\n\x06totals\x18\x01 \x01(\x0b\x32\x17.sigma.v1.DecisionStats\x12(\n\tby_symbol\x18\x02 \x03(\x0b\x32\x15.sigma.v1.SymbolStats\x12,\n\rgate_failures\x18\x03 \x03(\x0b\x32\x15.sigma.v1.GateFailure\x12\x0c\n\x04\x64\x61ys\x18\x04 \x01(\x05\x12\x30\n\x0cwindow_start\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xaf\x01\n\x14RecordOutcomeRequest\x12\x13\n\x0b\x64\x65\x63ision_id\x18\x01 \x01(\t\x12\x13\n\x0boutcome_pnl\x18\x02 \x01(\t\x12\x1f\n\x12outcome_r_multiple\x18\x03 \x01(\x01H\x00\x88\x01\x01\x12\x35\n\x11outcome_closed_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x15\n\x13_outcome_r_multiple\"=\n\x15RecordOutcomeResponse\x12$\n\x08\x64\x65\x63ision\x18\x01 \x01(\x0b\x32\x12.sigma.v1.Decision*c\n\tDirection\x12\x19\n\x15\x44IRECTION_UNSPECIFIED\x10\x00\x12\x12\n\x0e\x44IRECTION_LONG\x10\x01\x12\x13\n\x0f\x44IRECTION_SHORT\x10\x02\x12\x12\n\x0e\x44IRECTION_NONE\x10\x03*~\n\x0c\x44\x65\x63isionType\x12\x1d\n\x19\x44\x45\x43ISION_TYPE_UNSPECIFIED\x10\x00\x12\x18\n\x14\x44\x45\x43ISION_TYPE_SIGNAL\x10\x01\x12\x16\n\x12\x44\x45\x43ISION_TYPE_SKIP\x10\x02\x12\x1d\n\x19\x44\x45\x43ISION_TYPE_RISK_REJECT\x10\x03*n\n\x07Outcome\x12\x17\n\x13OUTCOME_UNSPECIFIED\x10\x00\x12\x13\n\x0fOUTCOME_PENDING\x10\x01\x12\x12\n\x0eOUTCOME_CLOSED\x10\x02\x12\x0f\n\x0bOUTCOME_WIN\x10\x03\x12\x10\n\x0cOUTCOME_LOSS\x10\x04\x32\x90\x05\n\x0f\x44\x65\x63isionService\x12\x64\n\x0bLogDecision\x12\x1c.sigma.v1.LogDecisionRequest\x1a\x1d.sigma.v1.LogDecisionResponse\"\x18\x82\xd3\xe4\x93\x02\x12\"\r/v1/decisions:\x01*\x12m\n\x0cLogDecisions\x12\x1d.sigma.v1.LogDecisionsRequest\x1a\x1e.sigma.v1.LogDecisionsResponse\"\x1e\x82\xd3\xe4\x93\x02\x18\"\x13/v1/decisions:batch:\x01*\x12\x66\n\x0bGetDecision\x12\x1c.sigma.v1.GetDecisionRequest\x1a\x1d.sigma.v1.GetDecisionResponse\"\x1a\x82\xd3\xe4\x93\x02\x14\x12\x12/v1/decisions/{id}\x12g\n\rListDecisions\x12\x1e.sigma.v1.ListDecisionsRequest\x1a\x1f.sigma.v1.ListDecisionsResponse\"\x15\x82\xd3\xe4\x93\x02\x0f\x12\r/v1/decisions\x12T\n\x08GetStats\x12\x19.sigma.v1.GetStatsRequest\x1a\x1a.sigma.v1.GetStatsResponse\"\x11\x82\xd3\xe4\x93\x02\x0b\x12\t/v1/stats\x12\x80\x01\n\rRecordOutcome\x12\x1e.sigma.v1.RecordOutcomeRequest\x1a\x1f.sigma.v1.RecordOutcomeResponse\".\x82\xd3\xe4\x93\x02(\"#/v1/decisions/{decision_id}/outcome:\x01*b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1fsigma/v1/decision_service.proto\x12\x08sigma.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x17google/rpc/status.proto\"h\n\x04Gate\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0e\n\x06passed\x18\x02 \x01(\x08\x12\x12\n\x05value\x18\x03 \x01(\x01H\x00\x88\x01\x01\x12\x16\n\tthreshold\x18\x04 \x01(\x01H\x01\x88\x01\x01\x42\x08\n\x06_valueB\x0c\n\n_threshold\"e\n\tRiskCheck\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0e\n\x06passed\x18\x02 \x01(\x08\x12\x12\n\x05value\x18\x03 \x01(\x01H\x00\x88\x01\x01\x12\x12\n\x05limit\x18\x04 \x01(\x01H\x01\x88\x01\x01\x42\x08\n\x06_valueB\x08\n\x06_limit\"\xcc\x05\n\x08\x44\x65\x63ision\x12\n\n\x02id\x18\x01 \x01(\t\x12.\n\ncreated_at\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\ndecided_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0e\n\x06symbol\x18\x04 \x01(\t\x12&\n\tdirection\x18\x05 \x01(\x0e\x32\x13.sigma.v1.Direction\x12-\n\rdecision_type\x18\x06 \x01(\x0e\x32\x16.sigma.v1.DecisionType\x12\x14\n\x0ctrader_count\x18\x07 \x01(\x05\x12\x15\n\ragreement_pct\x18\x08 \x01(\x01\x12\x13\n\x0b\x65\x66\x66\x65\x63tive_k\x18\t \x01(\x01\x12\x1b\n\x0e\x61vg_confidence\x18\n \x01(\x01H\x00\x88\x01\x01\x12\x18\n\x0b\x65v_estimate\x18\x0b \x01(\x01H\x01\x88\x01\x01\x12\x1e\n\x11price_at_decision\x18\x0c \x01(\tH\x02\x88\x01\x01\x12\x1d\n\x05gates\x18\r \x03(\x0b\x32\x0e.sigma.v1.Gate\x12(\n\x0brisk_checks\x18\x0e \x03(\x0b\x32\x13.sigma.v1.RiskCheck\x12\x11\n\treasoning\x18\x0f \x01(\t\x12\x18\n\x0boutcome_pnl\x18\x10 \x01(\tH\x03\x88\x01\x01\x12\x1f\n\x12outcome_r_multiple\x18\x11 \x01(\x01H\x04\x88\x01\x01\x12\x35\n\x11outcome_closed_at\x18\x12 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x17\n\nrequest_id\x18\x13 \x01(\tH\x05\x88\x01\x01\x42\x11\n\x0f_avg_confidenceB\x0e\n\x0c_ev_estimateB\x14\n\x12_price_at_decisionB\x0e\n\x0c_outcome_pnlB\x15\n\x13_outcome_r_multipleB\r\n\x0b_request_id\"\xee\x03\n\x12LogDecisionRequest\x12\x0e\n\x06symbol\x18\x01 \x01(\t\x12&\n\tdirection\x18\x02 \x01(\x0e\x32\x13.sigma.v1.Direction\x12-\n\rdecision_type\x18\x03 \x01(\x0e\x32\x16.sigma.v1.DecisionType\x12\x14\n\x0ctrader_count\x18\x04 \x01(\x05\x12\x15\n\ragreement_pct\x18\x05 \x01(\x01\x12\x13\n\x0b\x65\x66\x66\x65\x63tive_k\x18\x06 \x01(\x01\x12\x1b\n\x0e\x61vg_confidence\x18\x07 \x01(\x01H\x00\x88\x01\x01\x12\x18\n\x0b\x65v_estimate\x18\x08 \x01(\x01H\x01\x88\x01\x01\x12\x1e\n\x11price_at_decision\x18\t \x01(\tH\x02\x88\x01\x01\x12\x1d\n\x05gates\x18\n \x03(\x0b\x32\x0e.sigma.v1.Gate\x12(\n\x0brisk_checks\x18\x0b \x03(\x0b\x32\x13.sigma.v1.RiskCheck\x12\x17\n\nrequest_id\x18\x0c \x01(\tH\x03\x88\x01\x01\x12.\n\ndecided_at\x18\r \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x11\n\x0f_avg_confidenceB\x0e\n\x0c_ev_estimateB\x14\n\x12_price_at_decisionB\r\n\x0b_request_id\"M\n\x13LogDecisionResponse\x12$\n\x08\x64\x65\x63ision\x18\x01 \x01(\x0b\x32\x12.sigma.v1.Decision\x12\x10\n\x08replayed\x18\x02 \x01(\x08\"F\n\x13LogDecisionsRequest\x12/\n\tdecisions\x18\x01 \x03(\x0b\x32\x1c.sigma.v1.LogDecisionRequest\"D\n\x14LogDecisionsResponse\x12,\n\x07results\x18\x01 \x03(\x0b\x32\x1b.sigma.v1.LogDecisionResult\"s\n\x11LogDecisionResult\x12/\n\x06logged\x18\x01 \x01(\x0b\x32\x1d.sigma.v1.LogDecisionResponseH\x00\x12#\n\x05\x65rror\x18\x02 \x01(\x0b\x32\x12.google.rpc.StatusH\x00\x42\x08\n\x06result\" \n\x12GetDecisionRequest\x12\n\n\x02id\x18\x01 \x01(\t\";\n\x13GetDecisionResponse\x12$\n\x08\x64\x65\x63ision\x18\x01 \x01(\x0b\x32\x12.sigma.v1.Decision\"\xa6\x02\n\x14ListDecisionsRequest\x12\x0e\n\x06symbol\x18\x01 \x01(\t\x12-\n\rdecision_type\x18\x02 \x01(\x0e\x32\x16.sigma.v1.DecisionType\x12&\n\tdirection\x18\x03 \x01(\x0e\x32\x13.sigma.v1.Direction\x12\"\n\x07outcome\x18\x04 \x01(\x0e\x32\x11.sigma.v1.Outcome\x12.\n\nstart_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x11\n\tpage_size\x18\x07 \x01(\x05\x12\x12\n\npage_token\x18\x08 \x01(\t\"W\n\x15ListDecisionsResponse\x12%\n\tdecisions\x18\x01 \x03(\x0b\x32\x12.sigma.v1.Decision\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"M\n\x0fGetStatsRequest\x12\x11\n\x04\x64\x61ys\x18\x01 \x01(\x05H\x00\x88\x01\x01\x12\x13\n\x06symbol\x18\x02 \x01(\tH\x01\x88\x01\x01\x42\x07\n\x05_daysB\t\n\x07_symbol\"\xe0\x04\n\rDecisionStats\x12\x17\n\x0ftotal_decisions\x18\x01 \x01(\x03\x12\x14\n\x0csignal_count\x18\x02 \x01(\x03\x12\x12\n\nskip_count\x18\x03 \x01(\x03\x12\x19\n\x11risk_reject_count\x18\x04 \x01(\x03\x12\x11\n\tskip_rate\x18\x05 \x01(\x01\x12\x14\n\x0c\x63losed_count\x18\x06 \x01(\x03\x12\x11\n\twin_count\x18\x07 \x01(\x03\x12\x12\n\nloss_count\x18\x08 \x01(\x03\x12\x15\n\rpending_count\x18\t \x01(\x03\x12\x10\n\x08win_rate\x18\n \x01(\x01\x12\x16\n\x0e\x61vg_r_multiple\x18\x0b \x01(\x01\x12\x11\n\ttotal_pnl\x18\x0c \x01(\t\x12\x11\n\tavg_win_r\x18\r \x01(\x01\x12\x12\n\navg_loss_r\x18\x0e \x01(\x01\x12\x1a\n\rprofit_factor\x18\x0f \x01(\x01H\x00\x88\x01\x01\x12\x16\n\x0emax_drawdown_r\x18\x10 \x01(\x01\x12\x13\n\x06\x62\x65st_r\x18\x11 \x01(\x01H\x01\x88\x01\x01\x12\x14\n\x07worst_r\x18\x12 \x01(\x01H\x02\x88\x01\x01\x12\x1a\n\x12longest_win_streak\x18\x13 \x01(\x05\x12\x1b\n\x13longest_loss_streak\x18\x14 \x01(\x05\x12\x36\n\x13median_holding_time\x18\x15 \x01(\x0b\x32\x19.google.protobuf.Duration\x12-\n\x11win_rate_interval\x18\x16 \x01(\x0b\x32\x12.sigma.v1.IntervalB\x10\n\x0e_profit_factorB\t\n\x07_best_rB\n\n\x08_worst_r\"%\n\x08Interval\x12\x0b\n\x03low\x18\x01 \x01(\x01\x12\x0c\n\x04high\x18\x02 \x01(\x01\"E\n\x0bSymbolStats\x12\x0e\n\x06symbol\x18\x01 \x01(\t\x12&\n\x05stats\x18\x02 \x01(\x0b\x32\x17.sigma.v1.DecisionStats\"*\n\x0bGateFailure\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05\x63ount\x18\x02 \x01(\x03\"\xd3\x01\n\x10GetStatsResponse\x12\'\n\x06totals\x18\x01 \x01(\x0b\x32\x17.sigma.v1.DecisionStats\x12(\n\tby_symbol\x18\x02 \x03(\x0b\x32\x15.sigma.v1.SymbolStats\x12,\n\rgate_failures\x18\x03 \x03(\x0b\x32\x15.sigma.v1.GateFailure\x12\x0c\n\x04\x64\x61ys\x18\x04 \x01(\x05\x12\x30\n\x0cwindow_start\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xd2\x01\n\x17GetSignalQualityRequest\x12\x11\n\x04\x64\x61ys\x18\x01 \x01(\x05H\x00\x88\x01\x01\x12\x13\n\x06symbol\x18\x02 \x01(\tH\x01\x88\x01\x01\x12+\n\x0c\x62ucket_width\x18\x03 \x01(\x0e\x32\x15.sigma.v1.BucketWidth\x12\x17\n\x0f\x61greement_edges\x18\x04 \x03(\x01\x12\x19\n\x11\x65\x66\x66\x65\x63tive_k_edges\x18\x05 \x03(\x01\x12\x1a\n\x12trader_count_edges\x18\x06 \x03(\x01\x42\x07\n\x05_daysB\t\n\x07_symbol\"\xb8\x01\n\nTimeBucket\x12)\n\x05start\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07signals\x18\x02 \x01(\x03\x12\x0e\n\x06\x63losed\x18\x03 \x01(\x03\x12\x0c\n\x04wins\x18\x04 \x01(\x03\x12\x10\n\x08win_rate\x18\x05 \x01(\x01\x12\r\n\x05\x61vg_r\x18\x06 \x01(\x01\x12\x14\n\x0c\x63umulative_r\x18\x07 \x01(\x01\x12\x19\n\x11insufficient_data\x18\x08 \x01(\x08\"\xeb\x01\n\x0eStrengthBucket\x12\x12\n\x05lower\x18\x01 \x01(\x01H\x00\x88\x01\x01\x12\x12\n\x05upper\x18\x02 \x01(\x01H\x01\x88\x01\x01\x12\x14\n\x0cout_of_range\x18\x03 \x01(\x08\x12\x0e\n\x06\x63losed\x18\x04 \x01(\x03\x12\x0c\n\x04wins\x18\x05 \x01(\x03\x12\x10\n\x08win_rate\x18\x06 \x01(\x01\x12-\n\x11win_rate_interval\x18\x07 \x01(\x0b\x32\x12.sigma.v1.Interval\x12\r\n\x05\x61vg_r\x18\x08 \x01(\x01\x12\x19\n\x11insufficient_data\x18\t \x01(\x08\x42\x08\n\x06_lowerB\x08\n\x06_upper\"M\n\x11StrengthBreakdown\x12\r\n\x05\x65\x64ges\x18\x01 \x03(\x01\x12)\n\x07\x62uckets\x18\x02 \x03(\x0b\x32\x18.sigma.v1.StrengthBucket\"\xe4\x02\n\x18GetSignalQualityResponse\x12\x0c\n\x04\x64\x61ys\x18\x01 \x01(\x05\x12\x30\n\x0cwindow_start\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12+\n\x0c\x62ucket_width\x18\x03 \x01(\x0e\x32\x15.sigma.v1.BucketWidth\x12)\n\x0btime_series\x18\x04 \x03(\x0b\x32\x14.sigma.v1.TimeBucket\x12\x31\n\x0c\x62y_agreement\x18\x05 \x01(\x0b\x32\x1b.sigma.v1.StrengthBreakdown\x12\x33\n\x0e\x62y_effective_k\x18\x06 \x01(\x0b\x32\x1b.sigma.v1.StrengthBreakdown\x12\x34\n\x0f\x62y_trader_count\x18\x07 \x01(\x0b\x32\x1b.sigma.v1.StrengthBreakdown\x12\x12\n\nmin_closed\x18\x08 \x01(\x05\"\x89\x01\n\x17GetGateAnalyticsRequest\x12\x11\n\x04\x64\x61ys\x18\x01 \x01(\x05H\x00\x88\x01\x01\x12\x13\n\x06symbol\x18\x02 \x01(\tH\x01\x88\x01\x01\x12\x1d\n\x10top_combinations\x18\x03 \x01(\x05H\x02\x88\x01\x01\x42\x07\n\x05_daysB\t\n\x07_symbolB\x13\n\x11_top_combinations\"I\n\x0bNearMissBin\x12\r\n\x05lower\x18\x01 \x01(\x01\x12\x12\n\x05upper\x18\x02 \x01(\x01H\x00\x88\x01\x01\x12\r\n\x05\x63ount\x18\x03 \x01(\x03\x42\x08\n\x06_upper\"\xfe\x01\n\tGateStats\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x11\n\tevaluated\x18\x02 \x01(\x03\x12\x0e\n\x06\x66\x61iled\x18\x03 \x01(\x03\x12\x14\n\x0c\x66\x61ilure_rate\x18\x04 \x01(\x01\x12\x14\n\x0conly_failure\x18\x05 \x01(\x03\x12*\n\tdirection\x18\x06 \x01(\x0e\x32\x17.sigma.v1.GateDirection\x12*\n\x0bnear_misses\x18\x07 \x03(\x0b\x32\x15.sigma.v1.NearMissBin\x12\x1e\n\x16\x66\x61iled_on_passing_side\x18\x08 \x01(\x03\x12\x1c\n\x14\x66\x61iled_without_value\x18\t \x01(\x03\"/\n\x0fGateCombination\x12\r\n\x05gates\x18\x01 \x03(\t\x12\r\n\x05\x63ount\x18\x02 \x01(\x03\"\xcf\x01\n\x18GetGateAnalyticsResponse\x12\x0c\n\x04\x64\x61ys\x18\x01 \x01(\x05\x12\x30\n\x0cwindow_start\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\"\n\x05gates\x18\x03 \x03(\x0b\x32\x13.sigma.v1.GateStats\x12\x32\n\x0f\x66\x61iled_together\x18\x04 \x03(\x0b\x32\x19.sigma.v1.GateCombination\x12\x1b\n\x13skips_with_failures\x18\x05 \x01(\x03\"\xaf\x01\n\x14RecordOutcomeRequest\x12\x13\n\x0b\x64\x65\x63ision_id\x18\x01 \x01(\t\x12\x13\n\x0boutcome_pnl\x18\x02 \x01(\t\x12\x1f\n\x12outcome_r_multiple\x18\x03 \x01(\x01H\x00\x88\x01\x01\x12\x35\n\x11outcome_closed_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x15\n\x13_outcome_r_multiple\"=\n\x15RecordOutcomeResponse\x12$\n\x08\x64\x65\x63ision\x18\x01 \x01(\x0b\x32\x12.sigma.v1.Decision*c\n\tDirection\x12\x19\n\x15\x44IRECTION_UNSPECIFIED\x10\x00\x12\x12\n\x0e\x44IRECTION_LONG\x10\x01\x12\x13\n\x0f\x44IRECTION_SHORT\x10\x02\x12\x12\n\x0e\x44IRECTION_NONE\x10\x03*~\n\x0c\x44\x65\x63isionType\x12\x1d\n\x19\x44\x45\x43ISION_TYPE_UNSPECIFIED\x10\x00\x12\x18\n\x14\x44\x45\x43ISION_TYPE_SIGNAL\x10\x01\x12\x16\n\x12\x44\x45\x43ISION_TYPE_SKIP\x10\x02\x12\x1d\n\x19\x44\x45\x43ISION_TYPE_RISK_REJECT\x10\x03*n\n\x07Outcome\x12\x17\n\x13OUTCOME_UNSPECIFIED\x10\x00\x12\x13\n\x0fOUTCOME_PENDING\x10\x01\x12\x12\n\x0eOUTCOME_CLOSED\x10\x02\x12\x0f\n\x0bOUTCOME_WIN\x10\x03\x12\x10\n\x0cOUTCOME_LOSS\x10\x04*o\n\x0b\x42ucketWidth\x12\x1c\n\x18\x42UCKET_WIDTH_UNSPECIFIED\x10\x00\x12\x15\n\x11\x42UCKET_WIDTH_HOUR\x10\x01\x12\x14\n\x10\x42UCKET_WIDTH_DAY\x10\x02\x12\x15\n\x11\x42UCKET_WIDTH_WEEK\x10\x03*_\n\rGateDirection\x12\x1e\n\x1aGATE_DIRECTION_UNSPECIFIED\x10\x00\x12\x16\n\x12GATE_DIRECTION_MIN\x10\x01\x12\x16\n\x12GATE_DIRECTION_MAX\x10\x02\x32\xfe\x06\n\x0f\x44\x65\x63isionService\x12\x64\n\x0bLogDecision\x12\x1c.sigma.v1.LogDecisionRequest\x1a\x1d.sigma.v1.LogDecisionResponse\"\x18\x82\xd3\xe4\x93\x02\x12\"\r/v1/decisions:\x01*\x12m\n\x0cLogDecisions\x12\x1d.sigma.v1.LogDecisionsRequest\x1a\x1e.sigma.v1.LogDecisionsResponse\"\x1e\x82\xd3\xe4\x93\x02\x18\"\x13/v1/decisions:batch:\x01*\x12\x66\n\x0bGetDecision\x12\x1c.sigma.v1.GetDecisionRequest\x1a\x1d.sigma.v1.GetDecisionResponse\"\x1a\x82\xd3\xe4\x93\x02\x14\x12\x12/v1/decisions/{id}\x12g\n\rListDecisions\x12\x1e.sigma.v1.ListDecisionsRequest\x1a\x1f.sigma.v1.ListDecisionsResponse\"\x15\x82\xd3\xe4\x93\x02\x0f\x12\r/v1/decisions\x12T\n\x08GetStats\x12\x19.sigma.v1.GetStatsRequest\x1a\x1a.sigma.v1.GetStatsResponse\"\x11\x82\xd3\xe4\x93\x02\x0b\x12\t/v1/stats\x12u\n\x10GetSignalQuality\x12!.sigma.v1.GetSignalQualityRequest\x1a\".sigma.v1.GetSignalQualityResponse\"\x1a\x82\xd3\xe4\x93\x02\x14\x12\x12/v1/signal-quality\x12u\n\x10GetGateAnalytics\x12!.sigma.v1.GetGateAnalyticsRequest\x1a\".sigma.v1.GetGateAnalyticsResponse\"\x1a\x82\xd3\xe4\x93\x02\x14\x12\x12/v1/gate-analytics\x12\x80\x01\n\rRecordOutcome\x12\x1e.sigma.v1.RecordOutcomeRequest\x1a\x1f.sigma.v1.RecordOutcomeResponse\".\x82\xd3\xe4\x93\x02(\"#/v1/decisions/{decision_id}/outcome:\x01*b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -45,52 +46,82 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_DECISIONSERVICE'].methods_by_name['ListDecisions']._serialized_options = b'\202\323\344\223\002\017\022\r/v1/decisions'
   _globals['_DECISIONSERVICE'].methods_by_name['GetStats']._loaded_options = None
   _globals['_DECISIONSERVICE'].methods_by_name['GetStats']._serialized_options = b'\202\323\344\223\002\013\022\t/v1/stats'
+  _globals['_DECISIONSERVICE'].methods_by_name['GetSignalQuality']._loaded_options = None
+  _globals['_DECISIONSERVICE'].methods_by_name['GetSignalQuality']._serialized_options = b'\202\323\344\223\002\024\022\022/v1/signal-quality'
+  _globals['_DECISIONSERVICE'].methods_by_name['GetGateAnalytics']._loaded_options = None
+  _globals['_DECISIONSERVICE'].methods_by_name['GetGateAnalytics']._serialized_options = b'\202\323\344\223\002\024\022\022/v1/gate-analytics'
   _globals['_DECISIONSERVICE'].methods_by_name['RecordOutcome']._loaded_options = None
   _globals['_DECISIONSERVICE'].methods_by_name['RecordOutcome']._serialized_options = b'\202\323\344\223\002(\"#/v1/decisions/{decision_id}/outcome:\001*'
-  _globals['_DIRECTION']._serialized_start=3302
-  _globals['_DIRECTION']._serialized_end=3401
-  _globals['_DECISIONTYPE']._serialized_start=3403
-  _globals['_DECISIONTYPE']._serialized_end=3529
-  _globals['_OUTCOME']._serialized_start=3531
-  _globals['_OUTCOME']._serialized_end=3641
-  _globals['_GATE']._serialized_start=133
-  _globals['_GATE']._serialized_end=237
-  _globals['_RISKCHECK']._serialized_start=239
-  _globals['_RISKCHECK']._serialized_end=340
-  _globals['_DECISION']._serialized_start=343
-  _globals['_DECISION']._serialized_end=1059
-  _globals['_LOGDECISIONREQUEST']._serialized_start=1062
-  _globals['_LOGDECISIONREQUEST']._serialized_end=1556
-  _globals['_LOGDECISIONRESPONSE']._serialized_start=1558
-  _globals['_LOGDECISIONRESPONSE']._serialized_end=1635
-  _globals['_LOGDECISIONSREQUEST']._serialized_start=1637
-  _globals['_LOGDECISIONSREQUEST']._serialized_end=1707
-  _globals['_LOGDECISIONSRESPONSE']._serialized_start=1709
-  _globals['_LOGDECISIONSRESPONSE']._serialized_end=1777
-  _globals['_LOGDECISIONRESULT']._serialized_start=1779
-  _globals['_LOGDECISIONRESULT']._serialized_end=1894
-  _globals['_GETDECISIONREQUEST']._serialized_start=1896
-  _globals['_GETDECISIONREQUEST']._serialized_end=1928
-  _globals['_GETDECISIONRESPONSE']._serialized_start=1930
-  _globals['_GETDECISIONRESPONSE']._serialized_end=1989
-  _globals['_LISTDECISIONSREQUEST']._serialized_start=1992
-  _globals['_LISTDECISIONSREQUEST']._serialized_end=2286
-  _globals['_LISTDECISIONSRESPONSE']._serialized_start=2288
-  _globals['_LISTDECISIONSRESPONSE']._serialized_end=2375
-  _globals['_GETSTATSREQUEST']._serialized_start=2377
-  _globals['_GETSTATSREQUEST']._serialized_end=2454
-  _globals['_DECISIONSTATS']._serialized_start=2457
-  _globals['_DECISIONSTATS']._serialized_end=2730
-  _globals['_SYMBOLSTATS']._serialized_start=2732
-  _globals['_SYMBOLSTATS']._serialized_end=2801
-  _globals['_GATEFAILURE']._serialized_start=2803
-  _globals['_GATEFAILURE']._serialized_end=2845
-  _globals['_GETSTATSRESPONSE']._serialized_start=2848
-  _globals['_GETSTATSRESPONSE']._serialized_end=3059
-  _globals['_RECORDOUTCOMEREQUEST']._serialized_start=3062
-  _globals['_RECORDOUTCOMEREQUEST']._serialized_end=3237
-  _globals['_RECORDOUTCOMERESPONSE']._serialized_start=3239
-  _globals['_RECORDOUTCOMERESPONSE']._serialized_end=3300
-  _globals['_DECISIONSERVICE']._serialized_start=3644
-  _globals['_DECISIONSERVICE']._serialized_end=4300
+  _globals['_DIRECTION']._serialized_start=5515
+  _globals['_DIRECTION']._serialized_end=5614
+  _globals['_DECISIONTYPE']._serialized_start=5616
+  _globals['_DECISIONTYPE']._serialized_end=5742
+  _globals['_OUTCOME']._serialized_start=5744
+  _globals['_OUTCOME']._serialized_end=5854
+  _globals['_BUCKETWIDTH']._serialized_start=5856
+  _globals['_BUCKETWIDTH']._serialized_end=5967
+  _globals['_GATEDIRECTION']._serialized_start=5969
+  _globals['_GATEDIRECTION']._serialized_end=6064
+  _globals['_GATE']._serialized_start=165
+  _globals['_GATE']._serialized_end=269
+  _globals['_RISKCHECK']._serialized_start=271
+  _globals['_RISKCHECK']._serialized_end=372
+  _globals['_DECISION']._serialized_start=375
+  _globals['_DECISION']._serialized_end=1091
+  _globals['_LOGDECISIONREQUEST']._serialized_start=1094
+  _globals['_LOGDECISIONREQUEST']._serialized_end=1588
+  _globals['_LOGDECISIONRESPONSE']._serialized_start=1590
+  _globals['_LOGDECISIONRESPONSE']._serialized_end=1667
+  _globals['_LOGDECISIONSREQUEST']._serialized_start=1669
+  _globals['_LOGDECISIONSREQUEST']._serialized_end=1739
+  _globals['_LOGDECISIONSRESPONSE']._serialized_start=1741
+  _globals['_LOGDECISIONSRESPONSE']._serialized_end=1809
+  _globals['_LOGDECISIONRESULT']._serialized_start=1811
+  _globals['_LOGDECISIONRESULT']._serialized_end=1926
+  _globals['_GETDECISIONREQUEST']._serialized_start=1928
+  _globals['_GETDECISIONREQUEST']._serialized_end=1960
+  _globals['_GETDECISIONRESPONSE']._serialized_start=1962
+  _globals['_GETDECISIONRESPONSE']._serialized_end=2021
+  _globals['_LISTDECISIONSREQUEST']._serialized_start=2024
+  _globals['_LISTDECISIONSREQUEST']._serialized_end=2318
+  _globals['_LISTDECISIONSRESPONSE']._serialized_start=2320
+  _globals['_LISTDECISIONSRESPONSE']._serialized_end=2407
+  _globals['_GETSTATSREQUEST']._serialized_start=2409
+  _globals['_GETSTATSREQUEST']._serialized_end=2486
+  _globals['_DECISIONSTATS']._serialized_start=2489
+  _globals['_DECISIONSTATS']._serialized_end=3097
+  _globals['_INTERVAL']._serialized_start=3099
+  _globals['_INTERVAL']._serialized_end=3136
+  _globals['_SYMBOLSTATS']._serialized_start=3138
+  _globals['_SYMBOLSTATS']._serialized_end=3207
+  _globals['_GATEFAILURE']._serialized_start=3209
+  _globals['_GATEFAILURE']._serialized_end=3251
+  _globals['_GETSTATSRESPONSE']._serialized_start=3254
+  _globals['_GETSTATSRESPONSE']._serialized_end=3465
+  _globals['_GETSIGNALQUALITYREQUEST']._serialized_start=3468
+  _globals['_GETSIGNALQUALITYREQUEST']._serialized_end=3678
+  _globals['_TIMEBUCKET']._serialized_start=3681
+  _globals['_TIMEBUCKET']._serialized_end=3865
+  _globals['_STRENGTHBUCKET']._serialized_start=3868
+  _globals['_STRENGTHBUCKET']._serialized_end=4103
+  _globals['_STRENGTHBREAKDOWN']._serialized_start=4105
+  _globals['_STRENGTHBREAKDOWN']._serialized_end=4182
+  _globals['_GETSIGNALQUALITYRESPONSE']._serialized_start=4185
+  _globals['_GETSIGNALQUALITYRESPONSE']._serialized_end=4541
+  _globals['_GETGATEANALYTICSREQUEST']._serialized_start=4544
+  _globals['_GETGATEANALYTICSREQUEST']._serialized_end=4681
+  _globals['_NEARMISSBIN']._serialized_start=4683
+  _globals['_NEARMISSBIN']._serialized_end=4756
+  _globals['_GATESTATS']._serialized_start=4759
+  _globals['_GATESTATS']._serialized_end=5013
+  _globals['_GATECOMBINATION']._serialized_start=5015
+  _globals['_GATECOMBINATION']._serialized_end=5062
+  _globals['_GETGATEANALYTICSRESPONSE']._serialized_start=5065
+  _globals['_GETGATEANALYTICSRESPONSE']._serialized_end=5272
+  _globals['_RECORDOUTCOMEREQUEST']._serialized_start=5275
+  _globals['_RECORDOUTCOMEREQUEST']._serialized_end=5450
+  _globals['_RECORDOUTCOMERESPONSE']._serialized_start=5452
+  _globals['_RECORDOUTCOMERESPONSE']._serialized_end=5513
+  _globals['_DECISIONSERVICE']._serialized_start=6067
+  _globals['_DECISIONSERVICE']._serialized_end=6961
 # @@protoc_insertion_point(module_scope)

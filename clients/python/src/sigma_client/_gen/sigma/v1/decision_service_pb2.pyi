@@ -35,6 +35,7 @@ Conventions used by every message in this package:
 
 from collections import abc as _abc
 from google.protobuf import descriptor as _descriptor
+from google.protobuf import duration_pb2 as _duration_pb2
 from google.protobuf import message as _message
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
@@ -140,6 +141,71 @@ OUTCOME_WIN: Outcome.ValueType  # 3
 OUTCOME_LOSS: Outcome.ValueType  # 4
 """Closed signals with `outcome_pnl` < 0."""
 Global___Outcome: _TypeAlias = Outcome  # noqa: Y015
+
+class _BucketWidth:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _BucketWidthEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_BucketWidth.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    BUCKET_WIDTH_UNSPECIFIED: _BucketWidth.ValueType  # 0
+    """DAY."""
+    BUCKET_WIDTH_HOUR: _BucketWidth.ValueType  # 1
+    """Hours."""
+    BUCKET_WIDTH_DAY: _BucketWidth.ValueType  # 2
+    """Days from 00:00 UTC."""
+    BUCKET_WIDTH_WEEK: _BucketWidth.ValueType  # 3
+    """Weeks from Monday 00:00 UTC."""
+
+class BucketWidth(_BucketWidth, metaclass=_BucketWidthEnumTypeWrapper):
+    """BucketWidth is the width of GetSignalQuality's time buckets, in UTC."""
+
+BUCKET_WIDTH_UNSPECIFIED: BucketWidth.ValueType  # 0
+"""DAY."""
+BUCKET_WIDTH_HOUR: BucketWidth.ValueType  # 1
+"""Hours."""
+BUCKET_WIDTH_DAY: BucketWidth.ValueType  # 2
+"""Days from 00:00 UTC."""
+BUCKET_WIDTH_WEEK: BucketWidth.ValueType  # 3
+"""Weeks from Monday 00:00 UTC."""
+Global___BucketWidth: _TypeAlias = BucketWidth  # noqa: Y015
+
+class _GateDirection:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _GateDirectionEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_GateDirection.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    GATE_DIRECTION_UNSPECIFIED: _GateDirection.ValueType  # 0
+    """Not known."""
+    GATE_DIRECTION_MIN: _GateDirection.ValueType  # 1
+    """The value must reach the threshold: a value below it fails
+    (supermajority, effective_k, ev_gate).
+    """
+    GATE_DIRECTION_MAX: _GateDirection.ValueType  # 2
+    """The value must stay within the threshold: a value above it fails
+    (freshness, price_band).
+    """
+
+class GateDirection(_GateDirection, metaclass=_GateDirectionEnumTypeWrapper):
+    """GateDirection says which side of its threshold makes a gate fail,
+    inferred from the gate's recorded history in the window: the side where
+    more of its failed values lie (values equal to the threshold do not
+    count); with no failed value off the threshold, the side opposite to most
+    passed values; UNSPECIFIED when neither says (or a tie).
+    """
+
+GATE_DIRECTION_UNSPECIFIED: GateDirection.ValueType  # 0
+"""Not known."""
+GATE_DIRECTION_MIN: GateDirection.ValueType  # 1
+"""The value must reach the threshold: a value below it fails
+(supermajority, effective_k, ev_gate).
+"""
+GATE_DIRECTION_MAX: GateDirection.ValueType  # 2
+"""The value must stay within the threshold: a value above it fails
+(freshness, price_band).
+"""
+Global___GateDirection: _TypeAlias = GateDirection  # noqa: Y015
 
 @_typing.final
 class Gate(_message.Message):
@@ -816,6 +882,16 @@ class DecisionStats(_message.Message):
     WIN_RATE_FIELD_NUMBER: _builtins.int
     AVG_R_MULTIPLE_FIELD_NUMBER: _builtins.int
     TOTAL_PNL_FIELD_NUMBER: _builtins.int
+    AVG_WIN_R_FIELD_NUMBER: _builtins.int
+    AVG_LOSS_R_FIELD_NUMBER: _builtins.int
+    PROFIT_FACTOR_FIELD_NUMBER: _builtins.int
+    MAX_DRAWDOWN_R_FIELD_NUMBER: _builtins.int
+    BEST_R_FIELD_NUMBER: _builtins.int
+    WORST_R_FIELD_NUMBER: _builtins.int
+    LONGEST_WIN_STREAK_FIELD_NUMBER: _builtins.int
+    LONGEST_LOSS_STREAK_FIELD_NUMBER: _builtins.int
+    MEDIAN_HOLDING_TIME_FIELD_NUMBER: _builtins.int
+    WIN_RATE_INTERVAL_FIELD_NUMBER: _builtins.int
     total_decisions: _builtins.int
     """All decisions."""
     signal_count: _builtins.int
@@ -849,6 +925,51 @@ class DecisionStats(_message.Message):
     with 8 decimals (unbounded: a sum of DECIMAL(20,8) values); "0.00000000"
     when nothing closed.
     """
+    avg_win_r: _builtins.float
+    """Mean outcome_r_multiple of the winning closed signals (outcome_pnl > 0),
+    in R; 0 when none won.
+    """
+    avg_loss_r: _builtins.float
+    """Mean outcome_r_multiple of the losing closed signals (outcome_pnl < 0),
+    in R (usually negative); 0 when none lost.
+    """
+    profit_factor: _builtins.float
+    """Gross winning P&L / gross losing P&L: the sum of the positive
+    outcome_pnl over minus the sum of the negative ones, >= 0. Unset when no
+    closed signal lost (never infinity); 0 when some lost and none won.
+    """
+    max_drawdown_r: _builtins.float
+    """The largest peak-to-trough fall of cumulative R, >= 0: the closed
+    signals ordered by outcome_closed_at (ties by id), the curve starting at
+    0 before the first; 0 when it never fell.
+    """
+    best_r: _builtins.float
+    """The highest outcome_r_multiple of a closed signal; unset when nothing
+    closed.
+    """
+    worst_r: _builtins.float
+    """The lowest (most negative) outcome_r_multiple of a closed signal; unset
+    when nothing closed.
+    """
+    longest_win_streak: _builtins.int
+    """The longest run of consecutive wins, the closed signals ordered as for
+    `max_drawdown_r`; a breakeven (outcome_pnl 0) ends a run and starts none.
+    """
+    longest_loss_streak: _builtins.int
+    """The longest run of consecutive losses, counted the same way."""
+    @_builtins.property
+    def median_holding_time(self) -> _duration_pb2.Duration:
+        """The median time from decided_at to outcome_closed_at of the closed
+        signals (the mean of the two middle values for an even count), to the
+        microsecond; unset when nothing closed.
+        """
+
+    @_builtins.property
+    def win_rate_interval(self) -> Global___Interval:
+        """The 95 % Wilson score interval of `win_rate` (n = closed_count); unset
+        when nothing closed. A wide interval means too few trades to tell.
+        """
+
     def __init__(
         self,
         *,
@@ -864,14 +985,61 @@ class DecisionStats(_message.Message):
         win_rate: _builtins.float = ...,
         avg_r_multiple: _builtins.float = ...,
         total_pnl: _builtins.str = ...,
+        avg_win_r: _builtins.float = ...,
+        avg_loss_r: _builtins.float = ...,
+        profit_factor: _builtins.float | None = ...,
+        max_drawdown_r: _builtins.float = ...,
+        best_r: _builtins.float | None = ...,
+        worst_r: _builtins.float | None = ...,
+        longest_win_streak: _builtins.int = ...,
+        longest_loss_streak: _builtins.int = ...,
+        median_holding_time: _duration_pb2.Duration | None = ...,
+        win_rate_interval: Global___Interval | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_best_r", b"_best_r", "_profit_factor", b"_profit_factor", "_worst_r", b"_worst_r", "best_r", b"best_r", "median_holding_time", b"median_holding_time", "profit_factor", b"profit_factor", "win_rate_interval", b"win_rate_interval", "worst_r", b"worst_r"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_best_r", b"_best_r", "_profit_factor", b"_profit_factor", "_worst_r", b"_worst_r", "avg_loss_r", b"avg_loss_r", "avg_r_multiple", b"avg_r_multiple", "avg_win_r", b"avg_win_r", "best_r", b"best_r", "closed_count", b"closed_count", "longest_loss_streak", b"longest_loss_streak", "longest_win_streak", b"longest_win_streak", "loss_count", b"loss_count", "max_drawdown_r", b"max_drawdown_r", "median_holding_time", b"median_holding_time", "pending_count", b"pending_count", "profit_factor", b"profit_factor", "risk_reject_count", b"risk_reject_count", "signal_count", b"signal_count", "skip_count", b"skip_count", "skip_rate", b"skip_rate", "total_decisions", b"total_decisions", "total_pnl", b"total_pnl", "win_count", b"win_count", "win_rate", b"win_rate", "win_rate_interval", b"win_rate_interval", "worst_r", b"worst_r"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__best_r: _TypeAlias = _typing.Literal["best_r"]  # noqa: Y015
+    _WhichOneofArgType__best_r: _TypeAlias = _typing.Literal["_best_r", b"_best_r"]  # noqa: Y015
+    _WhichOneofReturnType__profit_factor: _TypeAlias = _typing.Literal["profit_factor"]  # noqa: Y015
+    _WhichOneofArgType__profit_factor: _TypeAlias = _typing.Literal["_profit_factor", b"_profit_factor"]  # noqa: Y015
+    _WhichOneofReturnType__worst_r: _TypeAlias = _typing.Literal["worst_r"]  # noqa: Y015
+    _WhichOneofArgType__worst_r: _TypeAlias = _typing.Literal["_worst_r", b"_worst_r"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__best_r) -> _WhichOneofReturnType__best_r | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__profit_factor) -> _WhichOneofReturnType__profit_factor | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__worst_r) -> _WhichOneofReturnType__worst_r | None: ...
+
+Global___DecisionStats: _TypeAlias = DecisionStats  # noqa: Y015
+
+@_typing.final
+class Interval(_message.Message):
+    """Interval is a closed range of fractions [low, high], 0 <= low <= high <= 1."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    LOW_FIELD_NUMBER: _builtins.int
+    HIGH_FIELD_NUMBER: _builtins.int
+    low: _builtins.float
+    """The lower bound."""
+    high: _builtins.float
+    """The upper bound."""
+    def __init__(
+        self,
+        *,
+        low: _builtins.float = ...,
+        high: _builtins.float = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["avg_r_multiple", b"avg_r_multiple", "closed_count", b"closed_count", "loss_count", b"loss_count", "pending_count", b"pending_count", "risk_reject_count", b"risk_reject_count", "signal_count", b"signal_count", "skip_count", b"skip_count", "skip_rate", b"skip_rate", "total_decisions", b"total_decisions", "total_pnl", b"total_pnl", "win_count", b"win_count", "win_rate", b"win_rate"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["high", b"high", "low", b"low"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
-Global___DecisionStats: _TypeAlias = DecisionStats  # noqa: Y015
+Global___Interval: _TypeAlias = Interval  # noqa: Y015
 
 @_typing.final
 class SymbolStats(_message.Message):
@@ -978,6 +1146,504 @@ class GetStatsResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___GetStatsResponse: _TypeAlias = GetStatsResponse  # noqa: Y015
+
+@_typing.final
+class GetSignalQualityRequest(_message.Message):
+    """GetSignalQualityRequest chooses the window, the coin, the time buckets and
+    the consensus-strength buckets.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DAYS_FIELD_NUMBER: _builtins.int
+    SYMBOL_FIELD_NUMBER: _builtins.int
+    BUCKET_WIDTH_FIELD_NUMBER: _builtins.int
+    AGREEMENT_EDGES_FIELD_NUMBER: _builtins.int
+    EFFECTIVE_K_EDGES_FIELD_NUMBER: _builtins.int
+    TRADER_COUNT_EDGES_FIELD_NUMBER: _builtins.int
+    days: _builtins.int
+    """Window length in days, 1-365, ending now; 0 or unset means 7."""
+    symbol: _builtins.str
+    """Only this coin; unset or empty for all coins."""
+    bucket_width: Global___BucketWidth.ValueType
+    """The time series' bucket width; UNSPECIFIED means DAY."""
+    @_builtins.property
+    def agreement_edges(self) -> _containers.RepeatedScalarFieldContainer[_builtins.float]:
+        """Edges e0 < e1 < ... < en of the agreement_pct buckets: [e_i, e_(i+1)),
+        the last closed at the top. 2-50 finite numbers; empty means
+        0.5, 0.6, 0.7, 0.8, 0.9, 1.
+        """
+
+    @_builtins.property
+    def effective_k_edges(self) -> _containers.RepeatedScalarFieldContainer[_builtins.float]:
+        """Edges of the effective_k buckets, the same rules; empty means
+        1, 2, 3, 4, 6, 10.
+        """
+
+    @_builtins.property
+    def trader_count_edges(self) -> _containers.RepeatedScalarFieldContainer[_builtins.float]:
+        """Edges of the trader_count buckets, the same rules; empty means
+        1, 3, 5, 10, 20, 50.
+        """
+
+    def __init__(
+        self,
+        *,
+        days: _builtins.int | None = ...,
+        symbol: _builtins.str | None = ...,
+        bucket_width: Global___BucketWidth.ValueType = ...,
+        agreement_edges: _abc.Iterable[_builtins.float] | None = ...,
+        effective_k_edges: _abc.Iterable[_builtins.float] | None = ...,
+        trader_count_edges: _abc.Iterable[_builtins.float] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_days", b"_days", "_symbol", b"_symbol", "days", b"days", "symbol", b"symbol"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_days", b"_days", "_symbol", b"_symbol", "agreement_edges", b"agreement_edges", "bucket_width", b"bucket_width", "days", b"days", "effective_k_edges", b"effective_k_edges", "symbol", b"symbol", "trader_count_edges", b"trader_count_edges"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__days: _TypeAlias = _typing.Literal["days"]  # noqa: Y015
+    _WhichOneofArgType__days: _TypeAlias = _typing.Literal["_days", b"_days"]  # noqa: Y015
+    _WhichOneofReturnType__symbol: _TypeAlias = _typing.Literal["symbol"]  # noqa: Y015
+    _WhichOneofArgType__symbol: _TypeAlias = _typing.Literal["_symbol", b"_symbol"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__days) -> _WhichOneofReturnType__days | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__symbol) -> _WhichOneofReturnType__symbol | None: ...
+
+Global___GetSignalQualityRequest: _TypeAlias = GetSignalQualityRequest  # noqa: Y015
+
+@_typing.final
+class TimeBucket(_message.Message):
+    """TimeBucket is one bucket of the signal-quality time series."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    START_FIELD_NUMBER: _builtins.int
+    SIGNALS_FIELD_NUMBER: _builtins.int
+    CLOSED_FIELD_NUMBER: _builtins.int
+    WINS_FIELD_NUMBER: _builtins.int
+    WIN_RATE_FIELD_NUMBER: _builtins.int
+    AVG_R_FIELD_NUMBER: _builtins.int
+    CUMULATIVE_R_FIELD_NUMBER: _builtins.int
+    INSUFFICIENT_DATA_FIELD_NUMBER: _builtins.int
+    signals: _builtins.int
+    """Signals decided in the bucket (by decided_at)."""
+    closed: _builtins.int
+    """Signals closed in the bucket (by outcome_closed_at), whenever decided."""
+    wins: _builtins.int
+    """Of those, wins (outcome_pnl > 0)."""
+    win_rate: _builtins.float
+    """wins / closed, a fraction; 0 when nothing closed."""
+    avg_r: _builtins.float
+    """Mean outcome_r_multiple of the signals closed in the bucket; 0 when none."""
+    cumulative_r: _builtins.float
+    """Sum of outcome_r_multiple of the signals closed from the window's start
+    to the end of this bucket: the equity curve in R.
+    """
+    insufficient_data: _builtins.bool
+    """Fewer than `min_closed` signals closed in the bucket: its rates say
+    little.
+    """
+    @_builtins.property
+    def start(self) -> _timestamp_pb2.Timestamp:
+        """Start of the bucket (an hour, a day or a Monday at 00:00 UTC). The first
+        bucket may start before the window; only the window's part counts.
+        """
+
+    def __init__(
+        self,
+        *,
+        start: _timestamp_pb2.Timestamp | None = ...,
+        signals: _builtins.int = ...,
+        closed: _builtins.int = ...,
+        wins: _builtins.int = ...,
+        win_rate: _builtins.float = ...,
+        avg_r: _builtins.float = ...,
+        cumulative_r: _builtins.float = ...,
+        insufficient_data: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["start", b"start"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["avg_r", b"avg_r", "closed", b"closed", "cumulative_r", b"cumulative_r", "insufficient_data", b"insufficient_data", "signals", b"signals", "start", b"start", "win_rate", b"win_rate", "wins", b"wins"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___TimeBucket: _TypeAlias = TimeBucket  # noqa: Y015
+
+@_typing.final
+class StrengthBucket(_message.Message):
+    """StrengthBucket is the outcome of the closed signals whose consensus
+    strength fell in one range.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    LOWER_FIELD_NUMBER: _builtins.int
+    UPPER_FIELD_NUMBER: _builtins.int
+    OUT_OF_RANGE_FIELD_NUMBER: _builtins.int
+    CLOSED_FIELD_NUMBER: _builtins.int
+    WINS_FIELD_NUMBER: _builtins.int
+    WIN_RATE_FIELD_NUMBER: _builtins.int
+    WIN_RATE_INTERVAL_FIELD_NUMBER: _builtins.int
+    AVG_R_FIELD_NUMBER: _builtins.int
+    INSUFFICIENT_DATA_FIELD_NUMBER: _builtins.int
+    lower: _builtins.float
+    """Lower edge (inclusive); unset for the out-of-range bucket."""
+    upper: _builtins.float
+    """Upper edge: exclusive, except for the last range, which includes it;
+    unset for the out-of-range bucket.
+    """
+    out_of_range: _builtins.bool
+    """The bucket of the values outside [e0, en]."""
+    closed: _builtins.int
+    """Closed signals in the bucket."""
+    wins: _builtins.int
+    """Of those, wins (outcome_pnl > 0)."""
+    win_rate: _builtins.float
+    """wins / closed, a fraction; 0 when nothing closed."""
+    avg_r: _builtins.float
+    """Mean outcome_r_multiple; 0 when nothing closed."""
+    insufficient_data: _builtins.bool
+    """Fewer than `min_closed` closed signals: its rates say little."""
+    @_builtins.property
+    def win_rate_interval(self) -> Global___Interval:
+        """The 95 % Wilson score interval of `win_rate`; unset when nothing closed."""
+
+    def __init__(
+        self,
+        *,
+        lower: _builtins.float | None = ...,
+        upper: _builtins.float | None = ...,
+        out_of_range: _builtins.bool = ...,
+        closed: _builtins.int = ...,
+        wins: _builtins.int = ...,
+        win_rate: _builtins.float = ...,
+        win_rate_interval: Global___Interval | None = ...,
+        avg_r: _builtins.float = ...,
+        insufficient_data: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_lower", b"_lower", "_upper", b"_upper", "lower", b"lower", "upper", b"upper", "win_rate_interval", b"win_rate_interval"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_lower", b"_lower", "_upper", b"_upper", "avg_r", b"avg_r", "closed", b"closed", "insufficient_data", b"insufficient_data", "lower", b"lower", "out_of_range", b"out_of_range", "upper", b"upper", "win_rate", b"win_rate", "win_rate_interval", b"win_rate_interval", "wins", b"wins"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__lower: _TypeAlias = _typing.Literal["lower"]  # noqa: Y015
+    _WhichOneofArgType__lower: _TypeAlias = _typing.Literal["_lower", b"_lower"]  # noqa: Y015
+    _WhichOneofReturnType__upper: _TypeAlias = _typing.Literal["upper"]  # noqa: Y015
+    _WhichOneofArgType__upper: _TypeAlias = _typing.Literal["_upper", b"_upper"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__lower) -> _WhichOneofReturnType__lower | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__upper) -> _WhichOneofReturnType__upper | None: ...
+
+Global___StrengthBucket: _TypeAlias = StrengthBucket  # noqa: Y015
+
+@_typing.final
+class StrengthBreakdown(_message.Message):
+    """StrengthBreakdown buckets the closed signals by one measure of consensus."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    EDGES_FIELD_NUMBER: _builtins.int
+    BUCKETS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def edges(self) -> _containers.RepeatedScalarFieldContainer[_builtins.float]:
+        """The edges used (the request's, or the defaults)."""
+
+    @_builtins.property
+    def buckets(self) -> _containers.RepeatedCompositeFieldContainer[Global___StrengthBucket]:
+        """One bucket per range, in order, then the out-of-range bucket."""
+
+    def __init__(
+        self,
+        *,
+        edges: _abc.Iterable[_builtins.float] | None = ...,
+        buckets: _abc.Iterable[Global___StrengthBucket] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["buckets", b"buckets", "edges", b"edges"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___StrengthBreakdown: _TypeAlias = StrengthBreakdown  # noqa: Y015
+
+@_typing.final
+class GetSignalQualityResponse(_message.Message):
+    """GetSignalQualityResponse is the signal quality of the window."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DAYS_FIELD_NUMBER: _builtins.int
+    WINDOW_START_FIELD_NUMBER: _builtins.int
+    BUCKET_WIDTH_FIELD_NUMBER: _builtins.int
+    TIME_SERIES_FIELD_NUMBER: _builtins.int
+    BY_AGREEMENT_FIELD_NUMBER: _builtins.int
+    BY_EFFECTIVE_K_FIELD_NUMBER: _builtins.int
+    BY_TRADER_COUNT_FIELD_NUMBER: _builtins.int
+    MIN_CLOSED_FIELD_NUMBER: _builtins.int
+    days: _builtins.int
+    """The window length actually used, in days."""
+    bucket_width: Global___BucketWidth.ValueType
+    """The bucket width actually used (never UNSPECIFIED)."""
+    min_closed: _builtins.int
+    """The fewest closed signals a bucket needs not to be flagged
+    `insufficient_data` (10).
+    """
+    @_builtins.property
+    def window_start(self) -> _timestamp_pb2.Timestamp:
+        """Start of the window (inclusive); the window ends at the time of the call."""
+
+    @_builtins.property
+    def time_series(self) -> _containers.RepeatedCompositeFieldContainer[Global___TimeBucket]:
+        """Every bucket from the one holding `window_start` to the one holding the
+        end of the window, oldest first, empty ones included.
+        """
+
+    @_builtins.property
+    def by_agreement(self) -> Global___StrengthBreakdown:
+        """Closed signals decided in the window, by agreement_pct."""
+
+    @_builtins.property
+    def by_effective_k(self) -> Global___StrengthBreakdown:
+        """The same closed signals, by effective_k."""
+
+    @_builtins.property
+    def by_trader_count(self) -> Global___StrengthBreakdown:
+        """The same closed signals, by trader_count."""
+
+    def __init__(
+        self,
+        *,
+        days: _builtins.int = ...,
+        window_start: _timestamp_pb2.Timestamp | None = ...,
+        bucket_width: Global___BucketWidth.ValueType = ...,
+        time_series: _abc.Iterable[Global___TimeBucket] | None = ...,
+        by_agreement: Global___StrengthBreakdown | None = ...,
+        by_effective_k: Global___StrengthBreakdown | None = ...,
+        by_trader_count: Global___StrengthBreakdown | None = ...,
+        min_closed: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["by_agreement", b"by_agreement", "by_effective_k", b"by_effective_k", "by_trader_count", b"by_trader_count", "window_start", b"window_start"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["bucket_width", b"bucket_width", "by_agreement", b"by_agreement", "by_effective_k", b"by_effective_k", "by_trader_count", b"by_trader_count", "days", b"days", "min_closed", b"min_closed", "time_series", b"time_series", "window_start", b"window_start"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetSignalQualityResponse: _TypeAlias = GetSignalQualityResponse  # noqa: Y015
+
+@_typing.final
+class GetGateAnalyticsRequest(_message.Message):
+    """GetGateAnalyticsRequest chooses the window and the coin."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DAYS_FIELD_NUMBER: _builtins.int
+    SYMBOL_FIELD_NUMBER: _builtins.int
+    TOP_COMBINATIONS_FIELD_NUMBER: _builtins.int
+    days: _builtins.int
+    """Window length in days, 1-365, ending now; 0 or unset means 7."""
+    symbol: _builtins.str
+    """Only this coin; unset or empty for all coins."""
+    top_combinations: _builtins.int
+    """How many sets of gates failing together to list, 1-100; 0 or unset
+    means 10.
+    """
+    def __init__(
+        self,
+        *,
+        days: _builtins.int | None = ...,
+        symbol: _builtins.str | None = ...,
+        top_combinations: _builtins.int | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_days", b"_days", "_symbol", b"_symbol", "_top_combinations", b"_top_combinations", "days", b"days", "symbol", b"symbol", "top_combinations", b"top_combinations"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_days", b"_days", "_symbol", b"_symbol", "_top_combinations", b"_top_combinations", "days", b"days", "symbol", b"symbol", "top_combinations", b"top_combinations"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__days: _TypeAlias = _typing.Literal["days"]  # noqa: Y015
+    _WhichOneofArgType__days: _TypeAlias = _typing.Literal["_days", b"_days"]  # noqa: Y015
+    _WhichOneofReturnType__symbol: _TypeAlias = _typing.Literal["symbol"]  # noqa: Y015
+    _WhichOneofArgType__symbol: _TypeAlias = _typing.Literal["_symbol", b"_symbol"]  # noqa: Y015
+    _WhichOneofReturnType__top_combinations: _TypeAlias = _typing.Literal["top_combinations"]  # noqa: Y015
+    _WhichOneofArgType__top_combinations: _TypeAlias = _typing.Literal["_top_combinations", b"_top_combinations"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__days) -> _WhichOneofReturnType__days | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__symbol) -> _WhichOneofReturnType__symbol | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__top_combinations) -> _WhichOneofReturnType__top_combinations | None: ...
+
+Global___GetGateAnalyticsRequest: _TypeAlias = GetGateAnalyticsRequest  # noqa: Y015
+
+@_typing.final
+class NearMissBin(_message.Message):
+    """NearMissBin counts failed values by their distance from the threshold."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    LOWER_FIELD_NUMBER: _builtins.int
+    UPPER_FIELD_NUMBER: _builtins.int
+    COUNT_FIELD_NUMBER: _builtins.int
+    lower: _builtins.float
+    """Lower edge of the distance (inclusive)."""
+    upper: _builtins.float
+    """Upper edge of the distance (exclusive); unset for the last, open bin."""
+    count: _builtins.int
+    """Failed values at that distance."""
+    def __init__(
+        self,
+        *,
+        lower: _builtins.float = ...,
+        upper: _builtins.float | None = ...,
+        count: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_upper", b"_upper", "upper", b"upper"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_upper", b"_upper", "count", b"count", "lower", b"lower", "upper", b"upper"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__upper: _TypeAlias = _typing.Literal["upper"]  # noqa: Y015
+    _WhichOneofArgType__upper: _TypeAlias = _typing.Literal["_upper", b"_upper"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__upper) -> _WhichOneofReturnType__upper | None: ...
+
+Global___NearMissBin: _TypeAlias = NearMissBin  # noqa: Y015
+
+@_typing.final
+class GateStats(_message.Message):
+    """GateStats is what one gate did in the window."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    EVALUATED_FIELD_NUMBER: _builtins.int
+    FAILED_FIELD_NUMBER: _builtins.int
+    FAILURE_RATE_FIELD_NUMBER: _builtins.int
+    ONLY_FAILURE_FIELD_NUMBER: _builtins.int
+    DIRECTION_FIELD_NUMBER: _builtins.int
+    NEAR_MISSES_FIELD_NUMBER: _builtins.int
+    FAILED_ON_PASSING_SIDE_FIELD_NUMBER: _builtins.int
+    FAILED_WITHOUT_VALUE_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """The gate's name."""
+    evaluated: _builtins.int
+    """Decisions that recorded this gate."""
+    failed: _builtins.int
+    """Of those, the ones where it failed."""
+    failure_rate: _builtins.float
+    """failed / evaluated, a fraction."""
+    only_failure: _builtins.int
+    """Decisions where it was the only failing gate: the decisions it alone
+    blocked.
+    """
+    direction: Global___GateDirection.ValueType
+    """Which side of the threshold fails, inferred (see GateDirection)."""
+    failed_on_passing_side: _builtins.int
+    """Failed values on the passing side of the inferred direction (a gate
+    failing for another reason, or an inconsistent record): not binned.
+    """
+    failed_without_value: _builtins.int
+    """Failed without a value or a threshold: not binned."""
+    @_builtins.property
+    def near_misses(self) -> _containers.RepeatedCompositeFieldContainer[Global___NearMissBin]:
+        """The failed values with both a value and a threshold on the failing side
+        (or equal to the threshold), by distance |value - threshold| / |threshold|
+        (|value - threshold| when the threshold is 0), in the fixed bins 0, 0.01,
+        0.02, 0.05, 0.1, 0.2, 0.5, 1 and above. Empty when the direction is
+        UNSPECIFIED.
+        """
+
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        evaluated: _builtins.int = ...,
+        failed: _builtins.int = ...,
+        failure_rate: _builtins.float = ...,
+        only_failure: _builtins.int = ...,
+        direction: Global___GateDirection.ValueType = ...,
+        near_misses: _abc.Iterable[Global___NearMissBin] | None = ...,
+        failed_on_passing_side: _builtins.int = ...,
+        failed_without_value: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["direction", b"direction", "evaluated", b"evaluated", "failed", b"failed", "failed_on_passing_side", b"failed_on_passing_side", "failed_without_value", b"failed_without_value", "failure_rate", b"failure_rate", "name", b"name", "near_misses", b"near_misses", "only_failure", b"only_failure"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GateStats: _TypeAlias = GateStats  # noqa: Y015
+
+@_typing.final
+class GateCombination(_message.Message):
+    """GateCombination is one exact set of gates failing together."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    GATES_FIELD_NUMBER: _builtins.int
+    COUNT_FIELD_NUMBER: _builtins.int
+    count: _builtins.int
+    """SKIP decisions whose failed gates were exactly these."""
+    @_builtins.property
+    def gates(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """The failed gates' names, sorted."""
+
+    def __init__(
+        self,
+        *,
+        gates: _abc.Iterable[_builtins.str] | None = ...,
+        count: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["count", b"count", "gates", b"gates"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GateCombination: _TypeAlias = GateCombination  # noqa: Y015
+
+@_typing.final
+class GetGateAnalyticsResponse(_message.Message):
+    """GetGateAnalyticsResponse is the gate analytics of the window."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DAYS_FIELD_NUMBER: _builtins.int
+    WINDOW_START_FIELD_NUMBER: _builtins.int
+    GATES_FIELD_NUMBER: _builtins.int
+    FAILED_TOGETHER_FIELD_NUMBER: _builtins.int
+    SKIPS_WITH_FAILURES_FIELD_NUMBER: _builtins.int
+    days: _builtins.int
+    """The window length actually used, in days."""
+    skips_with_failures: _builtins.int
+    """SKIP decisions in the window with at least one failed gate."""
+    @_builtins.property
+    def window_start(self) -> _timestamp_pb2.Timestamp:
+        """Start of the window (inclusive); the window ends at the time of the call."""
+
+    @_builtins.property
+    def gates(self) -> _containers.RepeatedCompositeFieldContainer[Global___GateStats]:
+        """Every gate recorded in the window, most failures first, ties by name."""
+
+    @_builtins.property
+    def failed_together(self) -> _containers.RepeatedCompositeFieldContainer[Global___GateCombination]:
+        """The most frequent exact sets of failed gates among the window's SKIP
+        decisions that failed at least one, most frequent first, ties by the
+        names; at most `top_combinations`.
+        """
+
+    def __init__(
+        self,
+        *,
+        days: _builtins.int = ...,
+        window_start: _timestamp_pb2.Timestamp | None = ...,
+        gates: _abc.Iterable[Global___GateStats] | None = ...,
+        failed_together: _abc.Iterable[Global___GateCombination] | None = ...,
+        skips_with_failures: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["window_start", b"window_start"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["days", b"days", "failed_together", b"failed_together", "gates", b"gates", "skips_with_failures", b"skips_with_failures", "window_start", b"window_start"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetGateAnalyticsResponse: _TypeAlias = GetGateAnalyticsResponse  # noqa: Y015
 
 @_typing.final
 class RecordOutcomeRequest(_message.Message):

@@ -154,6 +154,35 @@ class DecisionServiceStub:
       malformed `symbol`.
     - UNAVAILABLE (DATABASE_UNAVAILABLE).
     """
+    GetSignalQuality: _grpc.UnaryUnaryMultiCallable[_decision_service_pb2.GetSignalQualityRequest, _decision_service_pb2.GetSignalQualityResponse]
+    """GetSignalQuality answers whether the consensus signal pays over time and
+    whether stronger consensus pays more: a time series of the window in
+    UTC buckets, and the closed signals' outcomes bucketed by agreement,
+    effective-K and trader count.
+
+    Role: `reader` or above.
+
+    Errors:
+    - UNAUTHENTICATED (NOT_AUTHENTICATED): no accepted credentials.
+    - INVALID_ARGUMENT (VALIDATION_FAILED): `days` outside 1-365, a malformed
+      `symbol`, an unknown `bucket_width`, or edges that are not 2-50 finite,
+      strictly increasing numbers.
+    - UNAVAILABLE (DATABASE_UNAVAILABLE).
+    """
+    GetGateAnalytics: _grpc.UnaryUnaryMultiCallable[_decision_service_pb2.GetGateAnalyticsRequest, _decision_service_pb2.GetGateAnalyticsResponse]
+    """GetGateAnalytics answers which gates cost trades: per gate how often it
+    was evaluated, failed, and was the only failing gate; the sets of gates
+    that failed together in skips; and how close the failed values came to
+    their thresholds (near-misses).
+
+    Role: `reader` or above.
+
+    Errors:
+    - UNAUTHENTICATED (NOT_AUTHENTICATED): no accepted credentials.
+    - INVALID_ARGUMENT (VALIDATION_FAILED): `days` outside 1-365, a malformed
+      `symbol`, or `top_combinations` outside 1-100.
+    - UNAVAILABLE (DATABASE_UNAVAILABLE).
+    """
     RecordOutcome: _grpc.UnaryUnaryMultiCallable[_decision_service_pb2.RecordOutcomeRequest, _decision_service_pb2.RecordOutcomeResponse]
     """RecordOutcome attaches the closed position's result to a SIGNAL decision.
 
@@ -269,6 +298,35 @@ class DecisionServiceAsyncStub(DecisionServiceStub):
     - UNAUTHENTICATED (NOT_AUTHENTICATED): no accepted credentials.
     - INVALID_ARGUMENT (VALIDATION_FAILED): `days` outside 1-365, or a
       malformed `symbol`.
+    - UNAVAILABLE (DATABASE_UNAVAILABLE).
+    """
+    GetSignalQuality: _aio.UnaryUnaryMultiCallable[_decision_service_pb2.GetSignalQualityRequest, _decision_service_pb2.GetSignalQualityResponse]  # type: ignore[assignment]
+    """GetSignalQuality answers whether the consensus signal pays over time and
+    whether stronger consensus pays more: a time series of the window in
+    UTC buckets, and the closed signals' outcomes bucketed by agreement,
+    effective-K and trader count.
+
+    Role: `reader` or above.
+
+    Errors:
+    - UNAUTHENTICATED (NOT_AUTHENTICATED): no accepted credentials.
+    - INVALID_ARGUMENT (VALIDATION_FAILED): `days` outside 1-365, a malformed
+      `symbol`, an unknown `bucket_width`, or edges that are not 2-50 finite,
+      strictly increasing numbers.
+    - UNAVAILABLE (DATABASE_UNAVAILABLE).
+    """
+    GetGateAnalytics: _aio.UnaryUnaryMultiCallable[_decision_service_pb2.GetGateAnalyticsRequest, _decision_service_pb2.GetGateAnalyticsResponse]  # type: ignore[assignment]
+    """GetGateAnalytics answers which gates cost trades: per gate how often it
+    was evaluated, failed, and was the only failing gate; the sets of gates
+    that failed together in skips; and how close the failed values came to
+    their thresholds (near-misses).
+
+    Role: `reader` or above.
+
+    Errors:
+    - UNAUTHENTICATED (NOT_AUTHENTICATED): no accepted credentials.
+    - INVALID_ARGUMENT (VALIDATION_FAILED): `days` outside 1-365, a malformed
+      `symbol`, or `top_combinations` outside 1-100.
     - UNAVAILABLE (DATABASE_UNAVAILABLE).
     """
     RecordOutcome: _aio.UnaryUnaryMultiCallable[_decision_service_pb2.RecordOutcomeRequest, _decision_service_pb2.RecordOutcomeResponse]  # type: ignore[assignment]
@@ -413,6 +471,47 @@ class DecisionServiceServicer(metaclass=_abc_1.ABCMeta):
         - UNAUTHENTICATED (NOT_AUTHENTICATED): no accepted credentials.
         - INVALID_ARGUMENT (VALIDATION_FAILED): `days` outside 1-365, or a
           malformed `symbol`.
+        - UNAVAILABLE (DATABASE_UNAVAILABLE).
+        """
+
+    @_abc_1.abstractmethod
+    def GetSignalQuality(
+        self,
+        request: _decision_service_pb2.GetSignalQualityRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_decision_service_pb2.GetSignalQualityResponse, _abc.Awaitable[_decision_service_pb2.GetSignalQualityResponse]]:
+        """GetSignalQuality answers whether the consensus signal pays over time and
+        whether stronger consensus pays more: a time series of the window in
+        UTC buckets, and the closed signals' outcomes bucketed by agreement,
+        effective-K and trader count.
+
+        Role: `reader` or above.
+
+        Errors:
+        - UNAUTHENTICATED (NOT_AUTHENTICATED): no accepted credentials.
+        - INVALID_ARGUMENT (VALIDATION_FAILED): `days` outside 1-365, a malformed
+          `symbol`, an unknown `bucket_width`, or edges that are not 2-50 finite,
+          strictly increasing numbers.
+        - UNAVAILABLE (DATABASE_UNAVAILABLE).
+        """
+
+    @_abc_1.abstractmethod
+    def GetGateAnalytics(
+        self,
+        request: _decision_service_pb2.GetGateAnalyticsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_decision_service_pb2.GetGateAnalyticsResponse, _abc.Awaitable[_decision_service_pb2.GetGateAnalyticsResponse]]:
+        """GetGateAnalytics answers which gates cost trades: per gate how often it
+        was evaluated, failed, and was the only failing gate; the sets of gates
+        that failed together in skips; and how close the failed values came to
+        their thresholds (near-misses).
+
+        Role: `reader` or above.
+
+        Errors:
+        - UNAUTHENTICATED (NOT_AUTHENTICATED): no accepted credentials.
+        - INVALID_ARGUMENT (VALIDATION_FAILED): `days` outside 1-365, a malformed
+          `symbol`, or `top_combinations` outside 1-100.
         - UNAVAILABLE (DATABASE_UNAVAILABLE).
         """
 

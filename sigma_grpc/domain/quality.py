@@ -1,0 +1,488 @@
+"""Signal-quality statistics: what a trader judges a strategy by, from rows storage returns.
+
+Plain functions over closed signals, time-bucket counts and gate counts; no I/O.
+A *win* is a closed signal with outcome_pnl > 0, a *loss* one with
+outcome_pnl < 0, a breakeven (0) is neither. Closed signals are ordered by
+their close time, ties by id, wherever the order matters (drawdown, streaks).
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+# The fewest closed signals a bucket needs before its rates are worth reading.
+MIN_CLOSED = 10
+# z of a two-sided 95 % interval.
+_Z95 = 1.959963984540054
+
+DEFAULT_AGREEMENT_EDGES = (0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
+DEFAULT_EFFECTIVE_K_EDGES = (1.0, 2.0, 3.0, 4.0, 6.0, 10.0)
+DEFAULT_TRADER_COUNT_EDGES = (1.0, 3.0, 5.0, 10.0, 20.0, 50.0)
+MAX_EDGES = 50
+DEFAULT_TOP_COMBINATIONS = 10
+MAX_TOP_COMBINATIONS = 100
+# Near-miss distance bins, as fractions of the threshold: [0, 0.01), [0.01, 0.02), ..., [1, inf).
+NEAR_MISS_EDGES = (0.0, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0)
+
+
+class BucketWidth(enum.Enum):
+    HOUR = "hour"
+    DAY = "day"
+    WEEK = "week"
+
+
+class GateDirection(enum.Enum):
+    """Which side of its threshold makes a gate fail."""
+
+    UNKNOWN = "unknown"
+    MIN = "min"  # a value below the threshold fails
+    MAX = "max"  # a value above the threshold fails
+
+
+@dataclass(frozen=True, slots=True)
+class Interval:
+    low: float
+    high: float
+
+
+def wilson_interval(wins: int, n: int) -> Interval | None:
+    """The 95 % Wilson score interval of wins/n; None when n is 0."""
+    if n <= 0:
+        return None
+    p = wins / n
+    z2 = _Z95 * _Z95
+    denominator = 1 + z2 / n
+    center = (p + z2 / (2 * n)) / denominator
+    half = _Z95 * math.sqrt(p * (1 - p) / n + z2 / (4 * n * n)) / denominator
+    # At p = 0 or 1 the bound on that side is exactly 0 or 1; floats would miss it by an ulp.
+    low = 0.0 if wins == 0 else max(0.0, center - half)
+    high = 1.0 if wins == n else min(1.0, center + half)
+    return Interval(low, high)
+
+
+# -- closed signals: the GetStats additions ---------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ClosedSignal:
+    """One closed signal, as the closed-signal statistics need it."""
+
+    symbol: str
+    decided_at: datetime
+    closed_at: datetime
+    r_multiple: Decimal
+    pnl: Decimal
+
+
+@dataclass(frozen=True, slots=True)
+class ClosedStats:
+    """The statistics of a sequence of closed signals that depend on more than counts and sums."""
+
+    avg_win_r: float = 0.0
+    avg_loss_r: float = 0.0
+    profit_factor: float | None = None
+    max_drawdown_r: float = 0.0
+    best_r: float | None = None
+    worst_r: float | None = None
+    longest_win_streak: int = 0
+    longest_loss_streak: int = 0
+    median_holding_time: timedelta | None = None
+
+
+def closed_stats(ordered: Sequence[ClosedSignal]) -> ClosedStats:
+    """The statistics of `ordered`: closed signals in close-time order (ties by id)."""
+    if not ordered:
+        return ClosedStats()
+    win_r = loss_r = gross_win = gross_loss = Decimal(0)
+    wins = losses = 0
+    cumulative = peak = Decimal(0)
+    drawdown = Decimal(0)
+    win_run = loss_run = longest_win = longest_loss = 0
+    for signal in ordered:
+        if signal.pnl > 0:
+            wins += 1
+            win_r += signal.r_multiple
+            gross_win += signal.pnl
+            win_run, loss_run = win_run + 1, 0
+            longest_win = max(longest_win, win_run)
+        elif signal.pnl < 0:
+            losses += 1
+            loss_r += signal.r_multiple
+            gross_loss -= signal.pnl
+            win_run, loss_run = 0, loss_run + 1
+            longest_loss = max(longest_loss, loss_run)
+        else:
+            win_run = loss_run = 0
+        cumulative += signal.r_multiple
+        peak = max(peak, cumulative)
+        drawdown = max(drawdown, peak - cumulative)
+    r_values = [s.r_multiple for s in ordered]
+    return ClosedStats(
+        avg_win_r=float(win_r / wins) if wins else 0.0,
+        avg_loss_r=float(loss_r / losses) if losses else 0.0,
+        profit_factor=float(gross_win / gross_loss) if losses and gross_loss else None,
+        max_drawdown_r=float(drawdown),
+        best_r=float(max(r_values)),
+        worst_r=float(min(r_values)),
+        longest_win_streak=longest_win,
+        longest_loss_streak=longest_loss,
+        median_holding_time=median_duration([s.closed_at - s.decided_at for s in ordered]),
+    )
+
+
+def median_duration(durations: Iterable[timedelta]) -> timedelta | None:
+    """The median; for an even count the mean of the two middle values (to the microsecond)."""
+    ordered = sorted(durations)
+    if not ordered:
+        return None
+    middle = len(ordered) // 2
+    if len(ordered) % 2:
+        return ordered[middle]
+    low, high = ordered[middle - 1], ordered[middle]
+    # In whole microseconds, half up: exact, unlike timedelta / 2's float rounding.
+    total = (low + high) // timedelta(microseconds=1)
+    return timedelta(microseconds=(total + 1) // 2)
+
+
+def closed_stats_by_symbol(ordered: Sequence[ClosedSignal]) -> tuple[ClosedStats, dict[str, ClosedStats]]:
+    """The statistics of all of `ordered`, and of each symbol's part of it."""
+    by_symbol: dict[str, list[ClosedSignal]] = {}
+    for signal in ordered:
+        by_symbol.setdefault(signal.symbol, []).append(signal)
+    return closed_stats(ordered), {symbol: closed_stats(part) for symbol, part in by_symbol.items()}
+
+
+# -- GetSignalQuality ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class QualityQuery:
+    """A validated GetSignalQuality request."""
+
+    days: int
+    symbol: str | None
+    width: BucketWidth
+    agreement_edges: tuple[float, ...]
+    effective_k_edges: tuple[float, ...]
+    trader_count_edges: tuple[float, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class StrengthPoint:
+    """A closed signal decided in the window: its consensus strength and its result."""
+
+    agreement: float
+    effective_k: float
+    trader_count: int
+    r_multiple: Decimal
+    pnl: Decimal
+
+
+@dataclass(frozen=True, slots=True)
+class BucketCounts:
+    """What storage counts per time bucket (by its start)."""
+
+    signals: int = 0
+    closed: int = 0
+    wins: int = 0
+    r_sum: Decimal = Decimal(0)
+
+
+@dataclass(frozen=True, slots=True)
+class TimeBucket:
+    start: datetime
+    signals: int
+    closed: int
+    wins: int
+    win_rate: float
+    avg_r: float
+    cumulative_r: float
+    insufficient_data: bool
+
+
+@dataclass(frozen=True, slots=True)
+class StrengthBucket:
+    lower: float | None  # None (with upper) for the out-of-range bucket
+    upper: float | None
+    closed: int
+    wins: int
+    win_rate: float
+    interval: Interval | None
+    avg_r: float
+    insufficient_data: bool
+
+    @property
+    def out_of_range(self) -> bool:
+        return self.lower is None
+
+
+@dataclass(frozen=True, slots=True)
+class StrengthBreakdown:
+    edges: tuple[float, ...]
+    buckets: tuple[StrengthBucket, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class SignalQuality:
+    days: int
+    window_start: datetime
+    width: BucketWidth
+    time_series: tuple[TimeBucket, ...]
+    by_agreement: StrengthBreakdown
+    by_effective_k: StrengthBreakdown
+    by_trader_count: StrengthBreakdown
+
+
+def bucket_start(moment: datetime, width: BucketWidth) -> datetime:
+    """The start of the UTC bucket holding `moment` (weeks start on Monday)."""
+    moment = moment.astimezone(UTC)
+    hour = moment.replace(minute=0, second=0, microsecond=0)
+    if width is BucketWidth.HOUR:
+        return hour
+    day = hour.replace(hour=0)
+    if width is BucketWidth.DAY:
+        return day
+    return day - timedelta(days=day.weekday())
+
+
+def _step(width: BucketWidth) -> timedelta:
+    return {BucketWidth.HOUR: timedelta(hours=1), BucketWidth.DAY: timedelta(days=1)}.get(
+        width, timedelta(weeks=1)
+    )
+
+
+def time_series(
+    window_start: datetime, window_end: datetime, width: BucketWidth, counts: dict[datetime, BucketCounts]
+) -> tuple[TimeBucket, ...]:
+    """Every bucket from the one holding `window_start` to the one holding `window_end`, empty ones
+    included; `counts` holds the window's counts by bucket start (the window's part only)."""
+    buckets = []
+    cumulative = Decimal(0)
+    start = bucket_start(window_start, width)
+    # The window is [window_start, window_end): its last instant decides the last bucket, unless
+    # a decision came in dated a little ahead of the clock (the skew LogDecision allows).
+    last = max([bucket_start(window_end - timedelta(microseconds=1), width), *counts])
+    while start <= last:
+        c = counts.get(start, BucketCounts())
+        cumulative += c.r_sum
+        buckets.append(
+            TimeBucket(
+                start=start,
+                signals=c.signals,
+                closed=c.closed,
+                wins=c.wins,
+                win_rate=c.wins / c.closed if c.closed else 0.0,
+                avg_r=float(c.r_sum / c.closed) if c.closed else 0.0,
+                cumulative_r=float(cumulative),
+                insufficient_data=c.closed < MIN_CLOSED,
+            )
+        )
+        start += _step(width)
+    return tuple(buckets)
+
+
+def strength_breakdown(
+    values: Sequence[tuple[float, Decimal, Decimal]], edges: Sequence[float]
+) -> StrengthBreakdown:
+    """Closed signals as (strength, r_multiple, pnl) bucketed by `edges`: [e_i, e_(i+1)), the last
+    range closed at the top, then one bucket for everything outside [e_0, e_n]."""
+    ranges = len(edges) - 1
+    closed = [0] * (ranges + 1)
+    wins = [0] * (ranges + 1)
+    r_sums = [Decimal(0)] * (ranges + 1)
+    for value, r_multiple, pnl in values:
+        index = _range_of(value, edges)
+        closed[index] += 1
+        wins[index] += pnl > 0
+        r_sums[index] += r_multiple
+    buckets = []
+    for index in range(ranges + 1):
+        inside = index < ranges
+        n = closed[index]
+        buckets.append(
+            StrengthBucket(
+                lower=edges[index] if inside else None,
+                upper=edges[index + 1] if inside else None,
+                closed=n,
+                wins=wins[index],
+                win_rate=wins[index] / n if n else 0.0,
+                interval=wilson_interval(wins[index], n),
+                avg_r=float(r_sums[index] / n) if n else 0.0,
+                insufficient_data=n < MIN_CLOSED,
+            )
+        )
+    return StrengthBreakdown(tuple(edges), tuple(buckets))
+
+
+def _range_of(value: float, edges: Sequence[float]) -> int:
+    """The index of the range holding `value`, or len(edges) - 1 (out of range)."""
+    ranges = len(edges) - 1
+    if not edges[0] <= value <= edges[-1]:
+        return ranges
+    if value == edges[-1]:
+        return ranges - 1
+    low, high = 0, ranges  # edges[low] <= value < edges[high]
+    while high - low > 1:
+        middle = (low + high) // 2
+        if value < edges[middle]:
+            high = middle
+        else:
+            low = middle
+    return low
+
+
+def signal_quality(
+    query: QualityQuery,
+    window_start: datetime,
+    window_end: datetime,
+    counts: dict[datetime, BucketCounts],
+    closed: Sequence[StrengthPoint],
+) -> SignalQuality:
+    def by(measure: str, edges: tuple[float, ...]) -> StrengthBreakdown:
+        return strength_breakdown([(getattr(p, measure), p.r_multiple, p.pnl) for p in closed], edges)
+
+    return SignalQuality(
+        days=query.days,
+        window_start=window_start,
+        width=query.width,
+        time_series=time_series(window_start, window_end, query.width, counts),
+        by_agreement=by("agreement", query.agreement_edges),
+        by_effective_k=by("effective_k", query.effective_k_edges),
+        by_trader_count=by("trader_count", query.trader_count_edges),
+    )
+
+
+# -- GetGateAnalytics ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class GateQuery:
+    """A validated GetGateAnalytics request."""
+
+    days: int
+    symbol: str | None
+    top_combinations: int
+
+
+class Side(enum.Enum):
+    """Where a recorded value lies relative to its threshold."""
+
+    BELOW = -1
+    EQUAL = 0
+    ABOVE = 1
+
+
+@dataclass(slots=True)
+class GateCounts:
+    """What storage counts for one gate over the window."""
+
+    evaluated: int = 0
+    failed: int = 0
+    only_failure: int = 0
+    failed_without_value: int = 0
+    # (passed, side) -> how many recorded values
+    sides: Counter[tuple[bool, Side]] | None = None
+    # (side of a failed value, near-miss bin index) -> count
+    failed_bins: Counter[tuple[Side, int]] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class NearMissBin:
+    lower: float
+    upper: float | None
+    count: int
+
+
+@dataclass(frozen=True, slots=True)
+class GateStats:
+    name: str
+    evaluated: int
+    failed: int
+    failure_rate: float
+    only_failure: int
+    direction: GateDirection
+    near_misses: tuple[NearMissBin, ...]
+    failed_on_passing_side: int
+    failed_without_value: int
+
+
+@dataclass(frozen=True, slots=True)
+class GateAnalytics:
+    days: int
+    window_start: datetime
+    gates: tuple[GateStats, ...]
+    # (sorted gate names, count), most frequent first, ties by the names
+    failed_together: tuple[tuple[tuple[str, ...], int], ...]
+    skips_with_failures: int
+
+
+def near_miss_bin(distance: float) -> int:
+    """The index of the near-miss bin of a distance >= 0."""
+    index = 0
+    for i, edge in enumerate(NEAR_MISS_EDGES):
+        if distance >= edge:
+            index = i
+    return index
+
+
+def infer_direction(sides: Counter[tuple[bool, Side]]) -> GateDirection:
+    """The failing side: where more failed values lie off the threshold; failing that, the side
+    opposite to most passed values; UNKNOWN when neither decides."""
+    for passed, flip in ((False, False), (True, True)):
+        below, above = sides[(passed, Side.BELOW)], sides[(passed, Side.ABOVE)]
+        if below != above:
+            fails_below = (below > above) != flip
+            return GateDirection.MIN if fails_below else GateDirection.MAX
+        if below or above:
+            return GateDirection.UNKNOWN
+    return GateDirection.UNKNOWN
+
+
+def gate_stats(name: str, counts: GateCounts) -> GateStats:
+    sides = counts.sides or Counter()
+    failed_bins = counts.failed_bins or Counter()
+    direction = infer_direction(sides)
+    failing_side = {GateDirection.MIN: Side.BELOW, GateDirection.MAX: Side.ABOVE}.get(direction)
+    bins: list[NearMissBin] = []
+    on_passing_side = 0
+    if failing_side is not None:
+        for index, lower in enumerate(NEAR_MISS_EDGES):
+            upper = NEAR_MISS_EDGES[index + 1] if index + 1 < len(NEAR_MISS_EDGES) else None
+            count = failed_bins[(failing_side, index)] + failed_bins[(Side.EQUAL, index)]
+            bins.append(NearMissBin(lower, upper, count))
+        passing_side = Side.ABOVE if failing_side is Side.BELOW else Side.BELOW
+        on_passing_side = sum(n for (side, _), n in failed_bins.items() if side is passing_side)
+    return GateStats(
+        name=name,
+        evaluated=counts.evaluated,
+        failed=counts.failed,
+        failure_rate=counts.failed / counts.evaluated if counts.evaluated else 0.0,
+        only_failure=counts.only_failure,
+        direction=direction,
+        near_misses=tuple(bins),
+        failed_on_passing_side=on_passing_side,
+        failed_without_value=counts.failed_without_value,
+    )
+
+
+def gate_analytics(
+    query: GateQuery,
+    window_start: datetime,
+    gates: dict[str, GateCounts],
+    combinations: dict[tuple[str, ...], int],
+) -> GateAnalytics:
+    stats = sorted((gate_stats(name, c) for name, c in gates.items()), key=lambda g: (-g.failed, g.name))
+    ranked = sorted(combinations.items(), key=lambda item: (-item[1], item[0]))
+    return GateAnalytics(
+        days=query.days,
+        window_start=window_start,
+        gates=tuple(stats),
+        failed_together=tuple(ranked[: query.top_combinations]),
+        skips_with_failures=sum(combinations.values()),
+    )
