@@ -11,6 +11,10 @@ import {
   type Decision,
   type DecisionType,
   type Direction,
+  type GetGateAnalyticsRequestSchema,
+  type GetGateAnalyticsResponse,
+  type GetSignalQualityRequestSchema,
+  type GetSignalQualityResponse,
   type GetStatsRequestSchema,
   type GetStatsResponse,
   type ListDecisionsRequestSchema,
@@ -54,7 +58,7 @@ export interface SigmaClientOptions {
    * header wins); undefined or "" sends none.
    */
   token?: string;
-  /** Prepended to the user agent: "hl-stream/1.4.0" gives `hl-stream/1.4.0 sigma-client-ts/0.1.0`. */
+  /** Prepended to the user agent: "hl-stream/1.4.0" gives `hl-stream/1.4.0 sigma-client-ts/0.2.0`. */
   userAgent?: string;
   /** Headers sent on every call, e.g. `{"x-sigma-actor": "hl-stream"}` (a note beside the config audit's authenticated "who"). */
   headers?: HeaderValues;
@@ -88,12 +92,31 @@ export type LogDecisionInput = Init<typeof LogDecisionRequestSchema> & {
 export type ListDecisionsInput = Init<typeof ListDecisionsRequestSchema>;
 /** GetStats' window (`days`, 7 when omitted) and optional `symbol`. */
 export type GetStatsInput = Init<typeof GetStatsRequestSchema>;
+/**
+ * GetSignalQuality's window (`days`, 7 when omitted), optional `symbol`, the time
+ * series' `bucketWidth` (BucketWidth.DAY when omitted) and the edges of the
+ * consensus-strength buckets (`agreementEdges`, `effectiveKEdges`, `traderCountEdges`:
+ * 2-50 strictly increasing numbers each; the server's defaults when omitted or empty).
+ */
+export type GetSignalQualityInput = Init<typeof GetSignalQualityRequestSchema>;
+/** GetGateAnalytics' window (`days`, 7 when omitted), optional `symbol`, and `topCombinations` (1-100, 10 when omitted). */
+export type GetGateAnalyticsInput = Init<typeof GetGateAnalyticsRequestSchema>;
 /** RecordOutcome's request: `decisionId`, `outcomePnl` (a decimal string), `outcomeRMultiple`, optional `outcomeClosedAt`. */
 export type RecordOutcomeInput = Init<typeof RecordOutcomeRequestSchema> & {
   decisionId: string;
   outcomePnl: string;
   outcomeRMultiple: number;
 };
+/** Options of executeSignal: a call's options, and `dryRunOnly`. */
+export interface ExecuteSignalOptions extends CallOptions {
+  /**
+   * Paper trading only: the server refuses with FAILED_PRECONDITION (DRY_RUN_REQUIRED),
+   * executing nothing, unless execution is in dry run, so the call can never place a
+   * real order (even if the config is switched to live meanwhile). Default false: the
+   * config alone decides.
+   */
+  dryRunOnly?: boolean;
+}
 /** ListExecutions' filters and page; every field is optional. */
 export type ListExecutionsInput = Init<typeof ListExecutionsRequestSchema>;
 /** The settings UpdateExecutionConfig may change (`updatedAt` is output only). */
@@ -209,6 +232,32 @@ export class SigmaClient {
   }
 
   /**
+   * GetSignalQuality: does the consensus signal pay over time, and does stronger
+   * consensus pay more? A time series of the window in UTC buckets (`bucketWidth`),
+   * oldest first, with the equity curve in R (`cumulativeR`), and the closed signals'
+   * outcomes bucketed by agreement, effective-K and trader count (`byAgreement`,
+   * `byEffectiveK`, `byTraderCount`: one bucket per range of the edges, then the
+   * out-of-range one). Counts are int64, so bigint; rates are fractions. Buckets with
+   * fewer than `minClosed` closed signals are flagged `insufficientData`.
+   * Errors: INVALID_ARGUMENT (VALIDATION_FAILED: days, symbol, bucket width or edges).
+   */
+  async getSignalQuality(input: GetSignalQualityInput = {}, options: CallOptions = {}): Promise<GetSignalQualityResponse> {
+    return this.call(options, (callOptions) => this.decisions.getSignalQuality(input, callOptions));
+  }
+
+  /**
+   * GetGateAnalytics: which gates cost trades. Per gate (`gates`, most failures
+   * first): how often it was evaluated, failed, and was the only failing gate, its
+   * inferred direction and its near-misses by distance from the threshold; the exact
+   * sets of gates that failed together in skips (`failedTogether`, at most
+   * `topCombinations`); and `skipsWithFailures`. Counts are int64, so bigint.
+   * Errors: INVALID_ARGUMENT (VALIDATION_FAILED: days, symbol, topCombinations).
+   */
+  async getGateAnalytics(input: GetGateAnalyticsInput = {}, options: CallOptions = {}): Promise<GetGateAnalyticsResponse> {
+    return this.call(options, (callOptions) => this.decisions.getGateAnalytics(input, callOptions));
+  }
+
+  /**
    * RecordOutcome: attaches the closed position's P&L (a decimal string, e.g. "-12.5")
    * and R-multiple to a SIGNAL. Repeating the same outcome is a no-op.
    * Errors: NOT_FOUND (DECISION_NOT_FOUND), FAILED_PRECONDITION (NOT_A_SIGNAL,
@@ -222,12 +271,17 @@ export class SigmaClient {
 
   /**
    * ExecuteSignal: executes a SIGNAL decision (at most one execution per decision;
-   * calling again returns it). Errors: NOT_FOUND (DECISION_NOT_FOUND),
-   * FAILED_PRECONDITION (NOT_EXECUTABLE, EXECUTION_DISABLED, NO_SIGNER, ...),
-   * UNAVAILABLE (EXCHANGE_UNAVAILABLE, DATABASE_UNAVAILABLE; safe to retry).
+   * calling again returns it). With `options.dryRunOnly`, paper trading only: a live
+   * config is refused with DRY_RUN_REQUIRED and nothing is executed.
+   * Errors: NOT_FOUND (DECISION_NOT_FOUND), FAILED_PRECONDITION (NOT_EXECUTABLE,
+   * EXECUTION_DISABLED, DRY_RUN_REQUIRED, NO_SIGNER, ...), UNAVAILABLE
+   * (EXCHANGE_UNAVAILABLE, DATABASE_UNAVAILABLE; safe to retry).
    */
-  async executeSignal(decisionId: string, options: CallOptions = {}): Promise<Execution> {
-    const response = await this.call(options, (callOptions) => this.executions.executeSignal({ decisionId }, callOptions));
+  async executeSignal(decisionId: string, options: ExecuteSignalOptions = {}): Promise<Execution> {
+    const dryRunOnly = options.dryRunOnly ?? false;
+    const response = await this.call(options, (callOptions) =>
+      this.executions.executeSignal({ decisionId, dryRunOnly }, callOptions),
+    );
     return required(response.execution, "execution");
   }
 
