@@ -11,12 +11,22 @@ import { anyPack } from "@bufbuild/protobuf/wkt";
 
 import {
   BadRequestSchema,
+  BucketWidth,
   Code,
   DecisionType,
   Direction,
   ErrorInfoSchema,
+  ErrorReason,
+  ExecuteSignalRequestSchema,
+  ExecuteSignalResponseSchema,
+  ExecutionStatus,
+  GateDirection,
   GetDecisionResponseSchema,
   GetExecutionConfigResponseSchema,
+  GetGateAnalyticsRequestSchema,
+  GetGateAnalyticsResponseSchema,
+  GetSignalQualityRequestSchema,
+  GetSignalQualityResponseSchema,
   LogDecisionRequestSchema,
   LogDecisionResponseSchema,
   SigmaClient,
@@ -70,6 +80,72 @@ function answer(request: RecordedRequest): Answer {
             decision: { id: "0b7f2c1e-6a4d-4e5b-9a8f-3c2d1e0f9a8b", symbol: sent.symbol, requestId: sent.requestId },
             replayed: sent.requestId === "seen-before",
           }),
+        ),
+      };
+    }
+    case "/sigma.v1.DecisionService/GetSignalQuality": {
+      // Echoes what was sent, with one closed bucket per breakdown.
+      const sent = fromBinary(GetSignalQualityRequestSchema, request.message);
+      const breakdown = (edges: number[]) => ({
+        edges,
+        buckets: [
+          { lower: edges[0], upper: edges[1], closed: 12n, wins: 9n, winRate: 0.75, winRateInterval: { low: 0.47, high: 0.91 }, avgR: 1.25 },
+          { outOfRange: true, insufficientData: true },
+        ],
+      });
+      return {
+        message: toBinary(
+          GetSignalQualityResponseSchema,
+          create(GetSignalQualityResponseSchema, {
+            days: sent.days ?? 7,
+            bucketWidth: sent.bucketWidth || BucketWidth.DAY,
+            timeSeries: [{ start: { seconds: 1_700_000_000n }, signals: 3n, closed: 2n, wins: 1n, winRate: 0.5, avgR: 0.5, cumulativeR: 1, insufficientData: true }],
+            byAgreement: breakdown(sent.agreementEdges),
+            byEffectiveK: breakdown(sent.effectiveKEdges),
+            byTraderCount: breakdown(sent.traderCountEdges),
+            minClosed: 10,
+          }),
+        ),
+      };
+    }
+    case "/sigma.v1.DecisionService/GetGateAnalytics": {
+      const sent = fromBinary(GetGateAnalyticsRequestSchema, request.message);
+      if ((sent.topCombinations ?? 10) > 100) {
+        return richError(Code.InvalidArgument, "top_combinations: must be 1-100", "sigma.v1", "VALIDATION_FAILED", [
+          ["top_combinations", "must be 1-100, got 101"],
+        ]);
+      }
+      return {
+        message: toBinary(
+          GetGateAnalyticsResponseSchema,
+          create(GetGateAnalyticsResponseSchema, {
+            days: sent.days ?? 7,
+            gates: [
+              {
+                name: "supermajority",
+                evaluated: 4n,
+                failed: 2n,
+                failureRate: 0.5,
+                onlyFailure: 1n,
+                direction: GateDirection.MIN,
+                nearMisses: [{ lower: 0.01, upper: 0.02, count: 2n }, { lower: 1, count: 0n }],
+              },
+            ],
+            failedTogether: [{ gates: ["effective_k", "supermajority"], count: 1n }],
+            skipsWithFailures: 2n,
+          }),
+        ),
+      };
+    }
+    case "/sigma.v1.ExecutionService/ExecuteSignal": {
+      const sent = fromBinary(ExecuteSignalRequestSchema, request.message);
+      if (sent.dryRunOnly) {
+        return richError(Code.FailedPrecondition, "execution is live", "sigma.v1", "DRY_RUN_REQUIRED");
+      }
+      return {
+        message: toBinary(
+          ExecuteSignalResponseSchema,
+          create(ExecuteSignalResponseSchema, { execution: { id: "e-1", decisionId: sent.decisionId, status: ExecutionStatus.FILLED } }),
         ),
       };
     }
@@ -238,6 +314,116 @@ describe("SigmaClient against a fake gRPC server", () => {
     const error = await rejection(sigma.getDecision("0b7f2c1e-6a4d-4e5b-9a8f-3c2d1e0f9a8b"));
     assert.equal(error.code, Code.Internal);
     assert.match(error.message, /no decision/);
+  });
+
+  test("getSignalQuality sends the window, bucket width and edges, and returns the response", async () => {
+    const quality = await sigma.getSignalQuality(
+      {
+        days: 30,
+        symbol: "BTC",
+        bucketWidth: BucketWidth.WEEK,
+        agreementEdges: [0.6, 0.8, 1],
+        effectiveKEdges: [2, 4],
+        traderCountEdges: [1, 5, 10, 50],
+      },
+      { timeoutMs: 2_500 },
+    );
+    const request = last();
+    assert.equal(request.path, "/sigma.v1.DecisionService/GetSignalQuality");
+    assert.equal(request.headers["grpc-timeout"], "2500m");
+    assert.equal(request.headers["authorization"], "Bearer s3cret");
+    const sent = fromBinary(GetSignalQualityRequestSchema, request.message);
+    assert.equal(sent.days, 30);
+    assert.equal(sent.symbol, "BTC");
+    assert.equal(sent.bucketWidth, BucketWidth.WEEK);
+    assert.deepEqual(sent.agreementEdges, [0.6, 0.8, 1]);
+    assert.deepEqual(sent.effectiveKEdges, [2, 4]);
+    assert.deepEqual(sent.traderCountEdges, [1, 5, 10, 50]);
+
+    assert.equal(quality.days, 30);
+    assert.equal(quality.bucketWidth, BucketWidth.WEEK);
+    assert.equal(quality.minClosed, 10);
+    assert.equal(quality.timeSeries.length, 1);
+    assert.equal(quality.timeSeries[0]?.signals, 3n, "int64 counts are bigint");
+    assert.equal(quality.timeSeries[0]?.cumulativeR, 1);
+    assert.deepEqual(quality.byAgreement?.edges, [0.6, 0.8, 1]);
+    assert.deepEqual(quality.byTraderCount?.edges, [1, 5, 10, 50]);
+    const [first, outside] = quality.byEffectiveK?.buckets ?? [];
+    assert.deepEqual(
+      [first?.lower, first?.upper, first?.closed, first?.wins, first?.winRate, first?.avgR, first?.outOfRange],
+      [2, 4, 12n, 9n, 0.75, 1.25, false],
+    );
+    assert.deepEqual([first?.winRateInterval?.low, first?.winRateInterval?.high], [0.47, 0.91]);
+    assert.deepEqual([outside?.lower, outside?.upper, outside?.outOfRange, outside?.closed], [undefined, undefined, true, 0n]);
+    assert.equal(outside?.winRateInterval, undefined);
+
+    // No input: an empty request (the server's defaults).
+    await sigma.getSignalQuality();
+    const bare = fromBinary(GetSignalQualityRequestSchema, last().message);
+    assert.deepEqual(
+      [bare.days, bare.symbol, bare.bucketWidth, bare.agreementEdges, bare.effectiveKEdges, bare.traderCountEdges],
+      [undefined, undefined, BucketWidth.UNSPECIFIED, [], [], []],
+    );
+  });
+
+  test("getGateAnalytics sends the window and topCombinations; its validation errors are SigmaErrors", async () => {
+    const analytics = await sigma.getGateAnalytics({ days: 14, symbol: "ETH", topCombinations: 3 });
+    const request = last();
+    assert.equal(request.path, "/sigma.v1.DecisionService/GetGateAnalytics");
+    const sent = fromBinary(GetGateAnalyticsRequestSchema, request.message);
+    assert.deepEqual([sent.days, sent.symbol, sent.topCombinations], [14, "ETH", 3]);
+    assert.equal(analytics.days, 14);
+    assert.equal(analytics.skipsWithFailures, 2n);
+    const [gate] = analytics.gates;
+    assert.deepEqual(
+      [gate?.name, gate?.evaluated, gate?.failed, gate?.failureRate, gate?.onlyFailure, gate?.direction],
+      ["supermajority", 4n, 2n, 0.5, 1n, GateDirection.MIN],
+    );
+    assert.deepEqual(
+      gate?.nearMisses.map((b) => [b.lower, b.upper, b.count]),
+      [
+        [0.01, 0.02, 2n],
+        [1, undefined, 0n],
+      ],
+    );
+    assert.deepEqual(
+      analytics.failedTogether.map((c) => [c.gates, c.count]),
+      [[["effective_k", "supermajority"], 1n]],
+    );
+
+    await sigma.getGateAnalytics();
+    const bare = fromBinary(GetGateAnalyticsRequestSchema, last().message);
+    assert.deepEqual([bare.days, bare.symbol, bare.topCombinations], [undefined, undefined, undefined]);
+
+    const error = await rejection(sigma.getGateAnalytics({ topCombinations: 101 }));
+    assert.equal(error.code, Code.InvalidArgument);
+    assert.equal(error.reason, "VALIDATION_FAILED");
+    assert.equal(error.violation("top_combinations"), "must be 1-100, got 101");
+  });
+
+  test("executeSignal sends dryRunOnly when asked (false otherwise); DRY_RUN_REQUIRED is decoded", async () => {
+    const execution = await sigma.executeSignal("0b7f2c1e-6a4d-4e5b-9a8f-3c2d1e0f9a8b");
+    assert.equal(execution.decisionId, "0b7f2c1e-6a4d-4e5b-9a8f-3c2d1e0f9a8b");
+    let sent = fromBinary(ExecuteSignalRequestSchema, last().message);
+    assert.equal(sent.dryRunOnly, false, "the existing call signature: the config alone decides");
+
+    await sigma.executeSignal("0b7f2c1e-6a4d-4e5b-9a8f-3c2d1e0f9a8b", { dryRunOnly: false, timeoutMs: 1_000 });
+    sent = fromBinary(ExecuteSignalRequestSchema, last().message);
+    assert.equal(sent.dryRunOnly, false);
+    assert.equal(last().headers["grpc-timeout"], "1000m");
+
+    const refused = await rejection(
+      sigma.executeSignal("0b7f2c1e-6a4d-4e5b-9a8f-3c2d1e0f9a8b", { dryRunOnly: true, headers: { "x-trace": "paper" } }),
+    );
+    sent = fromBinary(ExecuteSignalRequestSchema, last().message);
+    assert.equal(sent.dryRunOnly, true);
+    assert.equal(sent.decisionId, "0b7f2c1e-6a4d-4e5b-9a8f-3c2d1e0f9a8b");
+    assert.equal(last().headers["x-trace"], "paper", "the call's options still apply");
+    assert.equal(refused.code, Code.FailedPrecondition);
+    assert.equal(refused.reason, "DRY_RUN_REQUIRED");
+    assert.equal(refused.errorReason, ErrorReason.DRY_RUN_REQUIRED);
+    assert.equal(refused.retryable, false);
+    assert.equal(refused.message, "FAILED_PRECONDITION (DRY_RUN_REQUIRED): execution is live");
   });
 
   test("the deadline ends a call the server never answers: DEADLINE_EXCEEDED", async () => {
