@@ -14,7 +14,7 @@ import shutil
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, timezone
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -693,3 +693,443 @@ async def test_api_data_is_escaped(browser: Browser, base_url: str, pages: list[
     assert await page.locator("#decisions img, #decisions script, #decisions b").count() == 0
     assert await page.evaluate("window.__owned") is None
     watched.assert_clean()
+
+
+# -- the signal-quality view -----------------------------------------------------------------------------
+
+# Closed signals by agreement_pct, their R-multiples (P&L = 100 x R): 12 in one bucket (enough), 3 in
+# another (fewer than GetSignalQuality's min_closed of 10), 1 below the first edge (the out-of-range bucket).
+QUALITY_SIGNALS = {
+    0.85: [1.5, 2.0, 0.8, 1.2, 1.0, 0.6, 2.5, 0.9, -1.0, -0.5, -1.0, -0.7],
+    0.65: [1.0, -1.0, -0.5],
+    0.4: [-0.3],
+}
+# Skips, each with its gates: near-misses at known distances, gates failing alone and together.
+QUALITY_SKIPS = [
+    [gate("supermajority", False, 0.65, 0.7), gate("effective_k", True, 2.5, 2.0)],
+    [gate("supermajority", False, 0.69, 0.7), gate("effective_k", True, 2.5, 2.0)],
+    [gate("supermajority", False, 0.55, 0.7), gate("effective_k", False, 1.5, 2.0)],
+    [gate("supermajority", False, 0.6, 0.7), gate("effective_k", False, 1.85, 2.0)],
+    [gate("supermajority", True, 0.8, 0.7), gate("freshness", False, 95, 60)],
+    [gate("supermajority", True, 0.8, 0.7), gate("freshness", False)],
+]
+AGREEMENT_LABELS = ["50\u201360%", "60\u201370%", "70\u201380%", "80\u201390%", "90\u2013100%"]
+GATE_SIDES = {"GATE_DIRECTION_MIN": "below threshold", "GATE_DIRECTION_MAX": "above threshold"}
+EN_DASH = "\u2013"
+NONE = "\u2014"
+
+
+async def seed_quality(http: httpx.AsyncClient) -> list[float]:
+    """Log QUALITY_SIGNALS (closed 2 h after their decision, over the last 6 days), one pending signal
+    and QUALITY_SKIPS; returns the closed signals' R-multiples."""
+    now = datetime.now(UTC)
+    closed: list[float] = []
+    for agreement, multiples in QUALITY_SIGNALS.items():
+        for r_multiple in multiples:
+            n = len(closed)
+            decided = now - timedelta(days=n % 6, hours=3, minutes=n)
+            logged = await http.post(
+                "/v1/decisions",
+                json={
+                    "symbol": "BTC",
+                    "direction": "DIRECTION_LONG",
+                    "decisionType": "DECISION_TYPE_SIGNAL",
+                    "traderCount": 4 + n % 5,
+                    "agreementPct": agreement,
+                    "effectiveK": 3.1,
+                    "gates": CONSENSUS,
+                    "decidedAt": decided.isoformat(),
+                },
+            )
+            assert logged.status_code == 200, logged.text
+            decision_id = logged.json()["decision"]["id"]
+            outcome = await http.post(
+                f"/v1/decisions/{decision_id}/outcome",
+                json={
+                    "outcomePnl": str(Decimal(str(r_multiple)) * 100),
+                    "outcomeRMultiple": r_multiple,
+                    "outcomeClosedAt": (decided + timedelta(hours=2)).isoformat(),
+                },
+            )
+            assert outcome.status_code == 200, outcome.text
+            closed.append(r_multiple)
+    pending = {
+        "symbol": "ETH",
+        "direction": "DIRECTION_SHORT",
+        "decisionType": "DECISION_TYPE_SIGNAL",
+        "traderCount": 5,
+        "agreementPct": 0.95,
+        "effectiveK": 3.1,
+        "gates": CONSENSUS,
+        "decidedAt": (now - timedelta(hours=1)).isoformat(),
+    }
+    skips = [
+        {
+            "symbol": "SOL",
+            "direction": "DIRECTION_NONE",
+            "decisionType": "DECISION_TYPE_SKIP",
+            "traderCount": 5,
+            "agreementPct": 0.6,
+            "effectiveK": 1.5,
+            "gates": gates,
+            "decidedAt": (now - timedelta(days=k % 5, minutes=30 + k)).isoformat(),
+        }
+        for k, gates in enumerate(QUALITY_SKIPS)
+    ]
+    for body in [pending, *skips]:
+        logged = await http.post("/v1/decisions", json=body)
+        assert logged.status_code == 200, logged.text
+    return closed
+
+
+def js_fixed(value: float, digits: int) -> str:
+    """JavaScript's Number.prototype.toFixed: the exact double, ties away from zero."""
+    text = str(Decimal(value).quantize(Decimal(1).scaleb(-digits), rounding=ROUND_HALF_UP))
+    return text[1:] if value == 0 and text.startswith("-") else text
+
+
+def js_pct(fraction: float) -> str:
+    return f"{js_fixed(fraction * 100, 1)}%"
+
+
+def js_range(interval: dict[str, float]) -> str:
+    return (
+        f"{js_fixed(interval.get('low', 0) * 100, 1)}{EN_DASH}{js_fixed(interval.get('high', 0) * 100, 1)}%"
+    )
+
+
+def js_r(value: float, decimals: int = 4) -> str:
+    """The page's formatR: 2 to `decimals` decimals, a sign."""
+    whole, fraction = js_fixed(abs(value), decimals).split(".")
+    text = f"{whole}.{fraction.rstrip('0').ljust(2, '0')}R"
+    return f"+{text}" if value > 0 else f"{MINUS}{text}" if value < 0 else text
+
+
+def js_duration(text: str) -> str:
+    """The page's formatDuration of a proto3 JSON Duration."""
+    total = float(text.removesuffix("s"))
+    if total < 10:
+        return f"{float(js_fixed(total, 1)):g} s"
+    rest = int(Decimal(total).quantize(Decimal(1), rounding=ROUND_HALF_UP))
+    days, rest = divmod(rest, 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes, seconds = divmod(rest, 60)
+    if days:
+        return f"{days} d {hours} h" if hours else f"{days} d"
+    if hours:
+        return f"{hours} h {minutes} min" if minutes else f"{hours} h"
+    if minutes:
+        return f"{minutes} min {seconds} s" if seconds else f"{minutes} min"
+    return f"{seconds} s"
+
+
+def expected_closed_cards(totals: dict[str, Any]) -> dict[str, str]:
+    """The second row of cards (and the win rate's interval), from a GetStats response's totals."""
+    wins, losses = int(totals.get("winCount", "0")), int(totals.get("lossCount", "0"))
+    return {
+        "win-rate-interval": f"95% interval {js_range(totals['winRateInterval'])}",
+        "profit-factor": js_fixed(totals["profitFactor"], 2),
+        "max-drawdown": js_r(-totals["maxDrawdownR"], 2),
+        "avg-win-loss": f"{js_r(totals['avgWinR'], 2) if wins else NONE} / "
+        f"{js_r(totals['avgLossR'], 2) if losses else NONE}",
+        "best-worst": f"{js_r(totals['bestR'])} / {js_r(totals['worstR'])}",
+        "streaks": f"{totals['longestWinStreak']} / {totals['longestLossStreak']}",
+        "median-holding": js_duration(totals["medianHoldingTime"]),
+    }
+
+
+async def cell_texts(rows: Locator) -> list[list[str]]:
+    texts: list[list[str]] = await rows.evaluate_all(
+        "trs => trs.map(tr => [...tr.cells].map(td => td.textContent))"
+    )
+    return texts
+
+
+def is_api(path: str) -> Any:
+    return lambda response: urlsplit(response.url).path == path
+
+
+async def test_signal_quality_view_draws_what_the_api_returns(
+    http: httpx.AsyncClient,
+    browser: Browser,
+    base_url: str,
+    pages: list[Watched],
+    artifacts: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    closed = await seed_quality(http)
+    watched = await open_page(browser, base_url, PHONE)
+    pages.append(watched)
+    page = watched.page
+    async with page.expect_response(is_api("/v1/stats")) as stats_answer:
+        await goto(watched, "?refresh=3600")
+    totals = (await (await stats_answer.value).json())["totals"]
+
+    # The new GetStats figures, as the API gave them (and, for a few, as the seeds say).
+    for testid, text in expected_closed_cards(totals).items():
+        await expect(page.get_by_test_id(testid)).to_have_text(text)
+    gross_won = sum(Decimal(str(r)) for r in closed if r > 0)
+    gross_lost = -sum(Decimal(str(r)) for r in closed if r < 0)
+    await expect(page.get_by_test_id("profit-factor")).to_have_text(f"{gross_won / gross_lost:.2f}")
+    await expect(page.get_by_test_id("best-worst")).to_have_text(f"{js_r(max(closed))} / {js_r(min(closed))}")
+    await expect(page.get_by_test_id("median-holding")).to_have_text("2 h")
+
+    # The view opens from its tab, with both analytics calls (no other route) and its own filters.
+    quality_view = page.locator("#view-quality")
+    await expect(quality_view).to_be_hidden()
+    async with (
+        page.expect_response(is_api("/v1/signal-quality")) as quality_answer,
+        page.expect_response(is_api("/v1/gate-analytics")) as gates_answer,
+    ):
+        await page.get_by_role("tab", name="Signal quality").click()
+    await expect(quality_view).to_have_attribute("data-state", "ready")
+    quality = await (await quality_answer.value).json()
+    gates = await (await gates_answer.value).json()
+    assert "view=quality" in page.url
+    await expect(page.get_by_role("tab", name="Signal quality")).to_have_attribute("aria-selected", "true")
+    await expect(page.locator("#view-decisions")).to_be_hidden()
+    await expect(page.locator("#filter-type")).to_be_hidden()
+    await expect(page.locator("#filter-buckets")).to_be_visible()
+    await expect(page.locator("#quality-empty")).to_be_hidden()
+    await expect(page.locator("#quality-error")).to_be_hidden()
+    assert quality["bucketWidth"] == "BUCKET_WIDTH_DAY"  # the default for 7 days
+
+    # (1) Cumulative R: one point per time bucket, the API's values, ending at the seeds' total.
+    series = quality["timeSeries"]
+    equity = page.locator("#chart-equity")
+    await expect(equity).to_have_attribute("data-buckets", str(len(series)))
+    await expect(equity).to_have_attribute(
+        "data-points", ",".join(js_fixed(b.get("cumulativeR", 0), 4) for b in series)
+    )
+    assert f"{sum(Decimal(str(r)) for r in closed):.4f}" == js_fixed(series[-1]["cumulativeR"], 4)
+    await expect(equity.locator("canvas")).to_have_count(1)
+    await equity.locator("summary").click()
+    bucket_rows = page.locator("#bucket-table tbody tr")
+    await expect(bucket_rows).to_have_count(len(series))
+    await expect(page.locator("#bucket-table tbody tr.insufficient")).to_have_count(
+        sum(1 for b in series if b.get("insufficientData"))
+    )
+    assert [row[1:3] for row in await cell_texts(bucket_rows)] == [
+        [b.get("signals", "0"), b.get("closed", "0")] for b in series
+    ]
+
+    # (2) Win rate by agreement: each range and the out-of-range bucket (something fell there), with
+    # the win rate, its interval and the too-few marking the API gave.
+    buckets = [b for b in quality["byAgreement"]["buckets"] if not b.get("outOfRange") or int(b["closed"])]
+    strength_rows = page.locator("#strength-table tbody tr")
+    await expect(strength_rows).to_have_count(len(buckets))
+    assert len(buckets) == 6
+    expected_rows = []
+    for label, bucket in zip([*AGREEMENT_LABELS, "outside"], buckets, strict=True):
+        n = int(bucket.get("closed", "0"))
+        badge = "too few" if bucket.get("insufficientData") and n else ""
+        expected_rows.append(
+            [
+                f"{label}{badge}",
+                str(n),
+                js_pct(bucket.get("winRate", 0)) if n else NONE,
+                js_range(bucket["winRateInterval"]) if n else NONE,
+                js_r(bucket.get("avgR", 0), 2) if n else NONE,
+            ]
+        )
+    assert [row for row in await cell_texts(strength_rows)] == expected_rows
+    insufficient = await strength_rows.evaluate_all(
+        "trs => trs.map(tr => tr.classList.contains('insufficient'))"
+    )
+    assert insufficient == [bool(b.get("insufficientData")) for b in buckets]
+    # As the seeds say: 8 of 12 won at 80-90 % (enough), 1 of 3 at 60-70 % (too few), 1 loss outside.
+    assert expected_rows[3][:3] == ["80\u201390%", "12", "66.7%"] and insufficient[3] is False
+    assert expected_rows[1][:3] == ["60\u201370%too few", "3", "33.3%"] and insufficient[1] is True
+    assert expected_rows[5][:3] == ["outsidetoo few", "1", "0.0%"]
+    await expect(page.locator("#strength-table .badge.few")).to_have_count(
+        sum(1 for b in buckets if b.get("insufficientData") and int(b.get("closed", "0")))
+    )
+    strength = page.locator("#chart-strength")
+    await expect(strength).to_have_attribute("data-bars", "3")
+    await expect(strength.locator("canvas")).to_have_count(1)
+    await expect(strength.locator(".few-note")).to_contain_text(f"fewer than {quality['minClosed']} closed")
+    # Another measure of consensus, from the same answer.
+    await page.select_option("#strength-measure", "traderCount")
+    await expect(page.locator("#strength-table th.measure-name")).to_have_text("Traders")
+    by_traders = [
+        b for b in quality["byTraderCount"]["buckets"] if not b.get("outOfRange") or int(b["closed"])
+    ]
+    await expect(strength_rows).to_have_count(len(by_traders))
+    await page.select_option("#strength-measure", "agreement")
+    await expect(strength_rows).to_have_count(len(buckets))
+
+    # (3) Near-misses: one histogram per gate with binned values, the API's counts.
+    binned = [g for g in gates["gates"] if any(int(b.get("count", "0")) for b in g.get("nearMisses", []))]
+    await expect(page.locator("#near-misses figure")).to_have_count(len(binned))
+    bars = {}
+    for g in binned:
+        counts = [int(b.get("count", "0")) for b in g["nearMisses"]]
+        figure = page.locator(f'#near-misses figure[data-gate="{g["name"]}"]')
+        await expect(figure).to_have_attribute("data-counts", ",".join(map(str, counts)))
+        await expect(figure).to_have_attribute("data-bars", str(sum(1 for c in counts if c)))
+        await expect(figure.locator("canvas")).to_have_count(1)
+        bars[g["name"]] = sum(1 for c in counts if c)
+    assert bars == {"supermajority": 4, "effective_k": 2, "freshness": 1}
+    await expect(page.locator('#near-misses figure[data-gate="freshness"] .note')).to_have_text(
+        "Not binned: 1 without a value."
+    )
+
+    # (4) The gates that alone blocked, and the gates failing together.
+    gate_rows = await cell_texts(page.locator("#gate-table tbody tr"))
+    assert gate_rows == [
+        [
+            g["name"],
+            g.get("onlyFailure", "0"),
+            g.get("failed", "0"),
+            g.get("evaluated", "0"),
+            js_pct(g.get("failureRate", 0)),
+            GATE_SIDES.get(g.get("direction", ""), NONE),
+        ]
+        for g in gates["gates"]
+    ]
+    assert {row[0]: row[1] for row in gate_rows} == {
+        "supermajority": "2",
+        "effective_k": "0",
+        "freshness": "2",
+    }
+    skips = int(gates["skipsWithFailures"])
+    assert skips == len(QUALITY_SKIPS)
+    combo_rows = await cell_texts(page.locator("#combo-table tbody tr"))
+    assert combo_rows == [
+        [" + ".join(c["gates"]), c["count"], js_pct(int(c["count"]) / skips)] for c in gates["failedTogether"]
+    ]
+    assert sorted(combo_rows) == [
+        ["effective_k + supermajority", "2", "33.3%"],
+        ["freshness", "2", "33.3%"],
+        ["supermajority", "2", "33.3%"],
+    ]
+    await expect(page.locator("#gates-scope")).to_have_text("6 skips with a failed gate")
+
+    # Readable on a phone: nothing wider than the screen.
+    overflow = await page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
+    assert overflow <= 0
+    await screenshot(page, artifacts, "dashboard-quality-phone.png", capsys)
+
+    # Hourly buckets: asked for, and drawn one point each.
+    async with page.expect_response(
+        lambda r: urlsplit(r.url).path == "/v1/signal-quality" and "bucketWidth=BUCKET_WIDTH_HOUR" in r.url
+    ) as hourly_answer:
+        await page.select_option("#filter-buckets", "hour")
+    hourly = await (await hourly_answer.value).json()
+    await expect(quality_view).to_have_attribute("data-loads", "2")
+    assert len(hourly["timeSeries"]) > len(series)
+    await expect(equity).to_have_attribute("data-buckets", str(len(hourly["timeSeries"])))
+    await expect(page.locator("#bucket-table tbody tr")).to_have_count(len(hourly["timeSeries"]))
+    assert "buckets=hour" in page.url
+
+    # Back to the decisions.
+    await page.get_by_role("tab", name="Decisions").click()
+    await expect(page.locator("#view-decisions")).to_be_visible()
+    await expect(quality_view).to_be_hidden()
+    await expect(page.locator("#decisions > li")).to_have_count(len(closed) + 1 + len(QUALITY_SKIPS))
+    assert "view=" not in page.url
+    watched.assert_clean()
+
+
+async def test_signal_quality_view_of_an_empty_database(
+    http: httpx.AsyncClient, browser: Browser, base_url: str, pages: list[Watched]
+) -> None:
+    watched = await open_page(browser, base_url, DESKTOP)
+    pages.append(watched)
+    page = watched.page
+    await goto(watched, "?view=quality&refresh=3600")
+    await expect(page.locator("#view-quality")).to_have_attribute("data-state", "ready")
+    notice = page.locator("#quality-empty")
+    await expect(notice).to_be_visible()
+    await expect(notice).to_contain_text(
+        "Nothing to analyse yet: no signal and no gate was recorded in the last 7 days"
+    )
+    await expect(page.locator("#view-quality .quality-part")).to_have_count(2)
+    for part in await page.locator("#view-quality .quality-part").all():
+        await expect(part).to_be_hidden()
+    await expect(page.locator("#quality-error")).to_be_hidden()
+    await expect(page.locator("#status")).not_to_have_class("status error")
+    for testid in (
+        "profit-factor",
+        "max-drawdown",
+        "avg-win-loss",
+        "best-worst",
+        "streaks",
+        "median-holding",
+    ):
+        await expect(page.get_by_test_id(testid)).to_have_text(NONE)
+    await expect(page.get_by_test_id("win-rate-interval")).to_have_text("")
+    watched.assert_clean()
+
+
+async def test_signal_quality_view_reports_errors_and_escapes_names(
+    browser: Browser, base_url: str, pages: list[Watched]
+) -> None:
+    watched = await open_page(browser, base_url, PHONE)
+    pages.append(watched)
+    page = watched.page
+    hostile = '<img src=x onerror="window.__owned=1"><script>window.__owned=2</script>'
+    failing = True
+    analytics = {
+        "days": 7,
+        "gates": [
+            {
+                "name": hostile,
+                "evaluated": "3",
+                "failed": "2",
+                "failureRate": 2 / 3,
+                "onlyFailure": "1",
+                "direction": "GATE_DIRECTION_MIN",
+                "nearMisses": [{"lower": 0, "upper": 0.01, "count": "2"}, {"lower": 0.01, "count": "0"}],
+            }
+        ],
+        "failedTogether": [{"gates": [hostile], "count": "2"}],
+        "skipsWithFailures": "2",
+    }
+    quality = {
+        "days": 7,
+        "bucketWidth": "BUCKET_WIDTH_WEEK",
+        "timeSeries": [{"start": "2026-01-05T00:00:00Z", "signals": "1", "insufficientData": True}],
+        "byAgreement": {"edges": [0.5, 1], "buckets": [{"lower": 0.5, "upper": 1, "insufficientData": True}]},
+        "minClosed": 10,
+    }
+
+    async def answer(route: Route) -> None:
+        path = urlsplit(route.request.url).path
+        if path == "/v1/signal-quality" and failing:
+            await route.fulfill(status=501, json={"code": 12, "message": "Method not found!", "details": []})
+        elif path == "/v1/gate-analytics" and failing:
+            await route.fulfill(
+                status=503, json={"code": 14, "message": "the database is unavailable", "details": []}
+            )
+        elif path == "/v1/signal-quality":
+            await route.fulfill(status=200, json=quality)
+        elif path == "/v1/gate-analytics":
+            await route.fulfill(status=200, json=analytics)
+        else:
+            await route.fulfill(status=200, json={"totals": {}, "bySymbol": [], "gateFailures": []})
+
+    await page.route(f"{base_url}/v1/**", answer)
+    await goto(watched, "?view=quality&refresh=3600")
+    await expect(page.locator("#view-quality")).to_have_attribute("data-state", "error")
+    await expect(page.locator("#quality-error")).to_have_text(
+        "Signal quality could not be loaded: this server does not serve it (HTTP 501): it needs a newer "
+        "sigma-grpc. Gate analytics could not be loaded: the database is unavailable (HTTP 503)."
+    )
+    await expect(page.locator("#status")).to_have_class("status error")
+    await expect(page.locator("#status")).to_contain_text("Loading failed")
+
+    # Answers again (the time buckets changed: loaded at once), with names to show as text only.
+    failing = False
+    await page.select_option("#filter-buckets", "week")
+    await expect(page.locator("#view-quality")).to_have_attribute("data-state", "ready")
+    await expect(page.locator("#quality-error")).to_be_hidden()
+    await expect(page.locator("#gate-table tbody td.gate-name")).to_have_text(hostile)
+    await expect(page.locator("#combo-table tbody td.combo-gates")).to_have_text(hostile)
+    await expect(page.locator("#near-misses figure .gate-name")).to_have_text(hostile)
+    await expect(page.locator("#chart-equity .empty")).to_be_visible()
+    await expect(page.locator("#strength-table tbody tr.insufficient")).to_have_count(1)
+    assert await page.locator("#view-quality img, #view-quality script").count() == 0
+    assert await page.evaluate("window.__owned") is None
+    # Chromium logs each 5xx answer as a failed resource load; nothing else may be logged.
+    watched.assert_clean(allowed_errors=("status of 501", "status of 503"))

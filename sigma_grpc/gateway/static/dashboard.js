@@ -1,7 +1,10 @@
 // Signal history dashboard: plain JS over the service's own HTTP/JSON API (same origin only).
 //
 // Page parameters (all optional): symbol, type (a DecisionType name), days (stats window),
-// pageSize (decisions per page, 1-200, default 25), refresh (polling period in seconds, default 15).
+// pageSize (decisions per page, 1-200, default 25), refresh (polling period in seconds, default 15),
+// view (`quality` for the signal-quality view), buckets (its time buckets: hour, day or week; by default
+// hours for 1 day, weeks for 90 days and more, days otherwise). The signal-quality view's analytics are
+// polled at most once a minute, whatever `refresh` says.
 //
 // Every value from the API reaches the DOM through textContent or attributes, never as HTML.
 (() => {
@@ -16,6 +19,9 @@
   const SYMBOL_RE = /^[A-Za-z0-9]{1,16}$/;
   const TYPES = ['DECISION_TYPE_SIGNAL', 'DECISION_TYPE_SKIP', 'DECISION_TYPE_RISK_REJECT'];
   const DAYS = ['1', '7', '30', '90', '365'];
+  const VIEWS = ['decisions', 'quality'];
+  const BUCKET_WIDTHS = { hour: 'BUCKET_WIDTH_HOUR', day: 'BUCKET_WIDTH_DAY', week: 'BUCKET_WIDTH_WEEK' };
+  const QUALITY_MIN_REFRESH_S = 60;
   const TYPE_LABELS = {
     DECISION_TYPE_SIGNAL: 'Signal',
     DECISION_TYPE_SKIP: 'Skip',
@@ -50,6 +56,12 @@
     symbol: SYMBOL_RE.test(params.get('symbol') || '') ? params.get('symbol') : '',
     type: TYPES.includes(params.get('type')) ? params.get('type') : '',
     days: DAYS.includes(params.get('days')) ? params.get('days') : '7',
+    view: VIEWS.includes(params.get('view')) ? params.get('view') : 'decisions',
+    buckets: Object.hasOwn(BUCKET_WIDTHS, params.get('buckets') || '') ? params.get('buckets') : '',
+    measure: 'agreement', // the consensus measure of the win-rate chart
+    quality: null, // the last GetSignalQuality answer shown
+    gateAnalytics: null, // the last GetGateAnalytics answer shown
+    qualityAt: 0, // when the analytics were last loaded (ms); 0: load them on the next refresh
     generation: 0, // bumped when the filters change: answers for older filters are dropped
     rows: [], // the loaded decisions, newest first
     executions: new Map(), // decision id -> its execution
@@ -139,6 +151,36 @@
     if (!Number.isFinite(n)) return String(value);
     if (Number.isInteger(n)) return String(n);
     return String(Number(n.toPrecision(6)));
+  }
+
+  /** A fraction range as percentages: 45.4–84.8%. */
+  function percentRange(interval) {
+    const low = (Number(interval.low || 0) * 100).toFixed(1);
+    const high = (Number(interval.high || 0) * 100).toFixed(1);
+    return `${low}\u2013${high}%`;
+  }
+
+  /** A proto3 JSON Duration ("8100s", "1.5s") in words: 2 h 15 min, 3 d 4 h, 1.5 s. */
+  function formatDuration(text) {
+    const match = /^(\d+(?:\.\d+)?)s$/.exec(String(text || ''));
+    if (!match) return String(text || '\u2014');
+    const total = Number(match[1]);
+    if (total < 10) return `${Number(total.toFixed(1))} s`;
+    let rest = Math.round(total);
+    const d = Math.floor(rest / 86400);
+    rest -= d * 86400;
+    const h = Math.floor(rest / 3600);
+    rest -= h * 3600;
+    const m = Math.floor(rest / 60);
+    const sec = rest - m * 60;
+    if (d) return h ? `${d} d ${h} h` : `${d} d`;
+    if (h) return m ? `${h} h ${m} min` : `${h} h`;
+    if (m) return sec ? `${m} min ${sec} s` : `${m} min`;
+    return `${sec} s`;
+  }
+
+  function plural(n, one, many = `${one}s`) {
+    return `${n} ${n === 1 ? one : many}`;
   }
 
   function words(enumName, prefix) {
@@ -345,6 +387,55 @@
       `${count(t.skipCount)} skipped · ${count(t.riskRejectCount)} risk rejected`,
     );
     setCard('card-pending', String(count(t.pendingCount)), 'signals still open');
+    renderClosedCards(t, closed);
+  }
+
+  /** The closed signals' figures: interval, profit factor, drawdown, averages, extremes, streaks, holding. */
+  function renderClosedCards(t, closed) {
+    const none = '\u2014';
+    const wins = count(t.winCount);
+    const losses = count(t.lossCount);
+    const has = (value) => value !== undefined && value !== null;
+    const interval = $('#card-winrate .interval');
+    if (closed && t.winRateInterval) {
+      interval.replaceChildren('95% interval ', el('span', 'nowrap', percentRange(t.winRateInterval)));
+    } else {
+      interval.replaceChildren();
+    }
+    if (closed && has(t.profitFactor)) {
+      const factor = Number(t.profitFactor);
+      const tone = factor > 1 ? 1 : factor < 1 ? -1 : 0;
+      setCard('card-profit-factor', factor.toFixed(2), 'gross won \u00f7 gross lost', tone);
+    } else {
+      setCard('card-profit-factor', none, closed ? 'no losing signal' : 'nothing closed');
+    }
+    const drawdown = Number(t.maxDrawdownR || 0);
+    setCard(
+      'card-drawdown',
+      closed ? formatR(-drawdown, 2) : none,
+      'peak to trough of cumulative R',
+      closed && drawdown > 0 ? -1 : 0,
+    );
+    setCard(
+      'card-avg-win-loss',
+      closed ? `${wins ? formatR(t.avgWinR, 2) : none} / ${losses ? formatR(t.avgLossR, 2) : none}` : none,
+      `${plural(wins, 'win')} \u00b7 ${plural(losses, 'loss', 'losses')}`,
+    );
+    setCard(
+      'card-best-worst',
+      closed && has(t.bestR) && has(t.worstR) ? `${formatR(t.bestR)} / ${formatR(t.worstR)}` : none,
+      'one signal, in R',
+    );
+    setCard(
+      'card-streaks',
+      closed ? `${count(t.longestWinStreak)} / ${count(t.longestLossStreak)}` : none,
+      'wins / losses in a row',
+    );
+    setCard(
+      'card-holding',
+      closed && has(t.medianHoldingTime) ? formatDuration(t.medianHoldingTime) : none,
+      'from decision to close',
+    );
   }
 
   function cssColor(name, fallback) {
@@ -558,6 +649,7 @@
     for (const entry of stats.bySymbol || []) state.symbols.add(String(entry.symbol));
     renderSymbols();
     renderGateChart(stats.gateFailures);
+    if (state.view !== 'decisions') return; // the R chart of the decisions view: drawn when it shows
     const closed = await fetchClosed(gen, stats.windowStart || '');
     if (closed === null || gen !== state.generation) return;
     renderRChart(closed);
@@ -816,6 +908,568 @@
     if (failure) throw failure;
   }
 
+  // -- the signal-quality view ----------------------------------------------------------------------
+
+  const MEASURES = {
+    agreement: { field: 'byAgreement', title: 'Agreement', percent: true },
+    effectiveK: { field: 'byEffectiveK', title: 'Effective K', percent: false },
+    traderCount: { field: 'byTraderCount', title: 'Traders', percent: false },
+  };
+  const BUCKET_UNITS = {
+    BUCKET_WIDTH_HOUR: ['hour', 'hourly'],
+    BUCKET_WIDTH_DAY: ['day', 'daily'],
+    BUCKET_WIDTH_WEEK: ['week', 'weekly'],
+  };
+  const GATE_DIRECTIONS = {
+    GATE_DIRECTION_MIN: ['below threshold', 'The value must reach the threshold: a value below it fails.'],
+    GATE_DIRECTION_MAX: ['above threshold', 'The value must stay within the threshold: a value above it fails.'],
+  };
+  const QUALITY_HEIGHT = 220;
+  const NEAR_MISS_HEIGHT = 170;
+
+  /** Every uPlot of this view, by its figure: {plot, key, height}. */
+  const qualityPlots = new Map();
+
+  function bucketWidth() {
+    if (state.buckets) return BUCKET_WIDTHS[state.buckets];
+    if (state.days === '1') return 'BUCKET_WIDTH_HOUR';
+    if (Number(state.days) >= 90) return 'BUCKET_WIDTH_WEEK';
+    return 'BUCKET_WIDTH_DAY';
+  }
+
+  function qualityDue() {
+    const period = Math.max(REFRESH_S, QUALITY_MIN_REFRESH_S) * 1000;
+    return !state.qualityAt || Date.now() - state.qualityAt >= period;
+  }
+
+  /** Draw `data` into the figure's .plot unless the same `key` is drawn there already. */
+  function plotInto(figure, key, height, makeOpts, data) {
+    const entry = qualityPlots.get(figure);
+    if (entry && entry.key === key) return;
+    dropPlot(figure);
+    if (typeof uPlot === 'undefined') return;
+    const opts = { ...makeOpts(), width: plotWidth(figure), height };
+    qualityPlots.set(figure, { plot: new uPlot(opts, data, $('.plot', figure)), key, height });
+  }
+
+  function dropPlot(figure) {
+    const entry = qualityPlots.get(figure);
+    if (entry) entry.plot.destroy();
+    qualityPlots.delete(figure);
+  }
+
+  function resizeQualityCharts() {
+    for (const [figure, entry] of qualityPlots) {
+      const width = plotWidth(figure);
+      if (Math.abs(width - entry.plot.width) > 1) entry.plot.setSize({ width, height: entry.height });
+    }
+  }
+
+  /** A diagonal hatch in `color`, for the bars of buckets with too few closed signals. */
+  function hatchPattern(ctx, color) {
+    const ratio = window.devicePixelRatio || 1;
+    const size = Math.max(4, Math.round(7 * ratio));
+    const tile = document.createElement('canvas');
+    tile.width = size;
+    tile.height = size;
+    const t = tile.getContext('2d');
+    t.strokeStyle = color;
+    t.lineWidth = 1.5 * ratio;
+    t.beginPath();
+    for (const offset of [-size, 0, size]) {
+      t.moveTo(offset, size);
+      t.lineTo(offset + size, 0);
+    }
+    t.stroke();
+    return ctx.createPattern(tile, 'repeat');
+  }
+
+  /** Category axes: one label per index, rotated when they do not fit side by side. */
+  function categoryAxis(labels) {
+    const longest = Math.max(1, ...labels.map((l) => l.length));
+    const crowded = (u) =>
+      Boolean(u.bbox) && u.bbox.width / (window.devicePixelRatio || 1) / labels.length < longest * 7 + 10;
+    return {
+      ...axisStyle(),
+      grid: { show: false },
+      splits: () => labels.map((_, i) => i),
+      values: (u, splits) => splits.map((i) => labels[i] ?? ''),
+      rotate: (u) => (crowded(u) ? -40 : 0),
+      size: (u) => (u.bbox && crowded(u) ? Math.min(110, 16 + longest * 5.5) : 32),
+    };
+  }
+
+  const utcDate = new Intl.DateTimeFormat(undefined, { day: 'numeric', month: 'short', timeZone: 'UTC' });
+  const utcDay = new Intl.DateTimeFormat(undefined, {
+    weekday: 'short',
+    day: 'numeric',
+    month: 'short',
+    timeZone: 'UTC',
+  });
+  const utcHour = new Intl.DateTimeFormat(undefined, { hour: '2-digit', minute: '2-digit', timeZone: 'UTC' });
+
+  /** A bucket's start, in UTC (the buckets are UTC hours, days and weeks): for the axis and the table. */
+  function bucketLabels(start, width) {
+    const date = new Date(start);
+    if (Number.isNaN(date.getTime())) return [String(start || ''), String(start || '')];
+    if (width === 'BUCKET_WIDTH_HOUR') {
+      return [utcHour.format(date), `${utcDay.format(date)}, ${utcHour.format(date)} UTC`];
+    }
+    const prefix = width === 'BUCKET_WIDTH_WEEK' ? 'week of ' : '';
+    return [utcDate.format(date), `${prefix}${utcDay.format(date)}`];
+  }
+
+  function numberCell(text, className = '') {
+    return el('td', `num ${className}`.trim(), text);
+  }
+
+  function toneOf(value) {
+    return value > 0 ? 'positive' : value < 0 ? 'negative' : '';
+  }
+
+  function renderEquity(series, width) {
+    const figure = $('#chart-equity');
+    const closed = series.reduce((n, b) => n + count(b.closed), 0);
+    const ys = series.map((b) => Number(b.cumulativeR || 0));
+    const labels = series.map((b) => bucketLabels(b.start, width));
+    const [unit, adjective] = BUCKET_UNITS[width] || ['bucket', ''];
+    figure.dataset.buckets = String(series.length);
+    figure.dataset.points = ys.map((y) => y.toFixed(4)).join(',');
+    const buckets = plural(series.length, `${adjective} bucket`);
+    $('.caption', figure).textContent = closed
+      ? `${formatR(ys[ys.length - 1] || 0)} over ${plural(closed, 'closed signal')} · ${buckets} (UTC)`
+      : '';
+    showChart(figure, closed > 0);
+
+    const rows = series.map((b, i) => {
+      const bucketClosed = count(b.closed);
+      const row = el('tr', b.insufficientData ? 'insufficient' : '');
+      row.dataset.start = String(b.start || '');
+      const start = el('td', 'bucket-start', labels[i][1]);
+      start.title = String(b.start || '');
+      const avg = Number(b.avgR || 0);
+      const cumulative = Number(b.cumulativeR || 0);
+      row.append(
+        start,
+        numberCell(String(count(b.signals))),
+        numberCell(String(bucketClosed)),
+        numberCell(bucketClosed ? percent(b.winRate) : '\u2014'),
+        numberCell(bucketClosed ? formatR(avg, 2) : '\u2014', bucketClosed ? toneOf(avg) : ''),
+        numberCell(formatR(cumulative, 2), toneOf(cumulative)),
+      );
+      return row;
+    });
+    $('#bucket-table tbody').replaceChildren(...rows);
+    $('#bucket-table').dataset.unit = unit;
+
+    if (!closed) {
+      dropPlot(figure);
+      return;
+    }
+    const xs = series.map((_, i) => i);
+    const axisLabels = labels.map((l) => l[0]);
+    const accent = cssColor('--accent', '#2563eb');
+    plotInto(figure, JSON.stringify([axisLabels, ys]), QUALITY_HEIGHT, () => ({
+      legend: { show: false },
+      cursor: { drag: { x: false, y: false } },
+      scales: {
+        x: { time: false, range: () => (xs.length > 1 ? [0, xs.length - 1] : [-0.5, 0.5]) },
+      },
+      series: [
+        {},
+        { label: 'Cumulative R', stroke: accent, width: 2, points: { show: true, size: 5, fill: accent } },
+      ],
+      axes: [
+        {
+          ...axisStyle(),
+          space: 56,
+          incrs: [1, 2, 3, 4, 6, 7, 12, 14, 24, 28, 48, 56, 96, 168, 336, 720],
+          values: (u, splits) => splits.map((i) => (Number.isInteger(i) ? axisLabels[i] ?? '' : '')),
+        },
+        { ...axisStyle(), size: 60, values: (u, splits) => splits.map((v) => formatR(v, 2)) },
+      ],
+    }), [xs, ys]);
+  }
+
+  function strengthLabel(bucket, measure) {
+    if (bucket.outOfRange) return 'outside';
+    const scale = (v) => (measure.percent ? Number((Number(v || 0) * 100).toFixed(2)) : Number(v || 0));
+    const unit = measure.percent ? '%' : '';
+    return `${formatNumber(scale(bucket.lower))}\u2013${formatNumber(scale(bucket.upper))}${unit}`;
+  }
+
+  function renderStrength() {
+    const sq = state.quality;
+    if (!sq) return;
+    const figure = $('#chart-strength');
+    const measure = MEASURES[state.measure];
+    const minClosed = count(sq.minClosed);
+    // Every range, and the out-of-range bucket when something fell there.
+    const buckets = ((sq[measure.field] || {}).buckets || []).filter((b) => !b.outOfRange || count(b.closed) > 0);
+    const model = buckets.map((b) => ({
+      label: strengthLabel(b, measure),
+      closed: count(b.closed),
+      winRate: Number(b.winRate || 0),
+      interval: b.winRateInterval || null,
+      few: Boolean(b.insufficientData),
+    }));
+    const closed = model.reduce((n, b) => n + b.closed, 0);
+    figure.dataset.measure = state.measure;
+    figure.dataset.bars = String(model.filter((b) => b.closed > 0).length);
+    $('.measure-name', figure).textContent = measure.title;
+    $('.caption', figure).textContent = closed ? `${plural(closed, 'closed signal')}` : '';
+    $('.few-note', figure).textContent =
+      `Grey and hatched: fewer than ${minClosed} closed signals, too few to tell. ` +
+      'Whiskers: the 95% interval of the win rate.';
+    showChart(figure, closed > 0);
+
+    const rows = buckets.map((b, i) => {
+      const m = model[i];
+      const row = el('tr', m.few ? 'insufficient' : '');
+      row.dataset.label = m.label;
+      row.dataset.insufficient = String(m.few);
+      const name = el('td', 'bucket-name');
+      name.append(el('span', 'label', m.label));
+      if (m.few && m.closed) {
+        const badge = el('span', 'badge few', 'too few');
+        badge.title = `fewer than ${minClosed} closed signals`;
+        name.append(badge);
+      }
+      const avg = Number(b.avgR || 0);
+      row.append(
+        name,
+        numberCell(String(m.closed)),
+        numberCell(m.closed ? percent(m.winRate) : '\u2014', 'win-rate'),
+        numberCell(m.interval ? percentRange(m.interval) : '\u2014', 'interval'),
+        numberCell(m.closed ? formatR(avg, 2) : '\u2014', m.closed ? toneOf(avg) : ''),
+      );
+      return row;
+    });
+    $('#strength-table tbody').replaceChildren(...rows);
+
+    if (!closed) {
+      dropPlot(figure);
+      return;
+    }
+    const labels = model.map((b) => b.label);
+    const xs = model.map((_, i) => i);
+    const ys = model.map((b) => (b.closed ? b.winRate : null));
+    const accent = cssColor('--accent', '#2563eb');
+    const muted = cssColor('--muted', '#5b6470');
+    const text = cssColor('--text', '#1b1f24');
+    const draw = (u) => {
+      const ctx = u.ctx;
+      const ratio = window.devicePixelRatio || 1;
+      const slot = xs.length > 1 ? Math.abs(u.valToPos(1, 'x', true) - u.valToPos(0, 'x', true)) : u.bbox.width / 2;
+      const barWidth = Math.min(slot * 0.6, 64 * ratio);
+      const base = u.valToPos(0, 'y', true);
+      ctx.save();
+      model.forEach((b, i) => {
+        if (!b.closed) return;
+        const center = u.valToPos(i, 'x', true);
+        const top = u.valToPos(b.winRate, 'y', true);
+        const left = center - barWidth / 2;
+        if (b.few) {
+          ctx.globalAlpha = 0.25;
+          ctx.fillStyle = muted;
+          ctx.fillRect(left, top, barWidth, base - top);
+          ctx.globalAlpha = 1;
+          ctx.fillStyle = hatchPattern(ctx, muted);
+          ctx.fillRect(left, top, barWidth, base - top);
+          ctx.strokeStyle = muted;
+          ctx.lineWidth = ratio;
+          ctx.strokeRect(left, top, barWidth, base - top);
+        } else {
+          ctx.fillStyle = accent;
+          ctx.fillRect(left, top, barWidth, base - top);
+        }
+        if (b.interval) {
+          const low = u.valToPos(Number(b.interval.low || 0), 'y', true);
+          const high = u.valToPos(Number(b.interval.high || 0), 'y', true);
+          const cap = Math.min(barWidth / 3, 8 * ratio);
+          ctx.strokeStyle = text;
+          ctx.lineWidth = 1.5 * ratio;
+          ctx.beginPath();
+          ctx.moveTo(center, low);
+          ctx.lineTo(center, high);
+          ctx.moveTo(center - cap, low);
+          ctx.lineTo(center + cap, low);
+          ctx.moveTo(center - cap, high);
+          ctx.lineTo(center + cap, high);
+          ctx.stroke();
+        }
+      });
+      ctx.restore();
+    };
+    plotInto(figure, JSON.stringify([state.measure, model]), QUALITY_HEIGHT, () => ({
+      legend: { show: false },
+      cursor: { show: false },
+      scales: { x: { time: false, range: () => [-0.5, xs.length - 0.5] }, y: { range: () => [0, 1] } },
+      series: [{}, { label: 'Win rate', paths: () => null, points: { show: false } }],
+      axes: [
+        categoryAxis(labels),
+        {
+          ...axisStyle(),
+          size: 48,
+          splits: () => [0, 0.25, 0.5, 0.75, 1],
+          values: (u, splits) => splits.map((v) => `${Math.round(v * 100)}%`),
+        },
+      ],
+      hooks: { draw: [draw] },
+    }), [xs, ys]);
+  }
+
+  function renderSignalQuality(sq) {
+    state.quality = sq;
+    const width = sq.bucketWidth || bucketWidth();
+    renderEquity(sq.timeSeries || [], width);
+    renderStrength();
+  }
+
+  function nearMissLabel(bin) {
+    const pct = (v) => formatNumber(Number((Number(v || 0) * 100).toFixed(2)));
+    if (bin.upper === undefined || bin.upper === null) return `\u2265${pct(bin.lower)}%`;
+    return `${pct(bin.lower)}\u2013${pct(bin.upper)}%`;
+  }
+
+  function renderNearMisses(gates) {
+    const container = $('#near-misses');
+    const binned = gates.filter((g) => (g.nearMisses || []).some((bin) => count(bin.count) > 0));
+    const model = binned.map((g) => ({
+      name: String(g.name),
+      direction: String(g.direction || ''),
+      labels: (g.nearMisses || []).map(nearMissLabel),
+      counts: (g.nearMisses || []).map((bin) => count(bin.count)),
+      passingSide: count(g.failedOnPassingSide),
+      withoutValue: count(g.failedWithoutValue),
+    }));
+    const unbinned = gates.filter(
+      (g) => count(g.failed) > 0 && !(g.nearMisses || []).some((bin) => count(bin.count) > 0),
+    );
+    $('#near-misses-empty').hidden = model.length > 0;
+    const note = $('#near-misses-note');
+    note.hidden = unbinned.length === 0;
+    note.textContent = unbinned.length
+      ? `Not binned: ${unbinned.map((g) => g.name).join(', ')}, whose failed values have no value, no ` +
+        'threshold or no known failing side.'
+      : '';
+    const key = JSON.stringify(model);
+    if (container.dataset.key === key) return;
+    container.dataset.key = key;
+    for (const figure of container.querySelectorAll('figure')) dropPlot(figure);
+    const figures = model.map((g) => {
+      const figure = el('figure', 'chart near-miss');
+      figure.dataset.gate = g.name;
+      figure.dataset.counts = g.counts.join(',');
+      figure.dataset.bars = String(g.counts.filter((c) => c > 0).length);
+      const caption = el('figcaption');
+      const total = g.counts.reduce((a, b) => a + b, 0);
+      const side = GATE_DIRECTIONS[g.direction];
+      caption.append(el('strong', 'gate-name', g.name), ` ${plural(total, 'failed value')}`);
+      if (side) caption.append(`, ${side[0]}`);
+      figure.append(caption, el('div', 'plot'));
+      const aside = [];
+      if (g.passingSide) aside.push(`${g.passingSide} on the passing side`);
+      if (g.withoutValue) aside.push(`${g.withoutValue} without a value`);
+      if (aside.length) figure.append(el('p', 'note', `Not binned: ${aside.join(', ')}.`));
+      const list = el('ol', 'visually-hidden');
+      list.append(...g.labels.map((label, i) => el('li', '', `${label}: ${g.counts[i]}`)));
+      figure.append(list);
+      return figure;
+    });
+    container.replaceChildren(...figures);
+    if (typeof uPlot === 'undefined') return;
+    const loss = cssColor('--loss', '#b42318');
+    const text = cssColor('--text', '#1b1f24');
+    figures.forEach((figure, n) => {
+      const g = model[n];
+      const xs = g.labels.map((_, i) => i);
+      const labelCounts = (u) => {
+        const ctx = u.ctx;
+        const ratio = window.devicePixelRatio || 1;
+        ctx.save();
+        ctx.fillStyle = text;
+        ctx.font = `${Math.round(11 * ratio)}px system-ui, sans-serif`;
+        ctx.textAlign = 'center';
+        ctx.textBaseline = 'bottom';
+        g.counts.forEach((c, i) => {
+          if (c > 0) ctx.fillText(String(c), u.valToPos(i, 'x', true), u.valToPos(c, 'y', true) - 2 * ratio);
+        });
+        ctx.restore();
+      };
+      plotInto(figure, key, NEAR_MISS_HEIGHT, () => ({
+        legend: { show: false },
+        cursor: { show: false },
+        scales: {
+          x: { time: false, range: () => [-0.5, xs.length - 0.5] },
+          y: { range: (u, min, max) => [0, Math.max(1, Math.ceil(max * 1.25))] },
+        },
+        series: [
+          {},
+          {
+            label: 'Failed values',
+            stroke: loss,
+            fill: loss,
+            width: 0,
+            paths: uPlot.paths.bars({ size: [0.7, 48] }),
+            points: { show: false },
+          },
+        ],
+        axes: [
+          categoryAxis(g.labels),
+          {
+            ...axisStyle(),
+            size: 36,
+            incrs: [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000, 100000, 1000000],
+            values: (u, splits) => splits.map((v) => (Number.isInteger(v) ? String(v) : '')),
+          },
+        ],
+        hooks: { draw: [labelCounts] },
+      }), [xs, g.counts]);
+    });
+  }
+
+  function renderGateAnalytics(ga) {
+    state.gateAnalytics = ga;
+    const gates = ga.gates || [];
+    const skips = count(ga.skipsWithFailures);
+    $('#gates-scope').textContent = `${plural(skips, 'skip')} with a failed gate`;
+    const rows = gates.map((g) => {
+      const row = el('tr', count(g.onlyFailure) > 0 ? 'blocker' : '');
+      row.dataset.name = String(g.name);
+      const direction = GATE_DIRECTIONS[g.direction];
+      const fails = el('td', 'direction', direction ? direction[0] : '\u2014');
+      fails.title = direction ? direction[1] : 'Not known from the recorded values.';
+      // The decisions it alone blocked first: the column that must show on a phone.
+      row.append(
+        el('td', 'gate-name', g.name),
+        numberCell(String(count(g.onlyFailure)), 'only-failure'),
+        numberCell(String(count(g.failed))),
+        numberCell(String(count(g.evaluated))),
+        numberCell(percent(g.failureRate)),
+        fails,
+      );
+      return row;
+    });
+    $('#gate-table tbody').replaceChildren(...rows);
+    $('#gate-table').hidden = gates.length === 0;
+    $('#gate-table-empty').hidden = gates.length > 0;
+
+    renderNearMisses(gates);
+
+    const combos = ga.failedTogether || [];
+    $('#combos-scope').textContent = combos.length ? `top ${combos.length}` : '';
+    $('#combo-table tbody').replaceChildren(
+      ...combos.map((c) => {
+        const row = el('tr');
+        const names = (c.gates || []).map(String);
+        row.dataset.gates = names.join(',');
+        row.append(
+          el('td', 'combo-gates', names.join(' + ')),
+          numberCell(String(count(c.count))),
+          numberCell(skips ? percent(count(c.count) / skips) : '\u2014'),
+        );
+        return row;
+      }),
+    );
+    $('#combo-table').hidden = combos.length === 0;
+    $('#combo-table-empty').hidden = combos.length > 0;
+  }
+
+  function describeQualityScope() {
+    const [, adjective] = BUCKET_UNITS[bucketWidth()];
+    const days = `Last ${state.days} day${state.days === '1' ? '' : 's'}`;
+    const parts = [days, state.symbol || 'all symbols', `${adjective} buckets (UTC)`];
+    const start = state.quality && state.quality.windowStart ? new Date(state.quality.windowStart) : null;
+    if (start && !Number.isNaN(start.getTime())) parts.push(`since ${timeFormat.format(start)}`);
+    $('#quality-scope').textContent = parts.join(' \u00b7 ');
+  }
+
+  /** The whole view's message when the window holds nothing to analyse (a new database, say). */
+  function renderQualityEmpty() {
+    const sq = state.quality;
+    const ga = state.gateAnalytics;
+    const notice = $('#quality-empty');
+    const empty =
+      Boolean(sq && ga) &&
+      !(sq.timeSeries || []).some((b) => count(b.signals) > 0 || count(b.closed) > 0) &&
+      (ga.gates || []).length === 0;
+    const panel = $('#view-quality');
+    panel.classList.toggle('is-empty', empty);
+    notice.hidden = !empty;
+    if (empty) {
+      const where = state.symbol ? ` for ${state.symbol}` : '';
+      notice.textContent =
+        `Nothing to analyse yet: no signal and no gate was recorded in the last ${state.days} ` +
+        `day${state.days === '1' ? '' : 's'}${where}. These charts fill in as hl-decide logs decisions ` +
+        'and their outcomes are recorded.';
+    }
+    for (const part of panel.querySelectorAll('.quality-part')) part.hidden = empty;
+  }
+
+  function explain(error) {
+    if (error instanceof ApiError && error.status === 501) {
+      return 'this server does not serve it (HTTP 501): it needs a newer sigma-grpc';
+    }
+    return describe(error);
+  }
+
+  async function refreshQuality(gen) {
+    const panel = $('#view-quality');
+    const query = [
+      ['days', state.days],
+      ['symbol', state.symbol],
+    ];
+    const [quality, gates] = await Promise.allSettled([
+      api('/v1/signal-quality', [...query, ['bucketWidth', bucketWidth()]]),
+      api('/v1/gate-analytics', query),
+    ]);
+    if (gen !== state.generation) return;
+    if (quality.status === 'fulfilled') renderSignalQuality(quality.value);
+    if (gates.status === 'fulfilled') renderGateAnalytics(gates.value);
+    describeQualityScope();
+    renderQualityEmpty();
+    const failures = [
+      [quality, 'Signal quality'],
+      [gates, 'Gate analytics'],
+    ].filter(([result]) => result.status === 'rejected');
+    const message = $('#quality-error');
+    message.textContent = failures
+      .map(([result, what]) => `${what} could not be loaded: ${explain(result.reason)}.`)
+      .join(' ');
+    message.hidden = failures.length === 0;
+    panel.dataset.state = failures.length ? 'error' : 'ready';
+    panel.dataset.loads = String(count(panel.dataset.loads) + 1);
+    if (failures.length) throw failures[0][0].reason;
+    state.qualityAt = Date.now();
+  }
+
+  function showView(view) {
+    state.view = view;
+    for (const name of VIEWS) {
+      const selected = name === view;
+      const tab = document.getElementById(`tab-${name}`);
+      tab.setAttribute('aria-selected', String(selected));
+      tab.tabIndex = selected ? 0 : -1;
+      document.getElementById(`view-${name}`).hidden = !selected;
+    }
+    $('#filter-type-label').hidden = view !== 'decisions';
+    $('#filter-buckets-label').hidden = view !== 'quality';
+    document.title = `${view === 'quality' ? 'Signal quality' : 'Signal history'} \u00b7 SigmaPilot`;
+    document.body.dataset.view = view;
+  }
+
+  function switchView(view) {
+    if (view === state.view) return;
+    showView(view);
+    syncUrl();
+    if (view === 'quality') {
+      state.qualityAt = 0;
+      describeQualityScope();
+    }
+    refreshNow();
+  }
+
   // -- refreshing -----------------------------------------------------------------------------------
 
   function describe(error) {
@@ -848,7 +1502,10 @@
 
   async function refresh() {
     const gen = state.generation;
-    const results = await Promise.allSettled([refreshStats(gen), refreshList(gen)]);
+    const tasks = [refreshStats(gen)];
+    if (state.view === 'decisions') tasks.push(refreshList(gen));
+    else if (qualityDue()) tasks.push(refreshQuality(gen));
+    const results = await Promise.allSettled(tasks);
     if (gen !== state.generation) return;
     reportErrors(state.refreshes ? 'Refresh' : 'Loading', results);
     state.refreshes += 1;
@@ -886,6 +1543,7 @@
     $('#stats-scope').textContent = state.symbol ? `${days} · ${state.symbol}` : days;
     const kind = state.type ? TYPE_PLURALS[state.type] : 'all decisions';
     $('#list-scope').textContent = state.symbol ? `${state.symbol} · ${kind}` : kind;
+    describeQualityScope();
   }
 
   function syncUrl() {
@@ -894,6 +1552,8 @@
     set('symbol', state.symbol);
     set('type', state.type);
     set('days', state.days === '7' ? '' : state.days);
+    set('view', state.view === 'decisions' ? '' : state.view);
+    set('buckets', state.buckets);
     const query = next.toString();
     history.replaceState(null, '', `${location.pathname}${query ? `?${query}` : ''}`);
   }
@@ -911,12 +1571,29 @@
     error.hidden = true;
     const nextType = TYPES.includes(type) ? type : '';
     const nextDays = DAYS.includes(days) ? days : '7';
+    const buckets = $('#filter-buckets').value;
+    const nextBuckets = Object.hasOwn(BUCKET_WIDTHS, buckets) ? buckets : '';
+    const bucketsChanged = nextBuckets !== state.buckets;
+    state.buckets = nextBuckets;
     if (symbol === state.symbol && nextType === state.type) {
-      if (nextDays === state.days) return;
-      // Only the stats window: the loaded decisions stay.
+      if (nextDays === state.days) {
+        if (!bucketsChanged) return;
+        // Only the time buckets of the signal-quality view.
+        state.qualityAt = 0;
+        describeScope();
+        syncUrl();
+        if (state.view === 'quality') refreshNow();
+        return;
+      }
+      // Only the window: the loaded decisions stay.
       state.days = nextDays;
+      state.qualityAt = 0;
       describeScope();
       syncUrl();
+      if (state.view === 'quality') {
+        refreshNow();
+        return;
+      }
       const gen = state.generation;
       serial(() => refreshStats(gen)).then(
         () => undefined,
@@ -933,6 +1610,9 @@
     state.loaded = false;
     state.executions.clear();
     state.elements.clear();
+    state.quality = null;
+    state.gateAnalytics = null;
+    state.qualityAt = 0;
     $('#decisions').replaceChildren();
     $('#decisions-empty').hidden = true;
     $('#load-more').hidden = true;
@@ -949,6 +1629,8 @@
     $('#filter-symbol').value = state.symbol;
     $('#filter-type').value = state.type;
     $('#filter-days').value = state.days;
+    $('#filter-buckets').value = state.buckets;
+    showView(state.view);
     describeScope();
     $('#filters').addEventListener('submit', (event) => {
       event.preventDefault();
@@ -957,6 +1639,28 @@
     $('#filter-symbol').addEventListener('change', applyFilters);
     $('#filter-type').addEventListener('change', applyFilters);
     $('#filter-days').addEventListener('change', applyFilters);
+    $('#filter-buckets').addEventListener('change', applyFilters);
+    $('#strength-measure').addEventListener('change', () => {
+      const measure = $('#strength-measure').value;
+      state.measure = Object.hasOwn(MEASURES, measure) ? measure : 'agreement';
+      renderStrength();
+    });
+    for (const name of VIEWS) {
+      const tab = document.getElementById(`tab-${name}`);
+      tab.addEventListener('click', () => switchView(name));
+      tab.addEventListener('keydown', (event) => {
+        if (!['ArrowLeft', 'ArrowRight', 'Home', 'End'].includes(event.key)) return;
+        event.preventDefault();
+        const index = VIEWS.indexOf(name);
+        let next = index;
+        if (event.key === 'ArrowLeft') next = (index + VIEWS.length - 1) % VIEWS.length;
+        else if (event.key === 'ArrowRight') next = (index + 1) % VIEWS.length;
+        else if (event.key === 'Home') next = 0;
+        else next = VIEWS.length - 1;
+        switchView(VIEWS[next]);
+        document.getElementById(`tab-${VIEWS[next]}`).focus();
+      });
+    }
     $('#load-more').addEventListener('click', () => {
       const button = $('#load-more');
       button.disabled = true;
@@ -986,6 +1690,12 @@
       });
       observer.observe($('#chart-r'));
       observer.observe($('#chart-gates'));
+      let qualityFrame = 0;
+      const qualityObserver = new ResizeObserver(() => {
+        cancelAnimationFrame(qualityFrame);
+        qualityFrame = requestAnimationFrame(resizeQualityCharts);
+      });
+      qualityObserver.observe($('#view-quality'));
     }
     if (typeof uPlot === 'undefined') {
       for (const figure of document.querySelectorAll('.chart .empty')) figure.textContent = 'Charts unavailable.';
