@@ -535,6 +535,7 @@ def test_the_client_enums_are_the_contract_enums() -> None:
     assert {d.value for d in DecisionType} == names(decision_pb2.DecisionType, "DECISION_TYPE_")
     assert {o.value for o in Outcome} == names(decision_pb2.Outcome, "OUTCOME_")
     assert {s.value for s in ExecutionStatus} == names(execution_pb2.ExecutionStatus, "EXECUTION_STATUS_")
+    assert {b.value for b in sigma_client.BucketWidth} == names(decision_pb2.BucketWidth, "BUCKET_WIDTH_")
     reasons = {r.value.lower() for r in ErrorReason}
     assert reasons == names(errors_pb2.ErrorReason, "ERROR_REASON_")
 
@@ -801,3 +802,151 @@ async def test_a_page_of_decisions_at_the_contracts_limits_is_received(
     )
     page = await client.list_decisions(page_size=500)
     assert len(page.decisions) == 500
+
+
+# -- signal quality and gate analytics --------------------------------------------------------------
+
+
+async def test_signal_quality_and_gate_analytics(client: SigmaClient) -> None:
+    now = datetime.now(UTC)
+    strong = [1.5, -1.0, 2.0, 0.5]  # agreement 0.85: three wins, one loss
+    weak = [-0.5, -1.0]  # agreement 0.65: two losses
+    decisions: list[sigma_client.DecisionFields] = []
+    for i, pct in enumerate([0.85] * len(strong) + [0.65] * len(weak) + [0.9]):  # the last stays open
+        decisions.append(
+            {
+                **a_signal(agreement_pct=pct, trader_count=4 + i, effective_k=2.5),  # type: ignore[typeddict-item]
+                "gates": [Gate("supermajority", True, pct, 0.7), Gate("effective_k", True, 2.5, 2.0)],
+                "decided_at": now - timedelta(hours=3, minutes=i),
+            }
+        )
+    skips = [
+        [Gate("supermajority", False, 0.65, 0.7), Gate("effective_k", True, 3.0, 2.0)],
+        [Gate("supermajority", False, 0.6, 0.7), Gate("effective_k", False, 1.5, 2.0)],
+        [Gate("supermajority", False, 0.69, 0.7), Gate("effective_k", False, 1.8, 2.0)],
+    ]
+    for failed in skips:
+        decisions.append(
+            {**a_signal(decision_type="skip", direction="none", gates=failed), "decided_at": now}  # type: ignore[typeddict-item]
+        )
+    logged = await client.log_decisions(decisions)
+    signals = [r for r in logged if isinstance(r, sigma_client.LoggedDecision)][: len(strong) + len(weak)]
+    for result, r_multiple in zip(signals, strong + weak, strict=True):
+        await client.record_outcome(
+            result.decision.id, pnl=r_multiple * 10, r_multiple=r_multiple, closed_at=now - timedelta(hours=1)
+        )
+
+    quality = await client.get_signal_quality(
+        days=2,
+        bucket_width="HOUR",  # by name, case-insensitive
+        agreement_edges=[0.6, 0.8, 1],
+        effective_k_edges=(1, 2.0, 5),
+        trader_count_edges=[1, 100],
+    )
+    assert quality.days == 2 and quality.bucket_width == decision_pb2.BUCKET_WIDTH_HOUR
+    assert list(quality.by_agreement.edges) == [0.6, 0.8, 1.0]
+    assert list(quality.by_effective_k.edges) == [1.0, 2.0, 5.0]
+    agreement = [(b.lower, b.upper, b.out_of_range, b.closed, b.wins) for b in quality.by_agreement.buckets]
+    assert agreement[:2] == [(0.6, 0.8, False, 2, 0), (0.8, 1.0, False, 4, 3)]
+    assert agreement[-1][2:] == (True, 0, 0)
+    assert quality.by_agreement.buckets[1].win_rate == 0.75
+    assert quality.by_agreement.buckets[1].avg_r == pytest.approx(0.75)
+    assert [b.closed for b in quality.by_effective_k.buckets][:2] == [0, 6]
+    assert quality.by_trader_count.buckets[0].closed == 6
+    assert sum(b.signals for b in quality.time_series) == 7
+    assert sum(b.closed for b in quality.time_series) == 6
+    assert quality.time_series[-1].cumulative_r == pytest.approx(sum(strong + weak))
+    assert all(b.insufficient_data for b in quality.by_agreement.buckets)  # fewer than min_closed (10)
+    assert quality.min_closed == 10
+
+    by_default = await client.get_signal_quality()
+    assert by_default.days == 7 and by_default.bucket_width == decision_pb2.BUCKET_WIDTH_DAY
+    assert list(by_default.by_agreement.edges) == [0.5, 0.6, 0.7, 0.8, 0.9, 1.0]
+    weekly = await client.get_signal_quality(bucket_width=sigma_client.BucketWidth.WEEK, symbol="BTC")
+    assert weekly.bucket_width == decision_pb2.BUCKET_WIDTH_WEEK
+    assert (await client.get_signal_quality(bucket_width=decision_pb2.BUCKET_WIDTH_HOUR)).bucket_width == (
+        decision_pb2.BUCKET_WIDTH_HOUR
+    )
+    assert sum(b.signals for b in (await client.get_signal_quality(symbol="ETH")).time_series) == 0
+
+    analytics = await client.get_gate_analytics(days=2, top_combinations=1)
+    assert analytics.days == 2 and analytics.skips_with_failures == 3
+    gates = {g.name: g for g in analytics.gates}
+    assert [g.name for g in analytics.gates] == ["supermajority", "effective_k"]  # most failures first
+    majority, k = gates["supermajority"], gates["effective_k"]
+    assert (majority.evaluated, majority.failed, majority.only_failure) == (10, 3, 1)
+    assert (k.evaluated, k.failed, k.only_failure) == (10, 2, 0)
+    assert majority.failure_rate == pytest.approx(0.3)
+    assert majority.direction == k.direction == decision_pb2.GATE_DIRECTION_MIN
+    assert sum(b.count for b in majority.near_misses) == 3
+    # |0.69 - 0.7| / 0.7 = 0.014: the near miss of the bin [0.01, 0.02).
+    assert [b.count for b in majority.near_misses if b.lower == 0.01] == [1]
+    assert [(list(c.gates), c.count) for c in analytics.failed_together] == [
+        (["effective_k", "supermajority"], 2)
+    ]
+    assert len((await client.get_gate_analytics()).failed_together) == 2
+    assert list((await client.get_gate_analytics(symbol="ETH")).gates) == []
+
+
+@pytest.mark.parametrize(
+    ("arguments", "match"),
+    [
+        ({"bucket_width": "month"}, "bucket_width must be one of 'hour', 'day', 'week', got 'month'"),
+        ({"bucket_width": 0}, "bucket_width must be one of"),
+        ({"bucket_width": 9}, "bucket_width must be one of"),
+        ({"agreement_edges": "0.5,0.6"}, "agreement_edges must be a sequence"),
+        ({"effective_k_edges": [1, "2"]}, r"effective_k_edges\[1\] must be a number"),
+        ({"trader_count_edges": [1, True]}, r"trader_count_edges\[1\] must be a number"),
+        ({"days": 7.0}, "days must be an int"),
+        ({"symbol": b"BTC"}, "symbol must be a str"),
+        ({"timeout": -1}, "timeout must be a positive number"),
+    ],
+)
+async def test_bad_signal_quality_arguments_are_refused_before_any_call(
+    start: Starter, arguments: dict[str, Any], match: str
+) -> None:
+    faults = Faults("GetSignalQuality")
+    async with SigmaClient(await start(faults), **FAST) as sigma:
+        with pytest.raises(ValueError, match=match):
+            await sigma.get_signal_quality(**arguments)
+    assert faults.seen == []
+
+
+async def test_bad_gate_analytics_arguments_are_refused_before_any_call(start: Starter) -> None:
+    faults = Faults("GetGateAnalytics")
+    async with SigmaClient(await start(faults), **FAST) as sigma:
+        with pytest.raises(ValueError, match="top_combinations must be an int"):
+            await sigma.get_gate_analytics(top_combinations="3")  # type: ignore[arg-type]
+        with pytest.raises(ValueError, match="days must be an int"):
+            await sigma.get_gate_analytics(days=True)
+    assert faults.seen == []
+
+
+async def test_the_server_checks_the_ranges_of_the_analytics(client: SigmaClient) -> None:
+    calls: list[Callable[[], Awaitable[object]]] = [
+        lambda: client.get_signal_quality(agreement_edges=[0.9, 0.5]),  # not increasing
+        lambda: client.get_signal_quality(trader_count_edges=[1]),  # one edge
+        lambda: client.get_signal_quality(days=400),
+        lambda: client.get_gate_analytics(top_combinations=101),
+    ]
+    for call in calls:
+        with pytest.raises(InvalidArgumentError) as caught:
+            await call()
+        assert caught.value.reason == ErrorReason.VALIDATION_FAILED
+        assert caught.value.attempts == 1
+
+
+async def test_the_analytics_are_retried_as_reads(start: Starter) -> None:
+    """UNAVAILABLE is retried; a slow answer is waited for, not cut at attempt_timeout; an attempt's
+    DEADLINE_EXCEEDED is not retried: the same policy as get_stats."""
+    quality = Faults("GetSignalQuality", "unavailable_before", times=2)
+    gates = Faults("GetGateAnalytics", "slow_after", times=1, delay=0.5)
+    target = await start(quality, gates)
+    async with SigmaClient(target, timeout=5, **{**FAST, "attempt_timeout": 0.2}) as sigma:
+        assert (await sigma.get_signal_quality(metadata=[("x-trace-id", "q1")])).days == 7
+        assert (await sigma.get_gate_analytics(wait_for_ready=True)).skips_with_failures == 0
+        gates.times, gates.delay = 2, 2.0  # the next call meets a hung server
+        with pytest.raises(DeadlineExceededError) as caught:
+            await sigma.get_gate_analytics(timeout=0.5)
+    assert len(quality.seen) == 3 and quality.seen[-1].metadata["x-trace-id"] == "q1"
+    assert len(gates.seen) == 2 and caught.value.attempts == 1

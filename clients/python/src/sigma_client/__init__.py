@@ -50,6 +50,7 @@ from sigma_client.errors import (
     UnavailableError,
 )
 from sigma_client.models import (
+    BucketWidth,
     DecisionFields,
     DecisionType,
     Direction,
@@ -62,6 +63,8 @@ from sigma_client.models import (
 
 Decision = decision_pb2.Decision
 GetStatsResponse = decision_pb2.GetStatsResponse
+GetSignalQualityResponse = decision_pb2.GetSignalQualityResponse
+GetGateAnalyticsResponse = decision_pb2.GetGateAnalyticsResponse
 ListDecisionsResponse = decision_pb2.ListDecisionsResponse
 Execution = execution_pb2.Execution
 ExecutionEvent = execution_pb2.ExecutionEvent
@@ -84,6 +87,7 @@ __all__ = [
     "BatcherClosed",
     "BatcherError",
     "BatcherFull",
+    "BucketWidth",
     "DeadlineExceededError",
     "Decision",
     "DecisionBatcher",
@@ -99,6 +103,8 @@ __all__ = [
     "FailedPreconditionError",
     "FieldViolation",
     "Gate",
+    "GetGateAnalyticsResponse",
+    "GetSignalQualityResponse",
     "GetStatsResponse",
     "InternalError",
     "InvalidArgumentError",

@@ -91,6 +91,11 @@ def optional_real(value: object, name: str) -> float | None:
     return None if value is None else real(value, name)
 
 
+def reals(values: object, name: str) -> list[float]:
+    """A repeated double field: a sequence of numbers (its length and order are the server's to check)."""
+    return [real(value, f"{name}[{i}]") for i, value in enumerate(_sequence(values, name))]
+
+
 def integer(value: object, name: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
         raise ValueError(f"{name} must be an int, got {type(value).__name__}")
@@ -149,6 +154,10 @@ def decision_type(value: object, name: str = "decision_type") -> dpb.DecisionTyp
 
 def outcome(value: object, name: str = "outcome") -> dpb.Outcome.ValueType:
     return _enum(dpb.Outcome, "OUTCOME_", value, name)
+
+
+def bucket_width(value: object, name: str = "bucket_width") -> dpb.BucketWidth.ValueType:
+    return _enum(dpb.BucketWidth, "BUCKET_WIDTH_", value, name)
 
 
 def execution_status(value: object, name: str = "status") -> epb.ExecutionStatus.ValueType:

@@ -65,6 +65,7 @@ from sigma_client._gen.sigma.v1 import execution_service_pb2_grpc as epb_grpc
 from sigma_client._version import __version__
 from sigma_client.errors import InternalError, SigmaError, from_rpc_error, from_status
 from sigma_client.models import (
+    BucketWidth,
     DecisionFields,
     DecisionType,
     Direction,
@@ -684,6 +685,84 @@ class SigmaClient:
         )
         response, _ = await self._call(
             self._decisions.GetStats,
+            request,
+            _RETRY_UNAVAILABLE,
+            timeout=timeout,
+            metadata=metadata,
+            wait_for_ready=wait_for_ready,
+        )
+        return response
+
+    async def get_signal_quality(
+        self,
+        *,
+        days: int | None = None,
+        symbol: str | None = None,
+        bucket_width: BucketWidth | str | int | None = None,
+        agreement_edges: Sequence[float] | None = None,
+        effective_k_edges: Sequence[float] | None = None,
+        trader_count_edges: Sequence[float] | None = None,
+        timeout: float | None = None,
+        metadata: Metadata | None = None,
+        wait_for_ready: bool | None = None,
+    ) -> dpb.GetSignalQualityResponse:
+        """Does the signal pay over time, and does stronger consensus pay more? The last `days` days
+        (server default 7): `time_series` (UTC buckets of `bucket_width`: "hour", "day" (the server's
+        default) or "week"), and the closed signals' outcomes by agreement, effective K and trader
+        count (`by_agreement`, `by_effective_k`, `by_trader_count`), each in the ranges between
+        its edges (2 to 50 increasing numbers; None: the server's defaults). A bucket with fewer
+        than `min_closed` closed signals is flagged `insufficient_data`.
+        """
+        request = dpb.GetSignalQualityRequest(
+            days=None if days is None else convert.integer(days, "days"),
+            symbol=None if symbol is None else convert.text(symbol, "symbol"),
+            bucket_width=(
+                dpb.BUCKET_WIDTH_UNSPECIFIED if bucket_width is None else convert.bucket_width(bucket_width)
+            ),
+            agreement_edges=()
+            if agreement_edges is None
+            else convert.reals(agreement_edges, "agreement_edges"),
+            effective_k_edges=(
+                () if effective_k_edges is None else convert.reals(effective_k_edges, "effective_k_edges")
+            ),
+            trader_count_edges=(
+                () if trader_count_edges is None else convert.reals(trader_count_edges, "trader_count_edges")
+            ),
+        )
+        response, _ = await self._call(
+            self._decisions.GetSignalQuality,
+            request,
+            _RETRY_UNAVAILABLE,
+            timeout=timeout,
+            metadata=metadata,
+            wait_for_ready=wait_for_ready,
+        )
+        return response
+
+    async def get_gate_analytics(
+        self,
+        *,
+        days: int | None = None,
+        symbol: str | None = None,
+        top_combinations: int | None = None,
+        timeout: float | None = None,
+        metadata: Metadata | None = None,
+        wait_for_ready: bool | None = None,
+    ) -> dpb.GetGateAnalyticsResponse:
+        """Which gates cost trades, over the last `days` days (server default 7): per gate
+        (`gates`) how often it was evaluated, failed and failed alone, which side of its threshold
+        fails and how near the failed values came to it (`near_misses`); the `top_combinations`
+        (server default 10) most frequent sets of gates failing together in skips (`failed_together`).
+        """
+        request = dpb.GetGateAnalyticsRequest(
+            days=None if days is None else convert.integer(days, "days"),
+            symbol=None if symbol is None else convert.text(symbol, "symbol"),
+            top_combinations=(
+                None if top_combinations is None else convert.integer(top_combinations, "top_combinations")
+            ),
+        )
+        response, _ = await self._call(
+            self._decisions.GetGateAnalytics,
             request,
             _RETRY_UNAVAILABLE,
             timeout=timeout,

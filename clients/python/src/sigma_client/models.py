@@ -18,6 +18,7 @@ from typing import Any, TypedDict
 import grpc.aio
 
 __all__ = [
+    "BucketWidth",
     "DecisionFields",
     "DecisionType",
     "Direction",
@@ -55,6 +56,14 @@ class Outcome(enum.StrEnum):
     CLOSED = "closed"
     WIN = "win"
     LOSS = "loss"
+
+
+class BucketWidth(enum.StrEnum):
+    """sigma.v1.BucketWidth: the width of get_signal_quality's time buckets, in UTC."""
+
+    HOUR = "hour"
+    DAY = "day"
+    WEEK = "week"  # from Monday 00:00 UTC
 
 
 class ExecutionStatus(enum.StrEnum):
