@@ -1,6 +1,6 @@
 """The client commands of `sigma-grpc`: a running server's decision log and execution, for people.
 
-`sigma-grpc health|decisions|stats|execution|executions|demo` talk to a server over gRPC
+`sigma-grpc health|decisions|stats|quality|gates|execution|executions|demo` talk to a server over gRPC
 through `sigma_client.SigmaClient` (imported only when such a command runs, so that
 `serve` does not need it). Output is a table made with rich, sized to the terminal
 (COLUMNS), or one JSON document with `--json` (proto3 JSON names).
@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import json
+import math
 import os
 import random
 import sys
@@ -26,19 +28,20 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import grpc
-from google.protobuf import json_format, timestamp_pb2
+from google.protobuf import duration_pb2, json_format, timestamp_pb2
 from google.protobuf.message import Message
 
 if TYPE_CHECKING:
     from rich.console import Console
     from sigma_client import SigmaClient
 
-COMMANDS = ("health", "decisions", "stats", "execution", "executions", "demo")
+COMMANDS = ("health", "decisions", "stats", "quality", "gates", "execution", "executions", "demo")
 DEFAULT_TARGET = "127.0.0.1:50051"
 _DIRECTIONS = ("long", "short", "none")
 _TYPES = ("signal", "skip", "risk_reject")
 _OUTCOMES = ("pending", "closed", "win", "loss")
 _STATUSES = ("pending", "filled", "partially_filled", "rejected", "failed", "unknown", "simulated")
+_BUCKETS = ("hour", "day", "week")
 
 
 class UsageError(Exception):
@@ -94,6 +97,42 @@ def add_commands(commands: Any) -> None:
     stats = commands.add_parser("stats", parents=[common, as_json], help="the window's numbers, per symbol")
     stats.add_argument("--days", type=_positive_int, help="the window in days (server default: 7)")
     stats.add_argument("--symbol")
+
+    quality = commands.add_parser(
+        "quality",
+        parents=[common, as_json],
+        help="does the signal pay: over time, and by strength of consensus",
+        description="The window's signals over time (signals, closed, win rate, R, cumulative R per "
+        "UTC bucket) and the closed signals' win rate (with its 95 % interval) and R by agreement, "
+        "effective K and trader count. A * marks a bucket with too few closed signals to tell.",
+    )
+    quality.add_argument("--days", type=_positive_int, help="the window in days (server default: 7)")
+    quality.add_argument("--symbol")
+    quality.add_argument("--bucket", choices=_BUCKETS, help="the time series' buckets (server default: day)")
+    for option, what, default in (
+        ("--agreement-edges", "agreement (fractions)", "0.5,0.6,0.7,0.8,0.9,1"),
+        ("--effective-k-edges", "effective K", "1,2,3,4,6,10"),
+        ("--trader-count-edges", "trader count", "1,3,5,10,20,50"),
+    ):
+        quality.add_argument(
+            option,
+            type=_edges,
+            metavar="E0,E1,...",
+            help=f"edges of the {what} buckets, increasing (server default: {default})",
+        )
+
+    gates = commands.add_parser(
+        "gates",
+        parents=[common, as_json],
+        help="which gates cost trades: failures, gates failing together, near misses",
+    )
+    gates.add_argument("--days", type=_positive_int, help="the window in days (server default: 7)")
+    gates.add_argument("--symbol")
+    gates.add_argument(
+        "--top",
+        type=_positive_int,
+        help="how many sets of gates failing together to list (server default: 10)",
+    )
 
     for name in ("execution", "executions"):
         group_parser = commands.add_parser(name, help="execution: config show|set, list, show")
@@ -164,6 +203,19 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _edges(text: str) -> list[float]:
+    """Bucket edges as given on the command line: "0.5,0.6,0.7"."""
+    try:
+        edges = [float(part) for part in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not numbers separated by commas: {text!r}") from None
+    if len(edges) < 2 or not all(math.isfinite(e) for e in edges):
+        raise argparse.ArgumentTypeError(f"give at least two finite numbers, got {text!r}")
+    if any(b <= a for a, b in itertools.pairwise(edges)):
+        raise argparse.ArgumentTypeError(f"the edges must increase, got {text!r}")
+    return edges
+
+
 def run(options: argparse.Namespace) -> int:
     """Run a client command; its exit code."""
     try:
@@ -229,6 +281,8 @@ async def _dispatch(options: argparse.Namespace) -> int:
         "decisions list": _decisions_list,
         "decisions show": _decisions_show,
         "stats": _stats,
+        "quality": _quality,
+        "gates": _gates,
         "config show": _config_show,
         "config set": _config_set,
         "list": _executions_list,
@@ -282,6 +336,27 @@ def _num(value: float, digits: int = 2) -> str:
 
 def _pct(value: float) -> str:
     return f"{value * 100:.1f}%"
+
+
+def _interval(interval: Message) -> str:
+    """A 95 % interval of a rate (a sigma.v1.Interval of fractions) as "45.1-70.0%"."""
+    held: Any = interval
+    return f"{held.low * 100:.1f}-{held.high * 100:.1f}%"
+
+
+def _duration(duration: duration_pb2.Duration) -> str:
+    """A duration in its two largest units: "2d 4h", "3h 12m", "4m 5s", "12s"."""
+    seconds = duration.ToTimedelta().total_seconds()
+    if seconds < 60:
+        return f"{seconds:.0f}s" if seconds >= 1 or seconds == 0 else f"{seconds:.2f}s"
+    minutes, secs = divmod(round(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    days, hours = divmod(hours, 24)
+    if days:
+        return f"{days}d {hours}h"
+    if hours:
+        return f"{hours}h {minutes}m"
+    return f"{minutes}m {secs}s"
 
 
 def _time(text: str | None, name: str) -> datetime | None:
@@ -489,8 +564,7 @@ async def _stats(client: SigmaClient, options: argparse.Namespace, out: Console)
                 ("risk rejects", str(t.risk_reject_count)),
                 ("closed", f"{t.closed_count} ({t.win_count} won, {t.loss_count} lost)"),
                 ("pending", str(t.pending_count)),
-                ("win rate", _pct(t.win_rate)),
-                ("avg R", f"{t.avg_r_multiple:+.2f}"),
+                *_performance_rows(t),
                 ("total PnL", _amount(t.total_pnl)),
             ],
         )
@@ -514,6 +588,182 @@ async def _stats(client: SigmaClient, options: argparse.Namespace, out: Console)
         for failure in stats.gate_failures:
             gates.add_row(failure.name, str(failure.count))
         out.print(gates)
+    return 0
+
+
+def _performance_rows(t: Any) -> list[tuple[str, str]]:
+    """The closed signals' figures of a sigma.v1.DecisionStats, one short line each."""
+    closed = t.closed_count > 0
+    win_rate = _pct(t.win_rate)
+    if t.HasField("win_rate_interval"):
+        win_rate += f" (95% CI {_interval(t.win_rate_interval)})"
+    profit_factor = "- (no loss)" if closed else "-"
+    if t.HasField("profit_factor"):
+        profit_factor = _num(t.profit_factor)
+    best_worst = "-"
+    if t.HasField("best_r") and t.HasField("worst_r"):
+        best_worst = f"{t.best_r:+.2f}R / {t.worst_r:+.2f}R"
+    return [
+        ("win rate", win_rate),
+        ("avg R", f"{t.avg_r_multiple:+.2f}R"),
+        ("avg win/loss", f"{t.avg_win_r:+.2f}R / {t.avg_loss_r:+.2f}R" if closed else "-"),
+        ("best/worst", best_worst),
+        ("profit factor", profit_factor),
+        ("max drawdown", f"{t.max_drawdown_r:.2f}R"),
+        ("longest runs", f"{t.longest_win_streak} won, {t.longest_loss_streak} lost in a row"),
+        (
+            "median hold",
+            _duration(t.median_holding_time) if t.HasField("median_holding_time") else "-",
+        ),
+    ]
+
+
+async def _quality(client: SigmaClient, options: argparse.Namespace, out: Console) -> int:
+    from rich.text import Text  # noqa: PLC0415 (only the client commands need it)
+
+    DPB = _enums()[0]
+    quality = await client.get_signal_quality(
+        days=options.days,
+        symbol=options.symbol,
+        bucket_width=options.bucket,
+        agreement_edges=options.agreement_edges,
+        effective_k_edges=options.effective_k_edges,
+        trader_count_edges=options.trader_count_edges,
+    )
+    if options.json:
+        _print_json(_to_dict(quality))
+        return 0
+    width = _enum(DPB.BucketWidth.Name(quality.bucket_width), "BUCKET_WIDTH_")
+    title = (
+        f"Signal quality, last {quality.days} day(s), since {_when(quality.window_start, seconds=True)} UTC"
+    )
+    if options.symbol:
+        title += f", {options.symbol}"
+    out.print(Text(title, style="bold"))
+    flagged = False
+
+    def rate(closed: int, win_rate: float, insufficient: bool) -> str:
+        nonlocal flagged
+        if not closed:
+            return "-"
+        flagged |= insufficient
+        return _pct(win_rate) + ("*" if insufficient else "")
+
+    heading = {"hour": "By hour (UTC)", "day": "By day (UTC)", "week": "By week (from Monday, UTC)"}
+    series = _table("Start", "Sig.", "Closed", "Won", "Win", "Avg R", "Cum. R", title=heading.get(width))
+    empty = 0
+    for bucket in quality.time_series:
+        if not bucket.signals and not bucket.closed:
+            empty += 1  # nothing happened: its cumulative R is the previous bucket's
+            continue
+        start = bucket.start.ToDatetime(tzinfo=UTC)
+        series.add_row(
+            start.strftime("%m-%d %H:00" if width == "hour" else "%Y-%m-%d"),
+            str(bucket.signals),
+            str(bucket.closed),
+            str(bucket.wins),
+            rate(bucket.closed, bucket.win_rate, bucket.insufficient_data),
+            f"{bucket.avg_r:+.2f}" if bucket.closed else "-",
+            f"{bucket.cumulative_r:+.2f}",
+        )
+    out.print(series)
+    if empty:
+        out.print(f"{empty} of {len(quality.time_series)} {width}s without signals or closes not shown")
+    for heading_text, name, breakdown in (
+        ("By agreement", "Agreement", quality.by_agreement),
+        ("By effective K", "Eff. K", quality.by_effective_k),
+        ("By trader count", "Traders", quality.by_trader_count),
+    ):
+        table = _table(name, "Closed", "Won", "Win", "95% CI", "Avg R", title=heading_text)
+        last = breakdown.edges[-1] if breakdown.edges else None
+        for strength in breakdown.buckets:
+            if strength.out_of_range:
+                if not strength.closed:
+                    continue
+                label = "outside"
+            else:
+                closing = "]" if strength.upper == last else ")"
+                label = f"[{strength.lower:g}, {strength.upper:g}{closing}"
+            table.add_row(
+                label,
+                str(strength.closed),
+                str(strength.wins),
+                rate(strength.closed, strength.win_rate, strength.insufficient_data),
+                _interval(strength.win_rate_interval) if strength.HasField("win_rate_interval") else "-",
+                f"{strength.avg_r:+.2f}" if strength.closed else "-",
+            )
+        out.print(table)
+    if flagged:
+        out.print(f"* fewer than {quality.min_closed} closed signals: too few to tell")
+    return 0
+
+
+def _distance(bin_: Any) -> str:
+    """A near-miss bin's distance from the threshold, as a percentage of it: "2-5%", ">=100%"."""
+    if not bin_.HasField("upper"):
+        return f">={bin_.lower * 100:g}%"
+    return f"{bin_.lower * 100:g}-{bin_.upper * 100:g}%"
+
+
+async def _gates(client: SigmaClient, options: argparse.Namespace, out: Console) -> int:
+    from rich.text import Text  # noqa: PLC0415 (only the client commands need it)
+
+    DPB = _enums()[0]
+    analytics = await client.get_gate_analytics(
+        days=options.days, symbol=options.symbol, top_combinations=options.top
+    )
+    if options.json:
+        _print_json(_to_dict(analytics))
+        return 0
+    title = f"Gates, last {analytics.days} day(s), since {_when(analytics.window_start, seconds=True)} UTC"
+    if options.symbol:
+        title += f", {options.symbol}"
+    out.print(Text(title, style="bold"))
+    sides = {"min": "min", "max": "max", "unspecified": "?"}
+    table = _table("Gate", "Eval.", "Failed", "Rate", "Alone", "Side", title="Per gate")
+    for gate in analytics.gates:
+        side = _enum(DPB.GateDirection.Name(gate.direction), "GATE_DIRECTION_")
+        table.add_row(
+            gate.name,
+            str(gate.evaluated),
+            str(gate.failed),
+            _pct(gate.failure_rate),
+            str(gate.only_failure),
+            sides.get(side, side),
+        )
+    out.print(table)
+    out.print(
+        "Alone: the decision's only failed gate. Side: min fails below its threshold, max above, ? unknown."
+    )
+    together = _table(
+        "Gates failing together",
+        "Skips",
+        "Share",
+        title=f"Skips with a failed gate: {analytics.skips_with_failures}",
+    )
+    for combination in analytics.failed_together:
+        share = combination.count / analytics.skips_with_failures if analytics.skips_with_failures else 0.0
+        together.add_row(" + ".join(combination.gates), str(combination.count), _pct(share))
+    out.print(together)
+    misses = _table("Gate", "Distance", "Failed", title="Near misses")
+    unknown = []
+    for gate in analytics.gates:
+        rows = [(_distance(b), str(b.count)) for b in gate.near_misses if b.count]
+        if gate.failed_on_passing_side:
+            rows.append(("passing side", str(gate.failed_on_passing_side)))
+        if gate.failed_without_value:
+            rows.append(("no value", str(gate.failed_without_value)))
+        if gate.failed and not gate.near_misses:
+            unknown.append(gate.name)
+        for i, (distance, count) in enumerate(rows):
+            misses.add_row(gate.name if i == 0 else "", distance, count)
+    out.print(misses)
+    out.print(
+        "Distance: how far a failed value was from the threshold, |value - threshold| as a share "
+        "of it (absolute when it is 0)."
+    )
+    if unknown:
+        out.print(f"Not binned, their failing side unknown: {', '.join(unknown)}")
     return 0
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import socket
 import sys
 import uuid
@@ -18,7 +19,9 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import asyncpg
-from sigma_client import Gate, RiskCheck, SigmaClient
+from google.protobuf import json_format
+from google.protobuf.message import Message
+from sigma_client import Gate, RiskCheck, SigmaClient, decision_pb2
 
 from sigma_grpc.app import RunningServer
 from sigma_grpc.auth.policy import Role
@@ -329,3 +332,264 @@ async def test_tls(
     assert (health.code, health.out.strip()) == (0, "SERVING"), health.err
     assert listed.code == 0 and "0 decision(s)" in listed.out, listed.err
     assert plaintext.code == 14
+
+
+# -- signal quality, gates and the stats' figures --------------------------------------------------
+
+# The R multiples of the closed signals at 85 % agreement (twelve: enough for a bucket to say
+# something) and at 65 % (three: too few).
+STRONG = [1.5, -1.0, 2.0, -0.5, 1.2, 0.8, -1.0, 1.0, -0.7, 2.5, 0.9, -0.4]
+WEAK = [-1.0, 0.6, -0.8]
+
+
+async def seed_analytics(target: str) -> None:
+    """Fifteen closed signals and an open one, decided over the last day, and four skips whose
+    gates failed alone, together, and on either side of their thresholds."""
+    now = datetime.now(UTC)
+    decisions: list[dict[str, object]] = []
+    for i, (agreement, k, traders) in enumerate(
+        [(0.85, 3.5, 7)] * len(STRONG) + [(0.65, 1.5, 3)] * len(WEAK) + [(0.95, 5.0, 12)]
+    ):
+        decisions.append(
+            {
+                "symbol": "BTC" if i % 2 else "ETH",
+                "direction": "long",
+                "decision_type": "signal",
+                "trader_count": traders,
+                "agreement_pct": agreement,
+                "effective_k": k,
+                "gates": [Gate("supermajority", True, agreement, 0.6), Gate("effective_k", True, k, 1.0)],
+                "decided_at": now - timedelta(hours=20 - i),
+            }
+        )
+    skips = [
+        [Gate("supermajority", False, 0.55, 0.6), Gate("effective_k", True, 2.0, 1.0)],
+        [Gate("supermajority", False, 0.59, 0.6), Gate("effective_k", True, 2.0, 1.0)],
+        [Gate("supermajority", False, 0.5, 0.6), Gate("effective_k", False, 0.8, 1.0)],
+        [Gate("supermajority", True, 0.7, 0.6), Gate("freshness", False, 75.0, 60.0)],
+    ]
+    for gates in skips:
+        decisions.append(
+            {
+                "symbol": "SOL",
+                "direction": "none",
+                "decision_type": "skip",
+                "trader_count": 4,
+                "agreement_pct": 0.6,
+                "effective_k": 1.0,
+                "gates": gates,
+                "decided_at": now - timedelta(minutes=30),
+            }
+        )
+    async with SigmaClient(target) as client:
+        logged = await client.log_decisions(decisions)  # type: ignore[arg-type]
+        for result, r_multiple in zip(logged, STRONG + WEAK, strict=False):
+            assert not isinstance(result, Exception)
+            decided = result.decision.decided_at.ToDatetime(tzinfo=UTC)
+            await client.record_outcome(
+                result.decision.id,
+                pnl=round(r_multiple * 40, 2),
+                r_multiple=r_multiple,
+                closed_at=min(decided + timedelta(hours=2, minutes=15), now),
+            )
+
+
+def cells(text: str, title: str, first: str) -> list[str]:
+    """The cells of the first row after the line `title` whose first cell is `first`."""
+    lines = text.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.strip().startswith(title))
+    for line in lines[start + 1 :]:
+        row = re.split(r"\s{2,}", line.strip())
+        if row[0] == first:
+            return row
+    raise AssertionError(f"no row {first!r} after {title!r} in:\n{text}")
+
+
+def without_window_start(document: object) -> object:
+    """A response's JSON without the times that follow the moment of the call."""
+    assert isinstance(document, dict)
+    return {k: v for k, v in document.items() if k != "windowStart"}
+
+
+def api_json(message: Message) -> object:
+    return json_format.MessageToDict(message, always_print_fields_with_no_presence=True)
+
+
+async def test_quality_gates_and_stats_show_what_the_api_returns(api: Stub, server: RunningServer) -> None:
+    target = f"127.0.0.1:{server.port}"
+    await seed_analytics(target)
+    t = ("--target", target)
+    (
+        quality,
+        quality_narrow,
+        quality_json,
+        hourly_json,
+        gates,
+        gates_narrow,
+        gates_json,
+        stats,
+        stats_narrow,
+        stats_json,
+    ) = await asyncio.gather(
+        cli("quality", *t),
+        cli("quality", *t, "--days", "2", "--bucket", "hour", columns=60),
+        cli("quality", *t, "--json"),
+        cli(
+            "quality",
+            *t,
+            "--json",
+            "--symbol",
+            "BTC",
+            "--bucket",
+            "hour",
+            "--agreement-edges",
+            "0.6,0.8,1",
+            "--effective-k-edges",
+            "1,2,4",
+            "--trader-count-edges=1,5,10",
+        ),
+        cli("gates", *t),
+        cli("gates", *t, "--days", "3", columns=60),
+        cli("gates", *t, "--json", "--top", "1"),
+        cli("stats", *t),
+        cli("stats", *t, columns=60),
+        cli("stats", *t, "--json"),
+    )
+    async with SigmaClient(target) as client:
+        q = await client.get_signal_quality()
+        hourly = await client.get_signal_quality(
+            symbol="BTC",
+            bucket_width="hour",
+            agreement_edges=[0.6, 0.8, 1],
+            effective_k_edges=[1, 2, 4],
+            trader_count_edges=[1, 5, 10],
+        )
+        g = await client.get_gate_analytics()
+        top = await client.get_gate_analytics(top_combinations=1)
+        s = await client.get_stats()
+    for ran in (quality, quality_narrow, quality_json, hourly_json, gates, gates_narrow, gates_json, stats):
+        assert ran.code == 0, ran.err
+
+    # The seed reached the numbers: otherwise the comparisons below would compare empty tables.
+    strong = q.by_agreement.buckets[3]
+    assert (strong.lower, strong.closed, strong.insufficient_data) == (0.8, len(STRONG), False)
+    assert q.by_agreement.buckets[1].closed == len(WEAK) and q.by_agreement.buckets[1].insufficient_data
+
+    # --json is the API's answer in proto3 JSON names.
+    assert without_window_start(quality_json.json()) == without_window_start(api_json(q))
+    assert without_window_start(hourly_json.json()) == without_window_start(api_json(hourly))
+    assert without_window_start(gates_json.json()) == without_window_start(api_json(top))
+    assert without_window_start(stats_json.json()) == without_window_start(api_json(s))
+    hourly_document = hourly_json.json()
+    assert isinstance(hourly_document, dict)
+    assert hourly_document["bucketWidth"] == "BUCKET_WIDTH_HOUR"
+    assert hourly_document["byAgreement"]["edges"] == [0.6, 0.8, 1]
+
+    # The tables carry the API's numbers.
+    for title, breakdown in (
+        ("By agreement", q.by_agreement),
+        ("By effective K", q.by_effective_k),
+        ("By trader count", q.by_trader_count),
+    ):
+        for bucket in breakdown.buckets:
+            if bucket.out_of_range:
+                continue
+            closing = "]" if bucket.upper == breakdown.edges[-1] else ")"
+            row = cells(quality.out, title, f"[{bucket.lower:g}, {bucket.upper:g}{closing}")
+            if not bucket.closed:
+                assert row[1:] == ["0", "0", "-", "-", "-"]
+                continue
+            interval = bucket.win_rate_interval
+            assert row[1:] == [
+                str(bucket.closed),
+                str(bucket.wins),
+                f"{bucket.win_rate * 100:.1f}%" + ("*" if bucket.insufficient_data else ""),
+                f"{interval.low * 100:.1f}-{interval.high * 100:.1f}%",
+                f"{bucket.avg_r:+.2f}",
+            ]
+    shown = [b for b in q.time_series if b.signals or b.closed]
+    assert shown
+    for step in shown:
+        row = cells(quality.out, "By day", step.start.ToDatetime(tzinfo=UTC).strftime("%Y-%m-%d"))
+        assert row[1:4] == [str(step.signals), str(step.closed), str(step.wins)]
+        assert row[-1] == f"{step.cumulative_r:+.2f}"
+    assert f"* fewer than {q.min_closed} closed signals" in quality.out
+    assert widest(quality_narrow.out) <= 60, quality_narrow.out
+    assert "By hour (UTC)" in quality_narrow.out and "By trader count" in quality_narrow.out
+
+    assert [gate.name for gate in g.gates][:2] == ["supermajority", "effective_k"]
+    sides = {decision_pb2.GATE_DIRECTION_MIN: "min", decision_pb2.GATE_DIRECTION_MAX: "max"}
+    for gate in g.gates:
+        assert cells(gates.out, "Per gate", gate.name) == [
+            gate.name,
+            str(gate.evaluated),
+            str(gate.failed),
+            f"{gate.failure_rate * 100:.1f}%",
+            str(gate.only_failure),
+            sides.get(gate.direction, "?"),
+        ]
+    directions = {gate.name: gate.direction for gate in g.gates}
+    assert directions["supermajority"] == decision_pb2.GATE_DIRECTION_MIN
+    assert directions["freshness"] == decision_pb2.GATE_DIRECTION_MAX
+    for combination in g.failed_together:
+        share = f"{combination.count / g.skips_with_failures * 100:.1f}%"
+        assert cells(gates.out, "Skips with a failed gate", " + ".join(combination.gates)) == [
+            " + ".join(combination.gates),
+            str(combination.count),
+            share,
+        ]
+    assert f"Skips with a failed gate: {g.skips_with_failures}" in gates.out
+    majority = g.gates[0]
+    nearest = next(b for b in majority.near_misses if b.count)
+    distance = f"{nearest.lower * 100:g}-{nearest.upper * 100:g}%"
+    assert cells(gates.out, "Near misses", "supermajority") == ["supermajority", distance, str(nearest.count)]
+    assert widest(gates_narrow.out) <= 60, gates_narrow.out
+
+    # The stats' new figures, as the API computed them.
+    totals = s.totals
+    interval = totals.win_rate_interval
+    ci = f"{interval.low * 100:.1f}-{interval.high * 100:.1f}%"
+    expected = {
+        "win rate": f"{totals.win_rate * 100:.1f}% (95% CI {ci})",
+        "avg win/loss": f"{totals.avg_win_r:+.2f}R / {totals.avg_loss_r:+.2f}R",
+        "best/worst": f"{totals.best_r:+.2f}R / {totals.worst_r:+.2f}R",
+        "profit factor": f"{totals.profit_factor:.2f}",
+        "max drawdown": f"{totals.max_drawdown_r:.2f}R",
+        "longest runs": f"{totals.longest_win_streak} won, {totals.longest_loss_streak} lost in a row",
+        "median hold": "2h 15m",
+    }
+    for name, value in expected.items():
+        assert cells(stats.out, "Last 7 day(s)", name) == [name, value], stats.out
+    assert totals.median_holding_time.ToTimedelta() == timedelta(hours=2, minutes=15)
+    assert (totals.longest_win_streak, totals.closed_count) != (0, 0)
+    assert stats_narrow.code == 0 and widest(stats_narrow.out) <= 60, stats_narrow.out
+
+
+async def test_quality_and_gates_usage_errors() -> None:
+    nothing = ("--target", f"127.0.0.1:{free_port()}")
+    runs = await asyncio.gather(
+        cli("quality", *nothing, "--bucket", "month"),
+        cli("quality", *nothing, "--agreement-edges", "0.9,0.5"),
+        cli("quality", *nothing, "--effective-k-edges", "one,two"),
+        cli("quality", *nothing, "--trader-count-edges", "5"),
+        cli("quality", *nothing, "--days", "0"),
+        cli("gates", *nothing, "--top", "0"),
+        cli("gates", *nothing, "--days", "x"),
+    )
+    for ran, option in zip(
+        runs,
+        [
+            "--bucket",
+            "--agreement-edges",
+            "--effective-k-edges",
+            "--trader-count-edges",
+            "--days",
+            "--top",
+            "--days",
+        ],
+        strict=True,
+    ):
+        assert ran.code == 2, ran
+        assert option in ran.err and ran.out == ""
+    down = await cli("gates", *nothing)
+    assert down.code == 14 and down.err.startswith("sigma-grpc: UNAVAILABLE")
