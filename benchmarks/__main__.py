@@ -10,6 +10,7 @@ Measurements (one module each; the table lists them in this order):
   batch         LogDecisions and the client batcher vs asyncpg executemany; the triggers' cost
   list          ListDecisions, a page 100,000 rows deep vs the first page, vs its SQL, vs OFFSET
   stats         GetStats(days=7) vs the naive single SQL aggregate, warm and after a restart
+  quality       GetStats, GetSignalQuality, GetGateAnalytics (days=7) vs the naive SQL of each
   startup       process start to SERVING vs `python -c "import grpc, asyncpg"`
   rss           the server process's peak RSS under the write load (measured with log_decision)
 
@@ -42,7 +43,7 @@ from typing import Any
 
 import asyncpg
 
-from benchmarks import batch, get_stats, list_pages, log_decision, startup
+from benchmarks import batch, get_stats, list_pages, log_decision, quality, startup
 from benchmarks.context import Context, Sizes, progress
 from benchmarks.database import URL_VARIABLE, bench_database
 from benchmarks.report import Measurement, format_table, write_json
@@ -51,12 +52,13 @@ from benchmarks.seed import seed
 DEFAULT_ROWS = 1_000_000
 QUICK_ROWS = 2_000
 # Measured in this order: reads first, on the seeded table as it is; the write load adds rows.
-ORDER = ("list", "stats", "startup", "log_decision", "batch")
+ORDER = ("list", "stats", "quality", "startup", "log_decision", "batch")
 # Printed in this order (rss comes with log_decision).
-PRESENTED = ("log_decision", "batch", "list", "stats", "startup", "rss")
+PRESENTED = ("log_decision", "batch", "list", "stats", "quality", "startup", "rss")
 RUNNERS: dict[str, Callable[[Context], Awaitable[Measurement | list[Measurement]]]] = {
     "list": list_pages.run,
     "stats": get_stats.run,
+    "quality": quality.run,
     "startup": startup.run,
     "log_decision": log_decision.run,
     "batch": batch.run,

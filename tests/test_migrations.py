@@ -32,6 +32,7 @@ ALL = [
     "064_authenticated_audit",
     "065_stats_rollups",
     "066_signal_quality",
+    "067_closed_fingerprint",
 ]
 
 

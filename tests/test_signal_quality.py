@@ -22,9 +22,10 @@ import pytest
 
 from sigma_grpc.domain.errors import InvalidArgument
 from sigma_grpc.domain.quality import (
+    R_UNIT,
     BucketCounts,
     BucketWidth,
-    ClosedSignal,
+    ClosedSeries,
     GateCounts,
     GateDirection,
     Side,
@@ -32,7 +33,8 @@ from sigma_grpc.domain.quality import (
     closed_stats,
     gate_stats,
     infer_direction,
-    median_duration,
+    longest_runs,
+    max_drawdown,
     near_miss_bin,
     strength_breakdown,
     time_series,
@@ -45,27 +47,38 @@ from tests.helpers import Stub, expect_error, field_violations, gate, signal, sk
 T0 = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)  # a Monday
 
 
-def closed(pnl: str, r: str, *, held_s: float = 3600, at: int = 0, symbol: str = "BTC") -> ClosedSignal:
-    """A closed signal; `at` orders them (minutes after T0)."""
-    closed_at = T0 + timedelta(minutes=at)
-    return ClosedSignal(symbol, closed_at - timedelta(seconds=held_s), closed_at, Decimal(r), Decimal(pnl))
+def series(*trades: tuple[str, str], median: timedelta | None = timedelta(hours=1)) -> ClosedSeries:
+    """Closed signals (P&L, R) in close-time order, with the sums storage would read for them."""
+    pnls = [Decimal(pnl) for pnl, _ in trades]
+    rs = [Decimal(r) for _, r in trades]
+    wins = [r for p, r in zip(pnls, rs, strict=True) if p > 0]
+    losses = [r for p, r in zip(pnls, rs, strict=True) if p < 0]
+    return ClosedSeries(
+        r_units=[int(r / R_UNIT) for r in rs],
+        kinds=[(p > 0) - (p < 0) for p in pnls],
+        avg_win_r=sum(wins, Decimal(0)) / len(wins) if wins else None,
+        avg_loss_r=sum(losses, Decimal(0)) / len(losses) if losses else None,
+        gross_win=sum((p for p in pnls if p > 0), Decimal(0)),
+        gross_loss=-sum((p for p in pnls if p < 0), Decimal(0)),
+        median_holding_time=median if trades else None,
+    )
 
 
 # -- the statistics by hand -----------------------------------------------------------------------------
 
 
 def test_closed_stats_of_a_worked_example() -> None:
-    trades = [
-        closed("1", "1.0", at=1),  # cumulative 1
-        closed("2", "2.0", at=2),  # 3: the peak
-        closed("0", "0", at=3),  # 3: a breakeven ends the win run (2)
-        closed("-1", "-1.5", at=4),  # 1.5
-        closed("-1", "-0.5", at=5),  # 1.0: a loss run of 2
-        closed("1", "0.5", at=6),  # 1.5
-        closed("-3", "-2.0", at=7),  # -0.5: the trough, 3.5 below the peak
-    ]
-    stats = closed_stats(trades)
-    assert stats.max_drawdown_r == pytest.approx(3.5)
+    worked = series(
+        ("1", "1.0"),  # cumulative 1
+        ("2", "2.0"),  # 3: the peak
+        ("0", "0"),  # 3: a breakeven ends the win run (2)
+        ("-1", "-1.5"),  # 1.5
+        ("-1", "-0.5"),  # 1.0: a loss run of 2
+        ("1", "0.5"),  # 1.5
+        ("-3", "-2.0"),  # -0.5: the trough, 3.5 below the peak
+    )
+    stats = closed_stats(worked)
+    assert stats.max_drawdown_r == 3.5
     assert (stats.longest_win_streak, stats.longest_loss_streak) == (2, 2)
     assert stats.avg_win_r == pytest.approx((1 + 2 + 0.5) / 3)
     assert stats.avg_loss_r == pytest.approx((-1.5 - 0.5 - 2) / 3)
@@ -76,33 +89,24 @@ def test_closed_stats_of_a_worked_example() -> None:
 
 def test_the_drawdown_curve_starts_at_zero() -> None:
     # A first loss is a fall from the starting 0, not from the first trade's level.
-    assert closed_stats([closed("-1", "-1.25", at=1), closed("1", "0.5", at=2)]).max_drawdown_r == 1.25
-    assert closed_stats([closed("1", "1", at=1), closed("1", "2", at=2)]).max_drawdown_r == 0.0
+    assert max_drawdown([-12500, 5000]) == 12500
+    assert max_drawdown([10000, 20000]) == 0
+    assert max_drawdown([]) == 0
+    assert max_drawdown([3, -1, 5, -4, -4, 1]) == 8  # from the peak 7 down to -1
 
 
 def test_a_breakeven_ends_a_streak_and_starts_none() -> None:
-    trades = [closed(p, "0", at=i) for i, p in enumerate(["1", "1", "0", "1", "0", "0", "-1", "-1", "-1"])]
-    stats = closed_stats(trades)
-    assert (stats.longest_win_streak, stats.longest_loss_streak) == (2, 3)
+    assert longest_runs([1, 1, 0, 1, 0, 0, -1, -1, -1]) == (2, 3)
+    assert longest_runs([0, 0]) == (0, 0)
+    assert longest_runs([]) == (0, 0)
 
 
 def test_profit_factor_is_unset_without_a_loss_and_zero_without_a_win() -> None:
-    assert closed_stats([closed("5", "1", at=1), closed("0", "0", at=2)]).profit_factor is None
-    assert closed_stats([closed("-5", "-1", at=1), closed("0", "0", at=2)]).profit_factor == 0.0
-    empty = closed_stats([])
+    assert closed_stats(series(("5", "1"), ("0", "0"))).profit_factor is None
+    assert closed_stats(series(("-5", "-1"), ("0", "0"))).profit_factor == 0.0
+    empty = closed_stats(series())
     assert (empty.profit_factor, empty.best_r, empty.worst_r, empty.median_holding_time) == (None,) * 4
     assert (empty.avg_win_r, empty.avg_loss_r, empty.max_drawdown_r) == (0.0, 0.0, 0.0)
-
-
-def test_the_median_of_an_even_count_is_the_mean_of_the_two_middle_values() -> None:
-    seconds = [timedelta(seconds=s) for s in (10, 1, 4, 2)]
-    assert median_duration(seconds) == timedelta(seconds=3)
-    assert median_duration(seconds[:3]) == timedelta(seconds=4)
-    # Half a microsecond rounds up, exactly.
-    assert median_duration([timedelta(microseconds=1), timedelta(microseconds=2)]) == timedelta(
-        microseconds=2
-    )
-    assert median_duration([]) is None
 
 
 def test_wilson_interval_matches_published_values() -> None:
@@ -278,6 +282,34 @@ async def test_the_rpcs_on_a_worked_example(api: Stub) -> None:
         (["freshness", "supermajority"], 1),
     ]
     assert analytics.skips_with_failures == 3
+
+
+async def test_the_closed_figures_follow_each_new_outcome(api: Stub) -> None:
+    # The figures of a set of closed signals are kept by the set's fingerprint: a new outcome
+    # makes a new set, and asking twice between changes answers the same.
+    decided = datetime.now(UTC) - timedelta(hours=3)
+    stamp = pb.LogDecisionRequest().decided_at
+    stamp.FromDatetime(decided)
+    first, second = await _log(api, signal(decided_at=stamp)), await _log(api, signal(decided_at=stamp))
+    await _close(api, first, "10", 1.5, decided + timedelta(hours=1))
+    before = (await api.GetStats(pb.GetStatsRequest(days=1))).totals
+    assert before == (await api.GetStats(pb.GetStatsRequest(days=1))).totals
+    assert (before.best_r, before.worst_r, before.longest_loss_streak) == (1.5, 1.5, 0)
+    await _close(api, second, "-4", -2.0, decided + timedelta(hours=2))
+    after = (await api.GetStats(pb.GetStatsRequest(days=1))).totals
+    assert (after.best_r, after.worst_r, after.longest_loss_streak, after.max_drawdown_r) == (
+        1.5,
+        -2.0,
+        1,
+        2.0,
+    )
+    assert after.profit_factor == 2.5 and not before.HasField("profit_factor")
+    # Another window holding the same closed signals gives the same figures.
+    wider = (await api.GetStats(pb.GetStatsRequest(days=30))).totals
+    assert (wider.max_drawdown_r, wider.median_holding_time) == (
+        after.max_drawdown_r,
+        after.median_holding_time,
+    )
 
 
 async def test_bad_requests_name_their_field(api: Stub) -> None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import random
 import uuid
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -21,7 +22,6 @@ import pytest
 
 from sigma_grpc.api.decision_convert import stats_message
 from sigma_grpc.domain.models import Counts, StatsQuery, StatsRows
-from sigma_grpc.domain.quality import ClosedSignal
 from sigma_grpc.domain.stats import build_stats
 from sigma_grpc.gen.sigma.v1 import decision_service_pb2 as pb
 from sigma_grpc.storage.decisions import DecisionStore
@@ -50,7 +50,9 @@ async def from_scratch(pool: asyncpg.Pool, window_start: datetime, symbol: str |
                count(*) FILTER (WHERE outcome_pnl > 0) AS wins,
                count(*) FILTER (WHERE outcome_pnl < 0) AS losses,
                COALESCE(sum(outcome_r_multiple), 0) AS r_multiple_sum,
-               COALESCE(sum(outcome_pnl), 0) AS pnl_sum
+               COALESCE(sum(outcome_pnl), 0) AS pnl_sum,
+               COALESCE(sum(hashtextextended(id::text, 0)::numeric) FILTER (WHERE outcome_pnl IS NOT NULL), 0)
+                   AS closed_fingerprint
         FROM decision_logs WHERE {where} GROUP BY symbol
         """,
         *args,
@@ -64,19 +66,29 @@ async def from_scratch(pool: asyncpg.Pool, window_start: datetime, symbol: str |
         """,
         *args,
     )
-    closed = await pool.fetch(
-        f"""
-        SELECT symbol, decided_at, outcome_closed_at, outcome_r_multiple, outcome_pnl FROM decision_logs
-        WHERE {where} AND outcome_pnl IS NOT NULL ORDER BY outcome_closed_at, id
-        """,
-        *args,
-    )
     return StatsRows(
         window_start=window_start,
         by_symbol={r["symbol"]: Counts(**{k: v for k, v in r.items() if k != "symbol"}) for r in counts},
         gate_failures={r["name"]: r["failures"] for r in gates},
-        closed=tuple(ClosedSignal(*r.values()) for r in closed),
+        closed={},
     )
+
+
+def counts_only(rows: StatsRows) -> StatsRows:
+    """The rollups' part of `rows`: the closed signals' own figures are checked in test_signal_quality.py."""
+    return replace(rows, closed={})
+
+
+# The closed signals' own figures (test_signal_quality.py compares them with a from-scratch computation).
+CLOSED_FIGURES = [f.name for f in pb.DecisionStats.DESCRIPTOR.fields if f.number >= 13]
+
+
+def without_closed_figures(answer: pb.GetStatsResponse) -> pb.GetStatsResponse:
+    answer = pb.GetStatsResponse.FromString(answer.SerializeToString())
+    for stats in [answer.totals, *(s.stats for s in answer.by_symbol)]:
+        for name in CLOSED_FIGURES:
+            stats.ClearField(name)  # type: ignore[arg-type]
+    return answer
 
 
 def random_decision(rng: random.Random, decided_at: datetime) -> pb.LogDecisionRequest:
@@ -158,7 +170,12 @@ async def record_outcomes(api: Stub, rng: random.Random, decisions: list[pb.Deci
 
 
 async def assert_stats_match(api: Stub, pool: asyncpg.Pool) -> None:
+    store = DecisionStore(Database(pool))
+    now = datetime.now(UTC)
     for days in WINDOWS:
+        # The rollups' rows themselves, closed-set fingerprints included.
+        found = await store.stats_rows(StatsQuery(days=days, symbol=None), now=now)
+        assert counts_only(found) == await from_scratch(pool, now - timedelta(days=days), None), days
         for symbol in (None, "BTC", "kPEPE", "NOPE"):
             request = pb.GetStatsRequest(days=days)
             if symbol is not None:
@@ -166,7 +183,7 @@ async def assert_stats_match(api: Stub, pool: asyncpg.Pool) -> None:
             answer = await api.GetStats(request)
             window_start = answer.window_start.ToDatetime(tzinfo=UTC)
             expected = stats_message(build_stats(days, await from_scratch(pool, window_start, symbol)))
-            assert answer == expected, (days, symbol)
+            assert without_closed_figures(answer) == without_closed_figures(expected), (days, symbol)
 
 
 @pytest.mark.parametrize("seed", [1, 2, 3])
@@ -222,7 +239,7 @@ async def test_every_position_of_the_start_in_its_hour_gives_the_exact_answer(
             for symbol in (None, "ETH"):
                 found = await store.stats_rows(StatsQuery(days=days, symbol=symbol), now=now)
                 expected = await from_scratch(clean_db, now - timedelta(days=days), symbol)
-                assert found == expected, (offset, days, symbol)
+                assert counts_only(found) == expected, (offset, days, symbol)
 
 
 async def test_writers_on_several_connections_use_several_stripes(api: Stub, clean_db: asyncpg.Pool) -> None:
@@ -238,7 +255,8 @@ async def test_rebuilding_the_rollups_gives_what_the_triggers_kept(api: Stub, cl
     await record_outcomes(api, rng, await write_history(api, rng, 200))
     rollup = """
         SELECT span, bucket, symbol, sum(total), sum(signals), sum(skips), sum(risk_rejects),
-               sum(closed), sum(wins), sum(losses), sum(r_multiple_sum), sum(pnl_sum)
+               sum(closed), sum(wins), sum(losses), sum(r_multiple_sum), sum(pnl_sum),
+               sum(closed_fingerprint)
         FROM decision_stats GROUP BY span, bucket, symbol HAVING sum(total) > 0
         ORDER BY span, bucket, symbol
     """

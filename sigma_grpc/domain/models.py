@@ -10,7 +10,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 
-from sigma_grpc.domain.quality import ClosedSignal
+from sigma_grpc.domain.quality import ClosedSeries
+
+ClosedSetKey = tuple[tuple[str, int, Decimal], ...]
 
 
 class DecisionType(enum.StrEnum):
@@ -198,6 +200,8 @@ class Counts:
     losses: int = 0
     r_multiple_sum: Decimal = Decimal(0)
     pnl_sum: Decimal = Decimal(0)
+    # Identifies the set of closed signals (migration 066): equal sets, equal fingerprints.
+    closed_fingerprint: Decimal = Decimal(0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -207,5 +211,15 @@ class StatsRows:
     window_start: datetime
     by_symbol: dict[str, Counts] = field(default_factory=dict)
     gate_failures: dict[str, int] = field(default_factory=dict)
-    # The closed signals, in close-time order (ties by id).
-    closed: tuple[ClosedSignal, ...] = ()
+    # The closed signals, of the whole window (key None) and per symbol; None when the
+    # caller already knew the figures of this set (`closed_key`) and storage did not read them.
+    closed: dict[str | None, ClosedSeries] | None = field(default_factory=dict)
+
+    @property
+    def closed_key(self) -> ClosedSetKey:
+        """What identifies the window's set of closed signals: per symbol, count and fingerprint."""
+        return tuple(
+            sorted(
+                (symbol, c.closed, c.closed_fingerprint) for symbol, c in self.by_symbol.items() if c.closed
+            )
+        )

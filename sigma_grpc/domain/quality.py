@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import enum
 import math
+import operator
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from itertools import accumulate, groupby
 
 # The fewest closed signals a bucket needs before its rates are worth reading.
 MIN_CLOSED = 10
@@ -69,20 +71,28 @@ def wilson_interval(wins: int, n: int) -> Interval | None:
 # -- closed signals: the GetStats additions ---------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class ClosedSignal:
-    """One closed signal, as the closed-signal statistics need it."""
+# outcome_r_multiple's scale: R in whole ten-thousandths, so curves add up exactly.
+R_UNIT = Decimal("0.0001")
 
-    symbol: str
-    decided_at: datetime
-    closed_at: datetime
-    r_multiple: Decimal
-    pnl: Decimal
+
+@dataclass(frozen=True, slots=True)
+class ClosedSeries:
+    """One set of closed signals (the window's, or one symbol's) as storage reads it: in
+    close-time order (ties by id) each R in ten-thousandths and each kind (sign of the P&L:
+    1 a win, -1 a loss, 0 a breakeven); and the set's sums and median."""
+
+    r_units: Sequence[int]
+    kinds: Sequence[int]
+    avg_win_r: Decimal | None
+    avg_loss_r: Decimal | None
+    gross_win: Decimal
+    gross_loss: Decimal
+    median_holding_time: timedelta | None
 
 
 @dataclass(frozen=True, slots=True)
 class ClosedStats:
-    """The statistics of a sequence of closed signals that depend on more than counts and sums."""
+    """The statistics of a set of closed signals that depend on more than counts and sums."""
 
     avg_win_r: float = 0.0
     avg_loss_r: float = 0.0
@@ -95,67 +105,48 @@ class ClosedStats:
     median_holding_time: timedelta | None = None
 
 
-def closed_stats(ordered: Sequence[ClosedSignal]) -> ClosedStats:
-    """The statistics of `ordered`: closed signals in close-time order (ties by id)."""
-    if not ordered:
+def max_drawdown(r_units: Sequence[int]) -> int:
+    """The largest fall of the running total from its highest point so far; the curve starts at 0."""
+    curve = list(accumulate(r_units, initial=0))
+    fall: int = max(map(operator.sub, accumulate(curve, max), curve))
+    return fall
+
+
+def longest_runs(kinds: Sequence[int]) -> tuple[int, int]:
+    """The longest runs of wins (1) and of losses (-1); a breakeven (0) ends a run and starts none."""
+    longest = {1: 0, -1: 0, 0: 0}
+    for kind, run in groupby(kinds):
+        length = sum(1 for _ in run)
+        longest[kind] = max(longest[kind], length)
+    return longest[1], longest[-1]
+
+
+def closed_stats(series: ClosedSeries) -> ClosedStats:
+    if not series.r_units:
         return ClosedStats()
-    win_r = loss_r = gross_win = gross_loss = Decimal(0)
-    wins = losses = 0
-    cumulative = peak = Decimal(0)
-    drawdown = Decimal(0)
-    win_run = loss_run = longest_win = longest_loss = 0
-    for signal in ordered:
-        if signal.pnl > 0:
-            wins += 1
-            win_r += signal.r_multiple
-            gross_win += signal.pnl
-            win_run, loss_run = win_run + 1, 0
-            longest_win = max(longest_win, win_run)
-        elif signal.pnl < 0:
-            losses += 1
-            loss_r += signal.r_multiple
-            gross_loss -= signal.pnl
-            win_run, loss_run = 0, loss_run + 1
-            longest_loss = max(longest_loss, loss_run)
-        else:
-            win_run = loss_run = 0
-        cumulative += signal.r_multiple
-        peak = max(peak, cumulative)
-        drawdown = max(drawdown, peak - cumulative)
-    r_values = [s.r_multiple for s in ordered]
+    wins, losses = longest_runs(series.kinds)
     return ClosedStats(
-        avg_win_r=float(win_r / wins) if wins else 0.0,
-        avg_loss_r=float(loss_r / losses) if losses else 0.0,
-        profit_factor=float(gross_win / gross_loss) if losses and gross_loss else None,
-        max_drawdown_r=float(drawdown),
-        best_r=float(max(r_values)),
-        worst_r=float(min(r_values)),
-        longest_win_streak=longest_win,
-        longest_loss_streak=longest_loss,
-        median_holding_time=median_duration([s.closed_at - s.decided_at for s in ordered]),
+        avg_win_r=float(series.avg_win_r or 0),
+        avg_loss_r=float(series.avg_loss_r or 0),
+        profit_factor=float(series.gross_win / series.gross_loss) if series.gross_loss else None,
+        max_drawdown_r=float(max_drawdown(series.r_units) * R_UNIT),
+        best_r=float(max(series.r_units) * R_UNIT),
+        worst_r=float(min(series.r_units) * R_UNIT),
+        longest_win_streak=wins,
+        longest_loss_streak=losses,
+        median_holding_time=series.median_holding_time,
     )
 
 
-def median_duration(durations: Iterable[timedelta]) -> timedelta | None:
-    """The median; for an even count the mean of the two middle values (to the microsecond)."""
-    ordered = sorted(durations)
-    if not ordered:
-        return None
-    middle = len(ordered) // 2
-    if len(ordered) % 2:
-        return ordered[middle]
-    low, high = ordered[middle - 1], ordered[middle]
-    # In whole microseconds, half up: exact, unlike timedelta / 2's float rounding.
-    total = (low + high) // timedelta(microseconds=1)
-    return timedelta(microseconds=(total + 1) // 2)
-
-
-def closed_stats_by_symbol(ordered: Sequence[ClosedSignal]) -> tuple[ClosedStats, dict[str, ClosedStats]]:
-    """The statistics of all of `ordered`, and of each symbol's part of it."""
-    by_symbol: dict[str, list[ClosedSignal]] = {}
-    for signal in ordered:
-        by_symbol.setdefault(signal.symbol, []).append(signal)
-    return closed_stats(ordered), {symbol: closed_stats(part) for symbol, part in by_symbol.items()}
+def closed_stats_by_symbol(
+    closed: Mapping[str | None, ClosedSeries],
+) -> tuple[ClosedStats, dict[str, ClosedStats]]:
+    """The statistics of the whole set (key None) and of each symbol's part."""
+    whole = closed.get(None)
+    return (
+        closed_stats(whole) if whole is not None else ClosedStats(),
+        {symbol: closed_stats(series) for symbol, series in closed.items() if symbol is not None},
+    )
 
 
 # -- GetSignalQuality ---------------------------------------------------------------------------------

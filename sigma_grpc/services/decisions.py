@@ -8,18 +8,19 @@ from collections.abc import Sequence
 
 from sigma_grpc.clock import Clock, utc_now
 from sigma_grpc.domain.errors import DomainError, InvalidArgument, Reason
-from sigma_grpc.domain.models import Decision, NewDecision, PageCursor
+from sigma_grpc.domain.models import ClosedSetKey, Decision, NewDecision, PageCursor
 from sigma_grpc.domain.outcomes import should_write_outcome
 from sigma_grpc.domain.pagination import encode_page_token
 from sigma_grpc.domain.quality import (
     BucketWidth,
     GateAnalytics,
     SignalQuality,
+    closed_stats_by_symbol,
     gate_analytics,
     signal_quality,
 )
 from sigma_grpc.domain.reasoning import reasoning_for
-from sigma_grpc.domain.stats import Stats, build_stats
+from sigma_grpc.domain.stats import ClosedFigures, ClosedFiguresCache, Stats, build_stats
 from sigma_grpc.domain.validation import (
     DecisionInput,
     ListInput,
@@ -68,6 +69,7 @@ class DecisionLog:
         self._store = store
         self._reads: DecisionReads = reads or store
         self._clock = clock
+        self._closed_figures = ClosedFiguresCache()
 
     async def log(self, raw: DecisionInput) -> Logged:
         """Store a decision; returns it and whether the request replayed an earlier one."""
@@ -123,7 +125,23 @@ class DecisionLog:
 
     async def stats(self, days: int | None, symbol: str | None) -> Stats:
         query = validate_stats(days, symbol)
-        return build_stats(query.days, await self._reads.stats_rows(query))
+        known: list[ClosedFigures] = []
+
+        def closed_known(key: ClosedSetKey) -> bool:
+            # Taken from the cache here, inside the read: a concurrent call may evict it after.
+            figures = self._closed_figures.get(key)
+            if figures is not None:
+                known.append(figures)
+            return figures is not None
+
+        rows = await self._reads.stats_rows(query, closed_known=closed_known)
+        if known:
+            figures = known[0]
+        else:
+            assert rows.closed is not None
+            figures = closed_stats_by_symbol(rows.closed)
+            self._closed_figures.put(rows.closed_key, figures)
+        return build_stats(query.days, rows, figures)
 
     async def signal_quality(
         self,

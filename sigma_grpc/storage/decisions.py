@@ -14,6 +14,7 @@ import asyncpg
 import orjson
 
 from sigma_grpc.domain.models import (
+    ClosedSetKey,
     Counts,
     Decision,
     DecisionFilter,
@@ -32,7 +33,7 @@ from sigma_grpc.domain.quality import (
     NEAR_MISS_EDGES,
     BucketCounts,
     BucketWidth,
-    ClosedSignal,
+    ClosedSeries,
     GateCounts,
     GateQuery,
     QualityQuery,
@@ -360,40 +361,61 @@ class DecisionStore:
         rows = await self._db.fetch(sql, *args)
         return [_decision(r) for r in rows[: query.page_size]], len(rows) > query.page_size
 
-    async def stats_rows(self, query: StatsQuery, *, now: datetime | None = None) -> StatsRows:
+    async def stats_rows(
+        self,
+        query: StatsQuery,
+        *,
+        now: datetime | None = None,
+        closed_known: Callable[[ClosedSetKey], bool] = lambda key: False,
+    ) -> StatsRows:
         """Counts per symbol, gate failures and closed signals of the window, in one snapshot.
 
         The window ends at the database's NOW(), or at `now` when given (tests pin it).
         The counts come from the rollups (`_counts`), the closed signals, in close-time
-        order, from their own index (migration 066).
+        order, from their own index (migration 066), unless `closed_known` says the
+        caller already has the figures of this set of closed signals (its key).
         """
         async with (
             self._db.connection() as conn,
             conn.transaction(isolation="repeatable_read", readonly=True),
         ):
             counts = await self._counts(conn, query, now)
+            if closed_known(counts.closed_key):
+                return replace(counts, closed=None)
             closed = await conn.fetch(
                 f"""
-                SELECT symbol, decided_at, outcome_closed_at, outcome_r_multiple, outcome_pnl
+                SELECT symbol, GROUPING(symbol) = 1 AS whole,
+                       array_agg((outcome_r_multiple * 10000)::int8 ORDER BY outcome_closed_at, id)
+                           AS r_units,
+                       array_agg(sign(outcome_pnl)::int2 ORDER BY outcome_closed_at, id) AS kinds,
+                       avg(outcome_r_multiple) FILTER (WHERE outcome_pnl > 0) AS avg_win_r,
+                       avg(outcome_r_multiple) FILTER (WHERE outcome_pnl < 0) AS avg_loss_r,
+                       COALESCE(sum(outcome_pnl) FILTER (WHERE outcome_pnl > 0), 0) AS gross_win,
+                       COALESCE(-sum(outcome_pnl) FILTER (WHERE outcome_pnl < 0), 0) AS gross_loss,
+                       percentile_cont(0.5) WITHIN GROUP (ORDER BY outcome_closed_at - decided_at)
+                           AS median_hold
                 FROM decision_logs
                 WHERE {_CLOSED_SIGNALS} AND decided_at >= {_WINDOW_START}
                       {"AND symbol = $3" if query.symbol is not None else ""}
-                ORDER BY outcome_closed_at, id
+                GROUP BY GROUPING SETS ((symbol), ())
                 """,
                 *_window_args(query.days, now, query.symbol),
             )
         return replace(
             counts,
-            closed=tuple(
-                ClosedSignal(
-                    r["symbol"],
-                    r["decided_at"],
-                    r["outcome_closed_at"],
-                    r["outcome_r_multiple"],
-                    r["outcome_pnl"],
+            closed={
+                None if r["whole"] else r["symbol"]: ClosedSeries(
+                    r_units=r["r_units"],
+                    kinds=r["kinds"],
+                    avg_win_r=r["avg_win_r"],
+                    avg_loss_r=r["avg_loss_r"],
+                    gross_win=r["gross_win"],
+                    gross_loss=r["gross_loss"],
+                    median_holding_time=r["median_hold"],
                 )
                 for r in closed
-            ),
+                if r["r_units"] is not None
+            },
         )
 
     async def _counts(self, conn: Connection, query: StatsQuery, now: datetime | None) -> StatsRows:
@@ -436,14 +458,16 @@ class DecisionStore:
                 FROM (SELECT *, start - hour_start < hour_end - start AS subtract FROM edges) AS e
             ), counts AS (
                 SELECT symbol, total, signals, skips, risk_rejects, closed, wins, losses,
-                       r_multiple_sum, pnl_sum
+                       r_multiple_sum, pnl_sum, closed_fingerprint
                 FROM decision_stats WHERE {rolled_up}
                 UNION ALL
                 SELECT symbol, sign, sign * (decision_type = 'signal')::int,
                        sign * (decision_type = 'skip')::int, sign * (decision_type = 'risk_reject')::int,
                        sign * (outcome_pnl IS NOT NULL)::int, sign * (outcome_pnl > 0)::int,
                        sign * (outcome_pnl < 0)::int, sign * COALESCE(outcome_r_multiple, 0),
-                       sign * COALESCE(outcome_pnl, 0)
+                       sign * COALESCE(outcome_pnl, 0),
+                       CASE WHEN outcome_pnl IS NOT NULL
+                            THEN sign * hashtextextended(id::text, 0)::numeric ELSE 0 END
                 FROM decision_logs, w WHERE {raw}
             ), failures AS (
                 SELECT gate, failures FROM decision_gate_failures WHERE {rolled_up}
@@ -456,15 +480,16 @@ class DecisionStore:
             SELECT 'w' AS kind, NULL AS name, NULL::bigint AS total, NULL::bigint AS signals,
                    NULL::bigint AS skips, NULL::bigint AS risk_rejects, NULL::bigint AS closed,
                    NULL::bigint AS wins, NULL::bigint AS losses, NULL::numeric AS r_multiple_sum,
-                   NULL::numeric AS pnl_sum, start
+                   NULL::numeric AS pnl_sum, NULL::numeric AS fingerprint, start
             FROM w
             UNION ALL
             SELECT 'c', symbol, sum(total)::bigint, sum(signals)::bigint, sum(skips)::bigint,
                    sum(risk_rejects)::bigint, sum(closed)::bigint, sum(wins)::bigint,
-                   sum(losses)::bigint, sum(r_multiple_sum), sum(pnl_sum), NULL
+                   sum(losses)::bigint, sum(r_multiple_sum), sum(pnl_sum), sum(closed_fingerprint), NULL
             FROM counts GROUP BY symbol HAVING sum(total) > 0
             UNION ALL
-            SELECT 'g', gate, sum(failures)::bigint, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL
+            SELECT 'g', gate, sum(failures)::bigint, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
+                   NULL
             FROM failures GROUP BY gate HAVING sum(failures) > 0
             """,
             *args,
@@ -483,6 +508,7 @@ class DecisionStore:
                     losses=r["losses"],
                     r_multiple_sum=r["r_multiple_sum"],
                     pnl_sum=r["pnl_sum"],
+                    closed_fingerprint=r["fingerprint"],
                 )
                 for r in rows
                 if r["kind"] == "c"

@@ -36,7 +36,7 @@ import asyncpg
 
 from sigma_grpc import deadline
 from sigma_grpc.domain.errors import DomainError, Reason
-from sigma_grpc.domain.models import Decision, ListQuery, StatsQuery, StatsRows
+from sigma_grpc.domain.models import ClosedSetKey, Decision, ListQuery, StatsQuery, StatsRows
 from sigma_grpc.domain.quality import GateQuery, QualityQuery
 from sigma_grpc.storage.decisions import DecisionStore, GateRows, QualityRows
 from sigma_grpc.storage.pool import Database
@@ -70,7 +70,9 @@ class DecisionReads(Protocol):
 
     async def list(self, query: ListQuery) -> tuple[list[Decision], bool]: ...
 
-    async def stats_rows(self, query: StatsQuery) -> StatsRows: ...
+    async def stats_rows(
+        self, query: StatsQuery, *, closed_known: Callable[[ClosedSetKey], bool] = ...
+    ) -> StatsRows: ...
 
     async def quality_rows(self, query: QualityQuery) -> QualityRows: ...
 
@@ -268,8 +270,10 @@ class ReplicaReads:
     async def list(self, query: ListQuery) -> tuple[list[Decision], bool]:
         return await self._read(lambda store: store.list(query))
 
-    async def stats_rows(self, query: StatsQuery) -> StatsRows:
-        return await self._read(lambda store: store.stats_rows(query))
+    async def stats_rows(
+        self, query: StatsQuery, *, closed_known: Callable[[ClosedSetKey], bool] = lambda key: False
+    ) -> StatsRows:
+        return await self._read(lambda store: store.stats_rows(query, closed_known=closed_known))
 
     async def quality_rows(self, query: QualityQuery) -> QualityRows:
         return await self._read(lambda store: store.quality_rows(query))
