@@ -33,6 +33,7 @@ ALL = [
     "065_stats_rollups",
     "066_signal_quality",
     "067_closed_fingerprint",
+    "068_gate_analytics_rollups",
 ]
 
 

@@ -22,6 +22,7 @@ import pytest
 
 from sigma_grpc.domain.errors import InvalidArgument
 from sigma_grpc.domain.quality import (
+    NEAR_MISS_EDGES,
     R_UNIT,
     BucketCounts,
     BucketWidth,
@@ -181,6 +182,21 @@ def test_near_miss_bins_and_gate_direction() -> None:
     assert [b.count for b in stats.near_misses] == [2, 0, 0, 2, 0, 0, 0, 0]  # an equal value counts at 0
     assert stats.near_misses[-1].upper is None and stats.near_misses[3].lower == 0.05
     assert (stats.failed_on_passing_side, stats.failed_without_value, stats.failure_rate) == (1, 1, 0.5)
+
+
+async def test_the_databases_near_miss_bins_are_the_domains(clean_db: asyncpg.Pool) -> None:
+    # Migration 068 bins failed values in SQL; the bins' edges are NEAR_MISS_EDGES.
+    distances = sorted({*NEAR_MISS_EDGES, *(e * 0.999 for e in NEAR_MISS_EDGES), 0.015, 3.0})
+    for threshold in (2.0, -4.0, 0.0):
+        for distance in distances:
+            value = threshold - distance * (abs(threshold) or 1)
+            gates = [{"name": "g", "passed": False, "value": value, "threshold": threshold}]
+            row = await clean_db.fetchrow("SELECT * FROM decision_gate_entries($1::jsonb)", gates)
+            assert row is not None
+            expected = near_miss_bin(abs(value - threshold) / (abs(threshold) or 1))
+            assert (row["bin"], row["side"], row["alone"]) == (expected, -1 if distance else 0, True), (
+                distance
+            )
 
 
 def test_requests_are_validated_field_by_field() -> None:
@@ -633,7 +649,7 @@ async def _expected_combinations(
         """,
         *args,
     )
-    return Counter(tuple(sorted(r["failed"])) for r in rows)
+    return Counter(tuple(sorted(set(r["failed"]))) for r in rows)
 
 
 DIRECTIONS = {"min": pb.GATE_DIRECTION_MIN, "max": pb.GATE_DIRECTION_MAX, None: pb.GATE_DIRECTION_UNSPECIFIED}

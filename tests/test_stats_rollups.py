@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import random
 import uuid
+from collections import Counter
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -22,9 +23,10 @@ import pytest
 
 from sigma_grpc.api.decision_convert import stats_message
 from sigma_grpc.domain.models import Counts, StatsQuery, StatsRows
+from sigma_grpc.domain.quality import GateCounts, GateQuery, Side, near_miss_bin
 from sigma_grpc.domain.stats import build_stats
 from sigma_grpc.gen.sigma.v1 import decision_service_pb2 as pb
-from sigma_grpc.storage.decisions import DecisionStore
+from sigma_grpc.storage.decisions import DecisionStore, GateRows
 from sigma_grpc.storage.pool import Database
 from tests.helpers import Stub, gate, risk, ts
 
@@ -72,6 +74,54 @@ async def from_scratch(pool: asyncpg.Pool, window_start: datetime, symbol: str |
         gate_failures={r["name"]: r["failures"] for r in gates},
         closed={},
     )
+
+
+async def gates_from_scratch(pool: asyncpg.Pool, window_start: datetime, symbol: str | None) -> GateRows:
+    """GetGateAnalytics' counts straight from the window's gates (migration 068's rollups replace this)."""
+    where = "decided_at >= $1" + (" AND symbol = $2" if symbol is not None else "")
+    args: list[Any] = [window_start] if symbol is None else [window_start, symbol]
+    rows = await pool.fetch(
+        f"""
+        SELECT e.*, (SELECT count(*) FROM jsonb_array_elements(d.gates) AS o
+                     WHERE (o->>'passed')::boolean IS FALSE) AS failures,
+               d.decision_type
+        FROM decision_logs AS d,
+             LATERAL (SELECT g->>'name' AS name, (g->>'passed')::boolean IS NOT FALSE AS passed,
+                             (g->>'value')::float8 AS value, (g->>'threshold')::float8 AS threshold
+                      FROM jsonb_array_elements(d.gates) AS g) AS e
+        WHERE {where}
+        """,
+        *args,
+    )
+    gates: dict[str, GateCounts] = {}
+    for r in rows:
+        c = gates.setdefault(r["name"], GateCounts(sides=Counter(), failed_bins=Counter()))
+        assert c.sides is not None and c.failed_bins is not None
+        c.evaluated += 1
+        c.failed += not r["passed"]
+        c.only_failure += not r["passed"] and r["failures"] == 1
+        if r["value"] is None or r["threshold"] is None:
+            c.failed_without_value += not r["passed"]
+            continue
+        side = Side((r["value"] > r["threshold"]) - (r["value"] < r["threshold"]))
+        c.sides[(r["passed"], side)] += 1
+        if not r["passed"]:
+            distance = abs(r["value"] - r["threshold"]) / (abs(r["threshold"]) or 1)
+            c.failed_bins[(side, near_miss_bin(distance))] += 1
+    skips = await pool.fetch(
+        f"""
+        SELECT (SELECT array_agg(g->>'name') FROM jsonb_array_elements(gates) AS g
+                WHERE (g->>'passed')::boolean IS FALSE) AS failed
+        FROM decision_logs WHERE {where} AND decision_type = 'skip'
+        """,
+        *args,
+    )
+    combinations = Counter(tuple(sorted(set(r["failed"]))) for r in skips if r["failed"])
+    for c in gates.values():  # the rollups leave no zero counts behind
+        assert c.sides is not None and c.failed_bins is not None
+        c.sides = +c.sides
+        c.failed_bins = +c.failed_bins
+    return GateRows(window_start=window_start, gates=gates, combinations=dict(combinations))
 
 
 def counts_only(rows: StatsRows) -> StatsRows:
@@ -176,6 +226,9 @@ async def assert_stats_match(api: Stub, pool: asyncpg.Pool) -> None:
         # The rollups' rows themselves, closed-set fingerprints included.
         found = await store.stats_rows(StatsQuery(days=days, symbol=None), now=now)
         assert counts_only(found) == await from_scratch(pool, now - timedelta(days=days), None), days
+        gates = await store.gate_rows(GateQuery(days=days, symbol=None, top_combinations=10), now=now)
+        expected_gates = await gates_from_scratch(pool, now - timedelta(days=days), None)
+        assert gates == expected_gates, days
         for symbol in (None, "BTC", "kPEPE", "NOPE"):
             request = pb.GetStatsRequest(days=days)
             if symbol is not None:
@@ -203,13 +256,14 @@ async def test_stats_from_rollups_equal_a_scan_of_the_rows(
     await assert_stats_match(api, clean_db)
 
     # Folding the stripes together changes no answer, and leaves one row per past hour and symbol.
-    await clean_db.execute("SELECT decision_stats_compact(date_trunc('hour', NOW(), 'UTC'))")
+    await DecisionStore(Database(clean_db)).compact_stats()
     await assert_stats_match(api, clean_db)
-    striped = await clean_db.fetchval(
-        "SELECT count(*) FROM decision_stats"
-        " WHERE stripe <> 0 AND bucket + make_interval(hours => span) <= date_trunc('hour', NOW(), 'UTC')"
-    )
-    assert striped == 0
+    for table in ("decision_stats", "decision_gate_stats", "decision_gate_combinations"):
+        striped = await clean_db.fetchval(
+            f"SELECT count(*) FROM {table}"
+            " WHERE stripe <> 0 AND bucket + make_interval(hours => span) <= date_trunc('hour', NOW(), 'UTC')"
+        )
+        assert striped == 0, table
 
 
 # Where a window's start falls in its hour decides how its rows are read: on the hour (rollups
@@ -240,6 +294,9 @@ async def test_every_position_of_the_start_in_its_hour_gives_the_exact_answer(
                 found = await store.stats_rows(StatsQuery(days=days, symbol=symbol), now=now)
                 expected = await from_scratch(clean_db, now - timedelta(days=days), symbol)
                 assert counts_only(found) == expected, (offset, days, symbol)
+                query = GateQuery(days=days, symbol=symbol, top_combinations=10)
+                gates = await store.gate_rows(query, now=now)
+                assert gates == await gates_from_scratch(clean_db, now - timedelta(days=days), symbol)
 
 
 async def test_writers_on_several_connections_use_several_stripes(api: Stub, clean_db: asyncpg.Pool) -> None:
@@ -264,11 +321,21 @@ async def test_rebuilding_the_rollups_gives_what_the_triggers_kept(api: Stub, cl
         SELECT span, bucket, symbol, gate, sum(failures) FROM decision_gate_failures
         GROUP BY span, bucket, symbol, gate HAVING sum(failures) > 0 ORDER BY span, bucket, symbol, gate
     """
-    kept = (await clean_db.fetch(rollup), await clean_db.fetch(failures))
+    gate_stats = """
+        SELECT span, bucket, symbol, gate, passed, side, bin, alone, sum(n) FROM decision_gate_stats
+        GROUP BY 1, 2, 3, 4, 5, 6, 7, 8 HAVING sum(n) <> 0 ORDER BY 1, 2, 3, 4, 5, 6, 7, 8
+    """
+    combinations = """
+        SELECT span, bucket, symbol, failed, sum(n) FROM decision_gate_combinations
+        GROUP BY 1, 2, 3, 4 HAVING sum(n) <> 0 ORDER BY 1, 2, 3, 4
+    """
+    queries = (rollup, failures, gate_stats, combinations)
+    kept = [await clean_db.fetch(q) for q in queries]
+    assert kept[2] and kept[3]
 
     await clean_db.execute("SELECT decision_stats_rebuild()")
 
-    assert (await clean_db.fetch(rollup), await clean_db.fetch(failures)) == kept
+    assert [await clean_db.fetch(q) for q in queries] == kept
     assert await clean_db.fetchval("SELECT count(*) FROM decision_stats WHERE stripe <> 0") == 0
 
 

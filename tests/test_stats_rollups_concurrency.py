@@ -20,11 +20,20 @@ from sigma_grpc.storage.decisions import DecisionStore, ToInsert
 from sigma_grpc.storage.pool import Database, create_pool, is_unavailable
 from tests.conftest import create_database, drop_database
 
+# Every decision of these tests is a SKIP with at least one failed gate, so each rollup counts
+# each decision once per span: in decision_stats, and as a set of failed gates (migration 068).
 TOTALS = """
     SELECT (SELECT count(*) FROM decision_logs) AS rows,
            (SELECT COALESCE(sum(total), 0) FROM decision_stats WHERE span = 1) AS hourly,
-           (SELECT COALESCE(sum(total), 0) FROM decision_stats WHERE span = 24) AS daily
+           (SELECT COALESCE(sum(total), 0) FROM decision_stats WHERE span = 24) AS daily,
+           (SELECT COALESCE(sum(n), 0) FROM decision_gate_combinations WHERE span = 1) AS sets_hourly,
+           (SELECT COALESCE(sum(n), 0) FROM decision_gate_combinations WHERE span = 24) AS sets_daily
 """
+
+
+def each(count: int) -> dict[str, int]:
+    """What `totals` gives for `count` decisions counted once everywhere."""
+    return dict.fromkeys(("rows", "hourly", "daily", "sets_hourly", "sets_daily"), count)
 
 
 async def totals(conn: asyncpg.Pool | asyncpg.Connection) -> dict[str, int]:
@@ -82,7 +91,7 @@ async def test_concurrent_batches_over_many_buckets_never_deadlock(
     written = await _write_batches(store, datetime.now(UTC), failures)
 
     assert failures == {}
-    assert await totals(clean_db) == {"rows": written, "hourly": written, "daily": written}
+    assert await totals(clean_db) == each(written)
 
 
 async def test_compaction_beside_writers_of_past_hours_neither_deadlocks_nor_miscounts(
@@ -102,7 +111,7 @@ async def test_compaction_beside_writers_of_past_hours_neither_deadlocks_nor_mis
 
     assert failures == {}
     assert compactions > 1
-    assert await totals(clean_db) == {"rows": written, "hourly": written, "daily": written}
+    assert await totals(clean_db) == each(written)
 
 
 async def test_two_batches_with_the_same_request_ids_in_other_orders_both_succeed(
@@ -118,7 +127,7 @@ async def test_two_batches_with_the_same_request_ids_in_other_orders_both_succee
     assert not isinstance(first, BaseException), first
     assert not isinstance(second, BaseException), second
     assert sum(not i.replayed for i in first) + sum(not i.replayed for i in second) == 500
-    assert await totals(clean_db) == {"rows": 500, "hourly": 500, "daily": 500}
+    assert await totals(clean_db) == each(500)
 
 
 async def test_a_rebuild_racing_the_compaction_counts_each_decision_once(
@@ -150,7 +159,7 @@ async def test_a_rebuild_racing_the_compaction_counts_each_decision_once(
         for conn in (writer, compaction, rebuild):
             await conn.close()
 
-    assert counted == {"rows": 10, "hourly": 10, "daily": 10}
+    assert counted == each(10)
 
 
 async def test_two_rebuilds_at_once_count_each_decision_once(
@@ -175,7 +184,7 @@ async def test_two_rebuilds_at_once_count_each_decision_once(
         await first.close()
         await second.close()
 
-    assert await totals(clean_db) == {"rows": 7, "hourly": 7, "daily": 7}
+    assert await totals(clean_db) == each(7)
 
 
 async def test_the_pools_sessions_are_utc_and_read_committed_whatever_the_databases_defaults(

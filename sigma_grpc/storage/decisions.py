@@ -30,7 +30,6 @@ from sigma_grpc.domain.models import (
     StatsRows,
 )
 from sigma_grpc.domain.quality import (
-    NEAR_MISS_EDGES,
     BucketCounts,
     BucketWidth,
     ClosedSeries,
@@ -194,7 +193,42 @@ class Inserted:
 _CLOSED_SIGNALS = "decision_type = 'signal' AND outcome_pnl IS NOT NULL"
 # $1 the window in days, $2 its end or NULL for the database's NOW().
 _WINDOW_START = "(COALESCE($2::timestamptz, NOW()) - make_interval(days => $1::int))"
+# decision_gate_entries' side of a gate recorded without a value or a threshold.
+_NO_VALUE = 2
 _TRUNC_UNITS = {BucketWidth.HOUR: "hour", BucketWidth.DAY: "day", BucketWidth.WEEK: "week"}
+
+
+# A window read from rollups (migrations 065, 068): CTE `w` holds its start ($1 days before $2, or
+# NOW()), where its whole days begin (`days`), where the hours before them begin (`hours`), and the
+# raw rows to read around its start's hour: [raw_from, raw_to), counted with `sign`.
+_ROLLUP_WINDOW = """
+    edges AS (
+        SELECT start,
+               decision_stats_bucket(start, 1::smallint) AS hour_start,
+               decision_stats_bucket(start + INTERVAL '1 hour' - tick, 1::smallint) AS hour_end,
+               decision_stats_bucket(start + INTERVAL '24 hours' - tick, 24::smallint) AS days
+        FROM (SELECT COALESCE($2::timestamptz, NOW()) - make_interval(days => $1::int) AS start,
+                     INTERVAL '1 microsecond' AS tick) AS window_start
+    ), w AS MATERIALIZED (
+        SELECT start, days, subtract,
+               CASE WHEN subtract THEN hour_start ELSE hour_end END AS hours,
+               CASE WHEN subtract THEN hour_start ELSE start END AS raw_from,
+               CASE WHEN subtract THEN start ELSE hour_end END AS raw_to,
+               CASE WHEN subtract THEN -1 ELSE 1 END AS sign
+        FROM (SELECT *, start - hour_start < hour_end - start AS subtract FROM edges) AS e
+    )
+"""
+
+
+def _rollup_conditions(symbol: str | None) -> tuple[str, str]:
+    """The WHERE conditions of a window's rollup rows and of its raw rows (with `_ROLLUP_WINDOW`)."""
+    only = "AND symbol = $3" if symbol is not None else ""
+    rolled_up = f"""
+        (span = 24 AND bucket >= (SELECT days FROM w)
+         OR span = 1 AND bucket >= (SELECT hours FROM w) AND bucket < (SELECT days FROM w)) {only}
+    """
+    raw = f"decided_at >= (SELECT raw_from FROM w) AND decided_at < (SELECT raw_to FROM w) {only}"
+    return rolled_up, raw
 
 
 def _window_args(days: int, now: datetime | None, symbol: str | None) -> list[Any]:
@@ -430,33 +464,10 @@ class DecisionStore:
         Rows of kind 'w' carry the window's start, 'c' a symbol's counts, 'g' a
         gate's failures.
         """
-        args: list[Any] = [query.days, now]
-        symbol = ""
-        if query.symbol is not None:
-            args.append(query.symbol)
-            symbol = "AND symbol = $3"
-        rolled_up = f"""
-            (span = 24 AND bucket >= (SELECT days FROM w)
-             OR span = 1 AND bucket >= (SELECT hours FROM w) AND bucket < (SELECT days FROM w)) {symbol}
-        """
-        raw = f"decided_at >= (SELECT raw_from FROM w) AND decided_at < (SELECT raw_to FROM w) {symbol}"
+        rolled_up, raw = _rollup_conditions(query.symbol)
         rows = await conn.fetch(
             f"""
-            WITH edges AS (
-                SELECT start,
-                       decision_stats_bucket(start, 1::smallint) AS hour_start,
-                       decision_stats_bucket(start + INTERVAL '1 hour' - tick, 1::smallint) AS hour_end,
-                       decision_stats_bucket(start + INTERVAL '24 hours' - tick, 24::smallint) AS days
-                FROM (SELECT COALESCE($2::timestamptz, NOW()) - make_interval(days => $1::int) AS start,
-                             INTERVAL '1 microsecond' AS tick) AS window_start
-            ), w AS MATERIALIZED (
-                SELECT start, days, subtract,
-                       CASE WHEN subtract THEN hour_start ELSE hour_end END AS hours,
-                       CASE WHEN subtract THEN hour_start ELSE start END AS raw_from,
-                       CASE WHEN subtract THEN start ELSE hour_end END AS raw_to,
-                       CASE WHEN subtract THEN -1 ELSE 1 END AS sign
-                FROM (SELECT *, start - hour_start < hour_end - start AS subtract FROM edges) AS e
-            ), counts AS (
+            WITH {_ROLLUP_WINDOW}, counts AS (
                 SELECT symbol, total, signals, skips, risk_rejects, closed, wins, losses,
                        r_multiple_sum, pnl_sum, closed_fingerprint
                 FROM decision_stats WHERE {rolled_up}
@@ -492,7 +503,7 @@ class DecisionStore:
                    NULL
             FROM failures GROUP BY gate HAVING sum(failures) > 0
             """,
-            *args,
+            *_window_args(query.days, now, query.symbol),
         )
         window_start: datetime = next(r["start"] for r in rows if r["kind"] == "w")
         return StatsRows(
@@ -581,76 +592,64 @@ class DecisionStore:
     async def gate_rows(self, query: GateQuery, *, now: datetime | None = None) -> GateRows:
         """Per gate of the window's decisions: evaluated, failed, alone failing, where its values lie
         relative to the threshold (and, failed, in which near-miss bin); and the exact sets of gates
-        that failed together in skips. One statement over the window's gates."""
-        symbol = "AND symbol = $3" if query.symbol is not None else ""
-        edges = "ARRAY[" + ", ".join(repr(edge) for edge in NEAR_MISS_EDGES) + "]::float8[]"
+        that failed together in skips. From the rollups of migration 068, read like `_counts`'."""
+        rolled_up, raw = _rollup_conditions(query.symbol)
         rows = await self._db.fetch(
             f"""
-            WITH w AS MATERIALIZED (SELECT {_WINDOW_START} AS start),
-            g AS MATERIALIZED (
-                SELECT d.id, d.decision_type, e->>'name' AS name, (e->>'passed')::boolean AS passed,
-                       (e->>'value')::float8 AS value, (e->>'threshold')::float8 AS threshold
-                FROM decision_logs AS d, jsonb_array_elements(d.gates) AS e
-                WHERE d.decided_at >= (SELECT start FROM w) {symbol}
-            ),
-            per_decision AS (
-                SELECT id, decision_type, count(*) FILTER (WHERE NOT passed) AS failures,
-                       array_agg(name ORDER BY name COLLATE "C") FILTER (WHERE NOT passed) AS failed
-                FROM g GROUP BY id, decision_type
+            WITH {_ROLLUP_WINDOW}, entries AS (
+                SELECT gate, passed, side, bin, alone, n FROM decision_gate_stats WHERE {rolled_up}
+                UNION ALL
+                SELECT e.name, e.passed, e.side, e.bin, e.alone, (SELECT sign FROM w)
+                FROM decision_logs, decision_gate_entries(gates) AS e WHERE {raw}
+            ), combinations AS (
+                SELECT failed, n FROM decision_gate_combinations WHERE {rolled_up}
+                UNION ALL
+                SELECT f.failed, (SELECT sign FROM w)
+                FROM decision_logs, LATERAL (SELECT decision_failed_gates(gates) AS failed) AS f
+                WHERE {raw} AND decision_type = 'skip' AND f.failed IS NOT NULL
             )
-            SELECT 'w' AS kind, NULL AS name, NULL::boolean AS passed, NULL::int AS side,
-                   NULL::int AS bin, NULL::bigint AS n, NULL::bigint AS failed_n,
-                   NULL::bigint AS alone, NULL::bigint AS no_value, NULL::text[] AS names, start
+            SELECT 'w' AS kind, NULL AS name, NULL::boolean AS passed, NULL::smallint AS side,
+                   NULL::smallint AS bin, NULL::boolean AS alone, NULL::bigint AS n, start
             FROM w
             UNION ALL
-            SELECT 'g', g.name, NULL, NULL, NULL, count(*), count(*) FILTER (WHERE NOT g.passed),
-                   count(*) FILTER (WHERE NOT g.passed AND p.failures = 1),
-                   count(*) FILTER (WHERE NOT g.passed AND (g.value IS NULL OR g.threshold IS NULL)),
-                   NULL, NULL
-            FROM g JOIN per_decision AS p USING (id)
-            GROUP BY g.name
+            SELECT 'e', gate, passed, side, bin, alone, sum(n)::bigint, NULL
+            FROM entries GROUP BY gate, passed, side, bin, alone HAVING sum(n) <> 0
             UNION ALL
-            SELECT 'v', name, passed, sign(value - threshold)::int,
-                   CASE WHEN NOT passed THEN width_bucket(
-                       abs(value - threshold) / COALESCE(NULLIF(abs(threshold), 0), 1), {edges}) - 1
-                   END,
-                   count(*), NULL, NULL, NULL, NULL, NULL
-            FROM g WHERE value IS NOT NULL AND threshold IS NOT NULL
-            GROUP BY 2, 3, 4, 5
-            UNION ALL
-            SELECT 'c', NULL, NULL, NULL, NULL, count(*), NULL, NULL, NULL, failed, NULL
-            FROM per_decision WHERE decision_type = 'skip' AND failures > 0
-            GROUP BY failed
+            SELECT 'c', failed, NULL, NULL, NULL, NULL, sum(n)::bigint, NULL
+            FROM combinations GROUP BY failed HAVING sum(n) <> 0
             """,
             *_window_args(query.days, now, query.symbol),
         )
         gates: dict[str, GateCounts] = {}
         for r in rows:
-            if r["kind"] == "g":
-                gates[r["name"]] = GateCounts(
-                    evaluated=r["n"],
-                    failed=r["failed_n"],
-                    only_failure=r["alone"],
-                    failed_without_value=r["no_value"],
-                    sides=Counter(),
-                    failed_bins=Counter(),
-                )
-        for r in rows:
-            if r["kind"] == "v":
-                counts = gates[r["name"]]
-                side = Side(r["side"])
-                assert counts.sides is not None and counts.failed_bins is not None
-                counts.sides[(r["passed"], side)] += r["n"]
-                if not r["passed"]:
-                    counts.failed_bins[(side, r["bin"])] += r["n"]
+            if r["kind"] != "e":
+                continue
+            counts = gates.setdefault(r["name"], GateCounts(sides=Counter(), failed_bins=Counter()))
+            assert counts.sides is not None and counts.failed_bins is not None
+            n, passed = r["n"], r["passed"]
+            counts.evaluated += n
+            if not passed:
+                counts.failed += n
+                counts.only_failure += n if r["alone"] else 0
+            if r["side"] == _NO_VALUE:
+                counts.failed_without_value += 0 if passed else n
+                continue
+            side = Side(r["side"])
+            counts.sides[(passed, side)] += n
+            if not passed:
+                counts.failed_bins[(side, r["bin"])] += n
         return GateRows(
             window_start=next(r["start"] for r in rows if r["kind"] == "w"),
             gates=gates,
-            combinations={tuple(r["names"]): r["n"] for r in rows if r["kind"] == "c"},
+            combinations={tuple(r["name"].split(",")): r["n"] for r in rows if r["kind"] == "c"},
         )
 
     async def compact_stats(self) -> None:
         """Fold the stats rollups' stripes of past hours into one row per hour and symbol."""
+        # One transaction each: a writer's triggers lock gate rollup rows before decision_stats
+        # rows (triggers fire in name order), and one transaction compacting both would lock
+        # them the other way round.
+        await self._db.execute("SELECT decision_gate_stats_compact(date_trunc('hour', NOW(), 'UTC'))")
         await self._db.execute("SELECT decision_stats_compact(date_trunc('hour', NOW(), 'UTC'))")
 
     async def record_outcome(
