@@ -34,6 +34,7 @@ ALL = [
     "066_signal_quality",
     "067_closed_fingerprint",
     "068_gate_analytics_rollups",
+    "069_close_time_rollups",
 ]
 
 

@@ -123,16 +123,29 @@ def test_wilson_interval_matches_published_values() -> None:
     assert wilson_interval(0, 0) is None
 
 
-def test_strength_buckets_close_the_last_range_and_keep_the_rest_apart() -> None:
-    win, loss = (Decimal("1"), Decimal("10")), (Decimal("-1"), Decimal("-10"))
-    values = [(0.5, *win), (0.69, *loss), (0.7, *win), (1.0, *win), (0.4, *loss), (1.2, *win)]
-    breakdown = strength_breakdown(values, [0.5, 0.7, 1.0])
-    shape = [(b.lower, b.upper, b.closed, b.wins) for b in breakdown.buckets]
-    assert shape == [(0.5, 0.7, 2, 1), (0.7, 1.0, 2, 2), (None, None, 2, 1)]
-    assert breakdown.buckets[-1].out_of_range and not breakdown.buckets[0].out_of_range
-    assert breakdown.buckets[0].avg_r == 0.0 and breakdown.buckets[0].win_rate == 0.5
-    assert all(b.insufficient_data for b in breakdown.buckets)  # 2 < 10
-    assert breakdown.buckets[1].interval == wilson_interval(2, 2)
+def test_strength_buckets_have_their_edges_an_out_of_range_bucket_and_a_small_sample_flag() -> None:
+    counts = {
+        0: BucketCounts(closed=2, wins=1, r_sum=Decimal("0")),
+        2: BucketCounts(closed=12, wins=9, r_sum=Decimal("6")),
+    }
+    breakdown = strength_breakdown([0.5, 0.7, 1.0], counts)
+    shape = [(b.lower, b.upper, b.closed, b.wins, b.out_of_range) for b in breakdown.buckets]
+    assert shape == [(0.5, 0.7, 2, 1, False), (0.7, 1.0, 0, 0, False), (None, None, 12, 9, True)]
+    assert [b.insufficient_data for b in breakdown.buckets] == [True, True, False]
+    assert breakdown.buckets[0].win_rate == 0.5 and breakdown.buckets[2].avg_r == 0.5
+    assert breakdown.buckets[1].interval is None and breakdown.buckets[2].interval == wilson_interval(9, 12)
+
+
+async def test_strength_edges_hold_their_lower_edge_and_the_last_its_top(api: Stub) -> None:
+    decided = datetime.now(UTC) - timedelta(hours=2)
+    stamp = pb.LogDecisionRequest().decided_at
+    stamp.FromDatetime(decided)
+    for effective_k in (1.0, 2.0, 2.999, 3.0, 0.5, 3.5):
+        decision_id = await _log(api, signal(effective_k=effective_k, decided_at=stamp))
+        await _close(api, decision_id, "1", 1.0, decided + timedelta(hours=1))
+    quality = await api.GetSignalQuality(pb.GetSignalQualityRequest(days=1, effective_k_edges=[1, 2, 3]))
+    # [1, 2) holds 1.0; [2, 3] holds 2.0, 2.999 and 3.0; 0.5 and 3.5 are out of range.
+    assert [b.closed for b in quality.by_effective_k.buckets] == [1, 3, 2]
 
 
 def test_time_series_lists_empty_buckets_and_weeks_start_on_monday() -> None:

@@ -23,7 +23,15 @@ import pytest
 
 from sigma_grpc.api.decision_convert import stats_message
 from sigma_grpc.domain.models import Counts, StatsQuery, StatsRows
-from sigma_grpc.domain.quality import GateCounts, GateQuery, Side, near_miss_bin
+from sigma_grpc.domain.quality import (
+    BucketCounts,
+    BucketWidth,
+    GateCounts,
+    GateQuery,
+    QualityQuery,
+    Side,
+    near_miss_bin,
+)
 from sigma_grpc.domain.stats import build_stats
 from sigma_grpc.gen.sigma.v1 import decision_service_pb2 as pb
 from sigma_grpc.storage.decisions import DecisionStore, GateRows
@@ -203,8 +211,15 @@ async def write_history(api: Stub, rng: random.Random, count: int) -> list[pb.De
 
 
 async def record_outcomes(api: Stub, rng: random.Random, decisions: list[pb.Decision]) -> None:
-    signals = [d for d in decisions if d.decision_type == pb.DECISION_TYPE_SIGNAL]
+    """Outcomes on 70 % of the signals decided by now, closed up to two days later (not after now)."""
+    now = datetime.now(UTC)
+    signals = [
+        d
+        for d in decisions
+        if d.decision_type == pb.DECISION_TYPE_SIGNAL and d.decided_at.ToDatetime(tzinfo=UTC) <= now
+    ]
     chosen = rng.sample(signals, int(len(signals) * 0.7))
+    later = {d.id: timedelta(seconds=rng.uniform(0, 2 * 86400)) for d in chosen}
     await asyncio.gather(
         *(
             api.RecordOutcome(
@@ -212,11 +227,39 @@ async def record_outcomes(api: Stub, rng: random.Random, decisions: list[pb.Deci
                     decision_id=d.id,
                     outcome_pnl=f"{rng.choice((-1, 0, 1)) * rng.uniform(0, 500):.8f}",
                     outcome_r_multiple=round(rng.uniform(-3, 5), 4),
+                    outcome_closed_at=ts(min(d.decided_at.ToDatetime(tzinfo=UTC) + later[d.id], now)),
                 )
             )
             for d in chosen
         )
     )
+
+
+async def series_from_scratch(
+    pool: asyncpg.Pool, window_start: datetime, unit: str, symbol: str | None
+) -> dict[datetime, BucketCounts]:
+    """GetSignalQuality's time buckets straight from decision_logs (what rollups 065 and 069 replace)."""
+    only = "AND symbol = $3" if symbol is not None else ""
+    args: list[Any] = [window_start, unit] if symbol is None else [window_start, unit, symbol]
+    signals = await pool.fetch(
+        f"""
+        SELECT date_trunc($2, decided_at) AS b, count(*) AS n FROM decision_logs
+        WHERE decision_type = 'signal' AND decided_at >= $1 {only} GROUP BY 1
+        """,
+        *args,
+    )
+    closes = await pool.fetch(
+        f"""
+        SELECT date_trunc($2, outcome_closed_at) AS b, count(*) AS n,
+               count(*) FILTER (WHERE outcome_pnl > 0) AS w, sum(outcome_r_multiple) AS r
+        FROM decision_logs WHERE outcome_pnl IS NOT NULL AND outcome_closed_at >= $1 {only} GROUP BY 1
+        """,
+        *args,
+    )
+    found = {r["b"]: BucketCounts(signals=r["n"]) for r in signals}
+    for r in closes:
+        found[r["b"]] = replace(found.get(r["b"], BucketCounts()), closed=r["n"], wins=r["w"], r_sum=r["r"])
+    return found
 
 
 async def assert_stats_match(api: Stub, pool: asyncpg.Pool) -> None:
@@ -258,7 +301,12 @@ async def test_stats_from_rollups_equal_a_scan_of_the_rows(
     # Folding the stripes together changes no answer, and leaves one row per past hour and symbol.
     await DecisionStore(Database(clean_db)).compact_stats()
     await assert_stats_match(api, clean_db)
-    for table in ("decision_stats", "decision_gate_stats", "decision_gate_combinations"):
+    for table in (
+        "decision_stats",
+        "decision_gate_stats",
+        "decision_gate_combinations",
+        "decision_close_stats",
+    ):
         striped = await clean_db.fetchval(
             f"SELECT count(*) FROM {table}"
             " WHERE stripe <> 0 AND bucket + make_interval(hours => span) <= date_trunc('hour', NOW(), 'UTC')"
@@ -297,6 +345,13 @@ async def test_every_position_of_the_start_in_its_hour_gives_the_exact_answer(
                 query = GateQuery(days=days, symbol=symbol, top_combinations=10)
                 gates = await store.gate_rows(query, now=now)
                 assert gates == await gates_from_scratch(clean_db, now - timedelta(days=days), symbol)
+                for width in BucketWidth:
+                    quality = QualityQuery(days, symbol, width, (0.5, 1.0), (1.0, 2.0), (1.0, 2.0))
+                    series = (await store.quality_rows(quality, now=now)).counts
+                    expected_series = await series_from_scratch(
+                        clean_db, now - timedelta(days=days), width.value, symbol
+                    )
+                    assert series == expected_series, (offset, days, symbol, width)
 
 
 async def test_writers_on_several_connections_use_several_stripes(api: Stub, clean_db: asyncpg.Pool) -> None:
@@ -329,9 +384,13 @@ async def test_rebuilding_the_rollups_gives_what_the_triggers_kept(api: Stub, cl
         SELECT span, bucket, symbol, failed, sum(n) FROM decision_gate_combinations
         GROUP BY 1, 2, 3, 4 HAVING sum(n) <> 0 ORDER BY 1, 2, 3, 4
     """
-    queries = (rollup, failures, gate_stats, combinations)
+    closes = """
+        SELECT span, bucket, symbol, sum(closed), sum(wins), sum(r_multiple_sum) FROM decision_close_stats
+        GROUP BY 1, 2, 3 HAVING sum(closed) <> 0 ORDER BY 1, 2, 3
+    """
+    queries = (rollup, failures, gate_stats, combinations, closes)
     kept = [await clean_db.fetch(q) for q in queries]
-    assert kept[2] and kept[3]
+    assert all(kept)
 
     await clean_db.execute("SELECT decision_stats_rebuild()")
 

@@ -165,17 +165,6 @@ class QualityQuery:
 
 
 @dataclass(frozen=True, slots=True)
-class StrengthPoint:
-    """A closed signal decided in the window: its consensus strength and its result."""
-
-    agreement: float
-    effective_k: float
-    trader_count: int
-    r_multiple: Decimal
-    pnl: Decimal
-
-
-@dataclass(frozen=True, slots=True)
 class BucketCounts:
     """What storage counts per time bucket (by its start)."""
 
@@ -278,54 +267,40 @@ def time_series(
     return tuple(buckets)
 
 
-def strength_breakdown(
-    values: Sequence[tuple[float, Decimal, Decimal]], edges: Sequence[float]
-) -> StrengthBreakdown:
-    """Closed signals as (strength, r_multiple, pnl) bucketed by `edges`: [e_i, e_(i+1)), the last
-    range closed at the top, then one bucket for everything outside [e_0, e_n]."""
+def strength_breakdown(edges: Sequence[float], counts: Mapping[int, BucketCounts]) -> StrengthBreakdown:
+    """The buckets of `edges` from storage's counts by range index: 0 for [e_0, e_1), ...,
+    len(edges) - 2 for [e_(n-1), e_n] (closed at the top), len(edges) - 1 for everything else."""
     ranges = len(edges) - 1
-    closed = [0] * (ranges + 1)
-    wins = [0] * (ranges + 1)
-    r_sums = [Decimal(0)] * (ranges + 1)
-    for value, r_multiple, pnl in values:
-        index = _range_of(value, edges)
-        closed[index] += 1
-        wins[index] += pnl > 0
-        r_sums[index] += r_multiple
     buckets = []
     for index in range(ranges + 1):
         inside = index < ranges
-        n = closed[index]
+        c = counts.get(index, BucketCounts())
         buckets.append(
             StrengthBucket(
                 lower=edges[index] if inside else None,
                 upper=edges[index + 1] if inside else None,
-                closed=n,
-                wins=wins[index],
-                win_rate=wins[index] / n if n else 0.0,
-                interval=wilson_interval(wins[index], n),
-                avg_r=float(r_sums[index] / n) if n else 0.0,
-                insufficient_data=n < MIN_CLOSED,
+                closed=c.closed,
+                wins=c.wins,
+                win_rate=c.wins / c.closed if c.closed else 0.0,
+                interval=wilson_interval(c.wins, c.closed),
+                avg_r=float(c.r_sum / c.closed) if c.closed else 0.0,
+                insufficient_data=c.closed < MIN_CLOSED,
             )
         )
     return StrengthBreakdown(tuple(edges), tuple(buckets))
 
 
-def _range_of(value: float, edges: Sequence[float]) -> int:
-    """The index of the range holding `value`, or len(edges) - 1 (out of range)."""
-    ranges = len(edges) - 1
-    if not edges[0] <= value <= edges[-1]:
-        return ranges
-    if value == edges[-1]:
-        return ranges - 1
-    low, high = 0, ranges  # edges[low] <= value < edges[high]
-    while high - low > 1:
-        middle = (low + high) // 2
-        if value < edges[middle]:
-            high = middle
-        else:
-            low = middle
-    return low
+Strengths = tuple[StrengthBreakdown, StrengthBreakdown, StrengthBreakdown]
+"""The closed signals by agreement, by effective_k and by trader_count."""
+
+
+def strengths(query: QualityQuery, counts: Mapping[tuple[int, int], BucketCounts]) -> Strengths:
+    """The three breakdowns from storage's counts by (measure 0-2, range index)."""
+    edges = (query.agreement_edges, query.effective_k_edges, query.trader_count_edges)
+    return tuple(  # type: ignore[return-value]
+        strength_breakdown(e, {i: c for (m, i), c in counts.items() if m == measure})
+        for measure, e in enumerate(edges)
+    )
 
 
 def signal_quality(
@@ -333,19 +308,16 @@ def signal_quality(
     window_start: datetime,
     window_end: datetime,
     counts: dict[datetime, BucketCounts],
-    closed: Sequence[StrengthPoint],
+    by_strength: Strengths,
 ) -> SignalQuality:
-    def by(measure: str, edges: tuple[float, ...]) -> StrengthBreakdown:
-        return strength_breakdown([(getattr(p, measure), p.r_multiple, p.pnl) for p in closed], edges)
-
     return SignalQuality(
         days=query.days,
         window_start=window_start,
         width=query.width,
         time_series=time_series(window_start, window_end, query.width, counts),
-        by_agreement=by("agreement", query.agreement_edges),
-        by_effective_k=by("effective_k", query.effective_k_edges),
-        by_trader_count=by("trader_count", query.trader_count_edges),
+        by_agreement=by_strength[0],
+        by_effective_k=by_strength[1],
+        by_trader_count=by_strength[2],
     )
 
 

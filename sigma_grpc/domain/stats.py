@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 
-from sigma_grpc.domain.models import ClosedSetKey, Counts, StatsRows
+from sigma_grpc.domain.models import Counts, StatsRows
 from sigma_grpc.domain.quality import ClosedStats, Interval, closed_stats_by_symbol, wilson_interval
 
 _PNL_SCALE = Decimal("0.00000001")
@@ -80,31 +79,6 @@ def _add(into: Counts, more: Counts) -> None:
 
 ClosedFigures = tuple[ClosedStats, dict[str, ClosedStats]]
 """The closed-signal figures of a set: all of it, and per symbol."""
-
-
-class ClosedFiguresCache:
-    """The closed-signal figures of the last few sets of closed signals, by the set's key.
-
-    The figures depend on the whole set (order, median), so they cost a read of every
-    closed signal of the window; the set changes only when an outcome is recorded or
-    the window moves past a closed signal, and dashboards ask again and again meanwhile.
-    """
-
-    def __init__(self, size: int = 64) -> None:
-        self._size = size
-        self._figures: OrderedDict[ClosedSetKey, ClosedFigures] = OrderedDict()
-
-    def get(self, key: ClosedSetKey) -> ClosedFigures | None:
-        figures = self._figures.get(key)
-        if figures is not None:
-            self._figures.move_to_end(key)
-        return figures
-
-    def put(self, key: ClosedSetKey, figures: ClosedFigures) -> None:
-        self._figures[key] = figures
-        self._figures.move_to_end(key)
-        while len(self._figures) > self._size:
-            self._figures.popitem(last=False)
 
 
 def build_stats(days: int, rows: StatsRows, closed: ClosedFigures | None = None) -> Stats:

@@ -15,12 +15,15 @@ from sigma_grpc.domain.quality import (
     BucketWidth,
     GateAnalytics,
     SignalQuality,
+    Strengths,
     closed_stats_by_symbol,
     gate_analytics,
     signal_quality,
+    strengths,
 )
 from sigma_grpc.domain.reasoning import reasoning_for
-from sigma_grpc.domain.stats import ClosedFigures, ClosedFiguresCache, Stats, build_stats
+from sigma_grpc.domain.recent import Recent
+from sigma_grpc.domain.stats import ClosedFigures, Stats, build_stats
 from sigma_grpc.domain.validation import (
     DecisionInput,
     ListInput,
@@ -69,7 +72,9 @@ class DecisionLog:
         self._store = store
         self._reads: DecisionReads = reads or store
         self._clock = clock
-        self._closed_figures = ClosedFiguresCache()
+        # The figures that depend on a whole set of closed signals, by the set's key (and edges).
+        self._closed_figures: Recent[ClosedSetKey, ClosedFigures] = Recent()
+        self._strengths: Recent[tuple[ClosedSetKey, tuple[tuple[float, ...], ...]], Strengths] = Recent()
 
     async def log(self, raw: DecisionInput) -> Logged:
         """Store a decision; returns it and whether the request replayed an earlier one."""
@@ -160,8 +165,23 @@ class DecisionLog:
             effective_k_edges=effective_k,
             trader_count_edges=trader_count,
         )
-        rows = await self._reads.quality_rows(query)
-        return signal_quality(query, rows.window_start, rows.window_end, rows.counts, rows.closed)
+        edges = (query.agreement_edges, query.effective_k_edges, query.trader_count_edges)
+        known: list[Strengths] = []
+
+        def strengths_known(key: ClosedSetKey) -> bool:
+            found = self._strengths.get((key, edges))
+            if found is not None:
+                known.append(found)
+            return found is not None
+
+        rows = await self._reads.quality_rows(query, strengths_known=strengths_known)
+        if known:
+            by_strength = known[0]
+        else:
+            assert rows.strengths is not None
+            by_strength = strengths(query, rows.strengths)
+            self._strengths.put((rows.closed_key, edges), by_strength)
+        return signal_quality(query, rows.window_start, rows.window_end, rows.counts, by_strength)
 
     async def gate_analytics(
         self, days: int | None, symbol: str | None, top_combinations: int | None

@@ -37,7 +37,6 @@ from sigma_grpc.domain.quality import (
     GateQuery,
     QualityQuery,
     Side,
-    StrengthPoint,
 )
 from sigma_grpc.storage.pool import Connection, Database
 
@@ -243,7 +242,10 @@ class QualityRows:
     window_start: datetime
     window_end: datetime
     counts: dict[datetime, BucketCounts]
-    closed: tuple[StrengthPoint, ...]
+    # What identifies the window's set of closed signals (as `StatsRows.closed_key`).
+    closed_key: ClosedSetKey
+    # Closed signals by (measure, range index); None when the caller already had them.
+    strengths: dict[tuple[int, int], BucketCounts] | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -527,67 +529,137 @@ class DecisionStore:
             gate_failures={r["name"]: r["total"] for r in rows if r["kind"] == "g"},
         )
 
-    async def quality_rows(self, query: QualityQuery, *, now: datetime | None = None) -> QualityRows:
-        """The window's counts per time bucket and its closed signals' consensus strength, in one
-        statement. Signals count in the bucket of decided_at, closed ones in that of
-        outcome_closed_at; buckets are UTC (date_trunc in the session's UTC, weeks from Monday)."""
-        symbol = "AND symbol = $3" if query.symbol is not None else ""
+    async def quality_rows(
+        self,
+        query: QualityQuery,
+        *,
+        now: datetime | None = None,
+        strengths_known: Callable[[ClosedSetKey], bool] = lambda key: False,
+    ) -> QualityRows:
+        """The window's time buckets and its closed signals by consensus strength, in one snapshot.
+
+        Signals count in the bucket of decided_at (decision_stats), closed ones in that of
+        outcome_closed_at (decision_close_stats, migration 069), both read like `_counts`; buckets
+        are UTC (date_trunc in the session's UTC, weeks from Monday). The strength buckets scan
+        the window's closed signals (migration 066's index), unless `strengths_known` says the
+        caller has them for this set of closed signals (its key, read from the rollups).
+        """
+        rolled_up, raw = _rollup_conditions(query.symbol)
+        only = "AND symbol = $3" if query.symbol is not None else ""
         unit = _TRUNC_UNITS[query.width]
-        rows = await self._db.fetch(
-            f"""
-            WITH w AS MATERIALIZED (
-                SELECT {_WINDOW_START} AS start, COALESCE($2::timestamptz, NOW()) AS stop
-            )
-            SELECT 'w' AS kind, start AS bucket, stop AS stop, NULL::bigint AS signals,
-                   NULL::bigint AS closed, NULL::bigint AS wins, NULL::numeric AS r_sum,
-                   NULL::numeric AS agreement, NULL::numeric AS effective_k, NULL::int AS traders,
-                   NULL::numeric AS pnl
-            FROM w
-            UNION ALL
-            SELECT 's', date_trunc('{unit}', decided_at), NULL, count(*), NULL, NULL, NULL, NULL,
-                   NULL, NULL, NULL
-            FROM decision_logs
-            WHERE decision_type = 'signal' AND decided_at >= (SELECT start FROM w) {symbol}
-            GROUP BY 2
-            UNION ALL
-            SELECT 'c', date_trunc('{unit}', outcome_closed_at), NULL, NULL, count(*),
-                   count(*) FILTER (WHERE outcome_pnl > 0), sum(outcome_r_multiple), NULL, NULL, NULL,
-                   NULL
-            FROM decision_logs
-            WHERE {_CLOSED_SIGNALS} AND outcome_closed_at >= (SELECT start FROM w) {symbol}
-            GROUP BY 2
-            UNION ALL
-            SELECT 'p', NULL, NULL, NULL, NULL, NULL, outcome_r_multiple, agreement_pct, effective_k,
-                   trader_count, outcome_pnl
-            FROM decision_logs
-            WHERE {_CLOSED_SIGNALS} AND decided_at >= (SELECT start FROM w) {symbol}
-            """,
-            *_window_args(query.days, now, query.symbol),
+        # Hours cannot be cut out of a day's rollup: an hourly series reads hours only.
+        series = (
+            rolled_up
+            if query.width is not BucketWidth.HOUR
+            else f"span = 1 AND bucket >= (SELECT hours FROM w) {only}"
         )
-        window = next(r for r in rows if r["kind"] == "w")
-        signals = {r["bucket"]: r["signals"] for r in rows if r["kind"] == "s"}
-        closed = {r["bucket"]: r for r in rows if r["kind"] == "c"}
-        counts = {
-            bucket: BucketCounts(
-                signals=signals.get(bucket, 0),
-                closed=closed[bucket]["closed"] if bucket in closed else 0,
-                wins=closed[bucket]["wins"] if bucket in closed else 0,
-                r_sum=closed[bucket]["r_sum"] if bucket in closed else Decimal(0),
+        closed_raw = raw.replace("decided_at", "outcome_closed_at")
+        args = _window_args(query.days, now, query.symbol)
+        async with (
+            self._db.connection() as conn,
+            conn.transaction(isolation="repeatable_read", readonly=True),
+        ):
+            rows = await conn.fetch(
+                f"""
+                WITH {_ROLLUP_WINDOW}, signals AS (
+                    SELECT date_trunc('{unit}', bucket) AS b, signals AS n FROM decision_stats WHERE {series}
+                    UNION ALL
+                    SELECT date_trunc('{unit}', decided_at), sign FROM decision_logs, w
+                    WHERE {raw} AND decision_type = 'signal'
+                ), closes AS (
+                    SELECT date_trunc('{unit}', bucket) AS b, closed, wins, r_multiple_sum AS r
+                    FROM decision_close_stats WHERE {series}
+                    UNION ALL
+                    SELECT date_trunc('{unit}', outcome_closed_at), sign, sign * (outcome_pnl > 0)::int,
+                           sign * outcome_r_multiple
+                    FROM decision_logs, w WHERE {closed_raw} AND {_CLOSED_SIGNALS}
+                ), keys AS (
+                    SELECT symbol, closed, closed_fingerprint FROM decision_stats WHERE {rolled_up}
+                    UNION ALL
+                    SELECT symbol, sign, sign * hashtextextended(id::text, 0)::numeric
+                    FROM decision_logs, w WHERE {raw} AND {_CLOSED_SIGNALS}
+                )
+                SELECT 'w' AS kind, start AS bucket, COALESCE($2::timestamptz, NOW()) AS stop, NULL AS symbol,
+                       NULL::bigint AS a, NULL::bigint AS b, NULL::numeric AS c
+                FROM w
+                UNION ALL
+                SELECT 's', b, NULL, NULL, sum(n)::bigint, NULL, NULL
+                FROM signals GROUP BY b HAVING sum(n) <> 0
+                UNION ALL
+                SELECT 'c', b, NULL, NULL, sum(closed)::bigint, sum(wins)::bigint, sum(r)
+                FROM closes GROUP BY b HAVING sum(closed) <> 0
+                UNION ALL
+                SELECT 'k', NULL, NULL, symbol, sum(closed)::bigint, NULL, sum(closed_fingerprint)
+                FROM keys GROUP BY symbol HAVING sum(closed) <> 0
+                """,
+                *args,
             )
-            for bucket in signals.keys() | closed.keys()
-        }
+            key: ClosedSetKey = tuple(sorted((r["symbol"], r["a"], r["c"]) for r in rows if r["kind"] == "k"))
+            by_strength = None
+            if not strengths_known(key):
+                by_strength = await self._strength_counts(conn, query, now)
+        window = next(r for r in rows if r["kind"] == "w")
+        signals = {r["bucket"]: r["a"] for r in rows if r["kind"] == "s"}
+        closes = {r["bucket"]: r for r in rows if r["kind"] == "c"}
         return QualityRows(
             window_start=window["bucket"],
             window_end=window["stop"],
-            counts=counts,
-            closed=tuple(
-                StrengthPoint(
-                    float(r["agreement"]), float(r["effective_k"]), r["traders"], r["r_sum"], r["pnl"]
+            counts={
+                bucket: BucketCounts(
+                    signals=signals.get(bucket, 0),
+                    closed=closes[bucket]["a"] if bucket in closes else 0,
+                    wins=closes[bucket]["b"] if bucket in closes else 0,
+                    r_sum=closes[bucket]["c"] if bucket in closes else Decimal(0),
                 )
-                for r in rows
-                if r["kind"] == "p"
-            ),
+                for bucket in signals.keys() | closes.keys()
+            },
+            closed_key=key,
+            strengths=by_strength,
         )
+
+    async def _strength_counts(
+        self, conn: Connection, query: QualityQuery, now: datetime | None
+    ) -> dict[tuple[int, int], BucketCounts]:
+        """The window's closed signals counted by (measure, range index) of their consensus strength:
+        measures agreement_pct, effective_k, trader_count; indexes as `strength_breakdown` takes them."""
+        args = _window_args(query.days, now, query.symbol)
+        only = "AND symbol = $3" if query.symbol is not None else ""
+        ranges = []
+        for measure, (column, edges) in enumerate(
+            (
+                ("agreement_pct", query.agreement_edges),
+                ("effective_k", query.effective_k_edges),
+                ("trader_count", query.trader_count_edges),
+            )
+        ):
+            args.append(list(edges))
+            e = f"(${len(args)}::float8[])"
+            v = f"{column}::float8"
+            ranges.append(
+                f"""SELECT {measure} AS measure,
+                       CASE WHEN {v} < {e}[1] OR {v} > {e}[cardinality({e})] THEN cardinality({e}) - 1
+                            WHEN {v} = {e}[cardinality({e})] THEN cardinality({e}) - 2
+                            ELSE width_bucket({v}, {e}) - 1 END AS index,
+                       outcome_pnl, outcome_r_multiple
+                FROM closed"""
+            )
+        rows = await conn.fetch(
+            f"""
+            WITH closed AS MATERIALIZED (
+                SELECT agreement_pct, effective_k, trader_count, outcome_pnl, outcome_r_multiple
+                FROM decision_logs WHERE {_CLOSED_SIGNALS} AND decided_at >= {_WINDOW_START} {only}
+            )
+            SELECT measure, index, count(*) AS closed, count(*) FILTER (WHERE outcome_pnl > 0) AS wins,
+                   sum(outcome_r_multiple) AS r_sum
+            FROM ({" UNION ALL ".join(ranges)}) AS ranged
+            GROUP BY measure, index
+            """,
+            *args,
+        )
+        return {
+            (r["measure"], r["index"]): BucketCounts(closed=r["closed"], wins=r["wins"], r_sum=r["r_sum"])
+            for r in rows
+        }
 
     async def gate_rows(self, query: GateQuery, *, now: datetime | None = None) -> GateRows:
         """Per gate of the window's decisions: evaluated, failed, alone failing, where its values lie
@@ -646,11 +718,15 @@ class DecisionStore:
 
     async def compact_stats(self) -> None:
         """Fold the stats rollups' stripes of past hours into one row per hour and symbol."""
-        # One transaction each: a writer's triggers lock gate rollup rows before decision_stats
-        # rows (triggers fire in name order), and one transaction compacting both would lock
-        # them the other way round.
-        await self._db.execute("SELECT decision_gate_stats_compact(date_trunc('hour', NOW(), 'UTC'))")
-        await self._db.execute("SELECT decision_stats_compact(date_trunc('hour', NOW(), 'UTC'))")
+        # One transaction each: a writer's triggers lock the rollups' rows in trigger name order
+        # (close, gate, then decision_stats), and one transaction compacting several could
+        # lock them in another.
+        for compact in (
+            "decision_close_stats_compact",
+            "decision_gate_stats_compact",
+            "decision_stats_compact",
+        ):
+            await self._db.execute(f"SELECT {compact}(date_trunc('hour', NOW(), 'UTC'))")
 
     async def record_outcome(
         self, outcome: Outcome, check: Callable[[Decision, datetime], bool]

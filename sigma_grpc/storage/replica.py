@@ -74,7 +74,9 @@ class DecisionReads(Protocol):
         self, query: StatsQuery, *, closed_known: Callable[[ClosedSetKey], bool] = ...
     ) -> StatsRows: ...
 
-    async def quality_rows(self, query: QualityQuery) -> QualityRows: ...
+    async def quality_rows(
+        self, query: QualityQuery, *, strengths_known: Callable[[ClosedSetKey], bool] = ...
+    ) -> QualityRows: ...
 
     async def gate_rows(self, query: GateQuery) -> GateRows: ...
 
@@ -275,8 +277,10 @@ class ReplicaReads:
     ) -> StatsRows:
         return await self._read(lambda store: store.stats_rows(query, closed_known=closed_known))
 
-    async def quality_rows(self, query: QualityQuery) -> QualityRows:
-        return await self._read(lambda store: store.quality_rows(query))
+    async def quality_rows(
+        self, query: QualityQuery, *, strengths_known: Callable[[ClosedSetKey], bool] = lambda key: False
+    ) -> QualityRows:
+        return await self._read(lambda store: store.quality_rows(query, strengths_known=strengths_known))
 
     async def gate_rows(self, query: GateQuery) -> GateRows:
         return await self._read(lambda store: store.gate_rows(query))
