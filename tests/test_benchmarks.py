@@ -19,7 +19,7 @@ from pathlib import Path
 import asyncpg
 
 ROOT = Path(__file__).resolve().parent.parent
-MEASUREMENTS = {"log_decision", "batch", "list", "stats", "startup", "rss"}
+MEASUREMENTS = {"log_decision", "batch", "list", "stats", "quality", "startup", "rss"}
 
 
 def _number(value: object) -> bool:

@@ -22,7 +22,7 @@ from sigma_grpc.domain.quality import (
     strengths,
 )
 from sigma_grpc.domain.reasoning import reasoning_for
-from sigma_grpc.domain.recent import Recent
+from sigma_grpc.domain.recent import Lookup, Recent
 from sigma_grpc.domain.stats import ClosedFigures, Stats, build_stats
 from sigma_grpc.domain.validation import (
     DecisionInput,
@@ -130,19 +130,10 @@ class DecisionLog:
 
     async def stats(self, days: int | None, symbol: str | None) -> Stats:
         query = validate_stats(days, symbol)
-        known: list[ClosedFigures] = []
-
-        def closed_known(key: ClosedSetKey) -> bool:
-            # Taken from the cache here, inside the read: a concurrent call may evict it after.
-            figures = self._closed_figures.get(key)
-            if figures is not None:
-                known.append(figures)
-            return figures is not None
-
-        rows = await self._reads.stats_rows(query, closed_known=closed_known)
-        if known:
-            figures = known[0]
-        else:
+        known = Lookup(self._closed_figures, lambda key: key)
+        rows = await self._reads.stats_rows(query, closed_known=known)
+        figures = known.value
+        if figures is None:
             assert rows.closed is not None
             figures = closed_stats_by_symbol(rows.closed)
             self._closed_figures.put(rows.closed_key, figures)
@@ -166,18 +157,10 @@ class DecisionLog:
             trader_count_edges=trader_count,
         )
         edges = (query.agreement_edges, query.effective_k_edges, query.trader_count_edges)
-        known: list[Strengths] = []
-
-        def strengths_known(key: ClosedSetKey) -> bool:
-            found = self._strengths.get((key, edges))
-            if found is not None:
-                known.append(found)
-            return found is not None
-
-        rows = await self._reads.quality_rows(query, strengths_known=strengths_known)
-        if known:
-            by_strength = known[0]
-        else:
+        known = Lookup(self._strengths, lambda key: (key, edges))
+        rows = await self._reads.quality_rows(query, strengths_known=known)
+        by_strength = known.value
+        if by_strength is None:
             assert rows.strengths is not None
             by_strength = strengths(query, rows.strengths)
             self._strengths.put((rows.closed_key, edges), by_strength)
