@@ -35,6 +35,7 @@ ALL = [
     "067_closed_fingerprint",
     "068_gate_analytics_rollups",
     "069_close_time_rollups",
+    "070_faster_gate_entries",
 ]
 
 

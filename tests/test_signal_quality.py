@@ -210,6 +210,13 @@ async def test_the_databases_near_miss_bins_are_the_domains(clean_db: asyncpg.Po
             assert (row["bin"], row["side"], row["alone"]) == (expected, -1 if distance else 0, True), (
                 distance
             )
+    # Without a value or a threshold (absent or JSON null): side 2, no bin.
+    for entry in (
+        {"name": "g", "passed": False},
+        {"name": "g", "passed": False, "value": None, "threshold": 1},
+    ):
+        row = await clean_db.fetchrow("SELECT * FROM decision_gate_entries($1::jsonb)", [entry])
+        assert row is not None and (row["side"], row["bin"]) == (2, -1), entry
 
 
 def test_requests_are_validated_field_by_field() -> None:
