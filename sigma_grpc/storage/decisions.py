@@ -668,17 +668,21 @@ class DecisionStore:
         rolled_up, raw = _rollup_conditions(query.symbol)
         rows = await self._db.fetch(
             f"""
-            WITH {_ROLLUP_WINDOW}, entries AS (
+            WITH {_ROLLUP_WINDOW}, edge AS MATERIALIZED (
+                -- The raw rows' gates, expanded once for both counts below.
+                SELECT d.id, d.decision_type, e.*
+                FROM decision_logs AS d, decision_gate_entries(d.gates) AS e WHERE {raw}
+            ), entries AS (
                 SELECT gate, passed, side, bin, alone, n FROM decision_gate_stats WHERE {rolled_up}
                 UNION ALL
-                SELECT e.name, e.passed, e.side, e.bin, e.alone, (SELECT sign FROM w)
-                FROM decision_logs, decision_gate_entries(gates) AS e WHERE {raw}
+                SELECT name, passed, side, bin, alone, (SELECT sign FROM w) FROM edge
             ), combinations AS (
                 SELECT failed, n FROM decision_gate_combinations WHERE {rolled_up}
                 UNION ALL
-                SELECT f.failed, (SELECT sign FROM w)
-                FROM decision_logs, LATERAL (SELECT decision_failed_gates(gates) AS failed) AS f
-                WHERE {raw} AND decision_type = 'skip' AND f.failed IS NOT NULL
+                -- decision_failed_gates' key, from the expanded gates.
+                SELECT string_agg(DISTINCT name COLLATE "C", ',' ORDER BY name COLLATE "C"),
+                       (SELECT sign FROM w)
+                FROM edge WHERE decision_type = 'skip' AND NOT passed GROUP BY id
             )
             SELECT 'w' AS kind, NULL AS name, NULL::boolean AS passed, NULL::smallint AS side,
                    NULL::smallint AS bin, NULL::boolean AS alone, NULL::bigint AS n, start
