@@ -19,24 +19,33 @@
 -- |threshold| (|value - threshold| when the threshold is 0), 0-7 for the
 -- edges 0, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1 (NEAR_MISS_EDGES in
 -- sigma_grpc/domain/quality.py; a test keeps them equal); -1 otherwise. A gate
--- without `passed` counts as passed, as in GetStats' failures.
+-- without `passed` counts as passed, as in GetStats' failures. A gate named
+-- twice in one decision (rows stored before sigma.v1) counts once, as failed if
+-- any of its entries failed; a gate without a name (rows of migration 060's
+-- rules) is left out, and a value that is not a JSON number counts as none.
 CREATE FUNCTION decision_gate_entries(gates JSONB)
 RETURNS TABLE (name TEXT, passed BOOLEAN, side SMALLINT, bin SMALLINT, alone BOOLEAN)
 LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
-    WITH e AS (
-        SELECT g->>'name' AS name, (g->>'passed')::boolean IS NOT FALSE AS passed,
-               (g->>'value')::float8 AS v, (g->>'threshold')::float8 AS t
-        FROM jsonb_array_elements(gates) AS g
-    ), f AS (
-        SELECT count(*) FILTER (WHERE NOT passed) AS failures FROM e
-    )
     SELECT e.name, e.passed,
            (CASE WHEN e.v IS NULL OR e.t IS NULL THEN 2 ELSE sign(e.v - e.t) END)::SMALLINT,
            (CASE WHEN e.passed OR e.v IS NULL OR e.t IS NULL THEN -1
+                 WHEN abs(e.v - e.t) >= COALESCE(NULLIF(abs(e.t), 0), 1) THEN 7
                  ELSE width_bucket(abs(e.v - e.t) / COALESCE(NULLIF(abs(e.t), 0), 1),
                                    '{0,0.01,0.02,0.05,0.1,0.2,0.5,1}'::float8[]) - 1 END)::SMALLINT,
-           NOT e.passed AND f.failures = 1
-    FROM e, f
+           NOT e.passed AND e.failed_gates = 1
+    FROM (
+        SELECT DISTINCT ON (g->>'name')
+               g->>'name' AS name,
+               (g->>'passed')::boolean IS NOT FALSE AS passed,
+               CASE WHEN jsonb_typeof(g->'value') = 'number' THEN (g->>'value')::float8 END AS v,
+               CASE WHEN jsonb_typeof(g->'threshold') = 'number' THEN (g->>'threshold')::float8 END AS t,
+               (SELECT count(DISTINCT o->>'name') + count(*) FILTER (WHERE o->>'name' IS NULL)
+                FROM jsonb_array_elements(gates) AS o
+                WHERE (o->>'passed')::boolean IS FALSE) AS failed_gates
+        FROM jsonb_array_elements(gates) WITH ORDINALITY AS entries (g, position)
+        WHERE g->>'name' IS NOT NULL
+        ORDER BY g->>'name', (g->>'passed')::boolean IS NOT FALSE, position
+    ) AS e
 $$;
 
 -- The names of a decision's failed gates, sorted byte-wise and joined by ','

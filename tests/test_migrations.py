@@ -36,6 +36,7 @@ ALL = [
     "068_gate_analytics_rollups",
     "069_close_time_rollups",
     "070_faster_gate_entries",
+    "071_analytics_review_fixes",
 ]
 
 

@@ -61,8 +61,9 @@ async def from_scratch(pool: asyncpg.Pool, window_start: datetime, symbol: str |
                count(*) FILTER (WHERE outcome_pnl < 0) AS losses,
                COALESCE(sum(outcome_r_multiple), 0) AS r_multiple_sum,
                COALESCE(sum(outcome_pnl), 0) AS pnl_sum,
-               COALESCE(sum(hashtextextended(id::text, 0)::numeric) FILTER (WHERE outcome_pnl IS NOT NULL), 0)
-                   AS closed_fingerprint
+               COALESCE(sum(decision_closed_hash(id, symbol, decision_type, decided_at, outcome_closed_at,
+                                                 outcome_pnl, outcome_r_multiple, agreement_pct, effective_k,
+                                                 trader_count)), 0) AS closed_fingerprint
         FROM decision_logs WHERE {where} GROUP BY symbol
         """,
         *args,
@@ -88,34 +89,41 @@ async def gates_from_scratch(pool: asyncpg.Pool, window_start: datetime, symbol:
     """GetGateAnalytics' counts straight from the window's gates (migration 068's rollups replace this)."""
     where = "decided_at >= $1" + (" AND symbol = $2" if symbol is not None else "")
     args: list[Any] = [window_start] if symbol is None else [window_start, symbol]
-    rows = await pool.fetch(
-        f"""
-        SELECT e.*, (SELECT count(*) FROM jsonb_array_elements(d.gates) AS o
-                     WHERE (o->>'passed')::boolean IS FALSE) AS failures,
-               d.decision_type
-        FROM decision_logs AS d,
-             LATERAL (SELECT g->>'name' AS name, (g->>'passed')::boolean IS NOT FALSE AS passed,
-                             (g->>'value')::float8 AS value, (g->>'threshold')::float8 AS threshold
-                      FROM jsonb_array_elements(d.gates) AS g) AS e
-        WHERE {where}
-        """,
-        *args,
-    )
+    decisions = await pool.fetch(f"SELECT gates FROM decision_logs WHERE {where}", *args)
     gates: dict[str, GateCounts] = {}
-    for r in rows:
-        c = gates.setdefault(r["name"], GateCounts(sides=Counter(), failed_bins=Counter()))
-        assert c.sides is not None and c.failed_bins is not None
-        c.evaluated += 1
-        c.failed += not r["passed"]
-        c.only_failure += not r["passed"] and r["failures"] == 1
-        if r["value"] is None or r["threshold"] is None:
-            c.failed_without_value += not r["passed"]
-            continue
-        side = Side((r["value"] > r["threshold"]) - (r["value"] < r["threshold"]))
-        c.sides[(r["passed"], side)] += 1
-        if not r["passed"]:
-            distance = abs(r["value"] - r["threshold"]) / (abs(r["threshold"]) or 1)
-            c.failed_bins[(side, near_miss_bin(distance))] += 1
+    for decision in decisions:
+        entries = [g for g in decision["gates"] if isinstance(g, dict)]
+        failing = {g.get("name") for g in entries if g.get("passed") is False}
+        unnamed = sum(1 for g in entries if g.get("passed") is False and g.get("name") is None)
+        failures = len(failing - {None}) + unnamed
+        # A gate counts once per decision: as its first failed entry, else its first entry.
+        chosen: dict[str, dict[str, Any]] = {}
+        for g in sorted(entries, key=lambda g: g.get("passed") is not False):
+            if g.get("name") is not None:
+                chosen.setdefault(g["name"], g)
+        for name, g in chosen.items():
+            passed = g.get("passed") is not False
+            # A JSON number (not a bool) or nothing.
+            value, threshold = (
+                g.get(key)
+                if isinstance(g.get(key), int | float) and not isinstance(g.get(key), bool)
+                else None
+                for key in ("value", "threshold")
+            )
+            c = gates.setdefault(name, GateCounts(sides=Counter(), failed_bins=Counter()))
+            assert c.sides is not None and c.failed_bins is not None
+            c.evaluated += 1
+            c.failed += not passed
+            c.only_failure += not passed and failures == 1
+            if value is None or threshold is None:
+                c.failed_without_value += not passed
+                continue
+            side = Side((value > threshold) - (value < threshold))
+            c.sides[(passed, side)] += 1
+            if not passed:
+                scale = abs(threshold) or 1
+                far = abs(value - threshold)
+                c.failed_bins[(side, 7 if far >= scale else near_miss_bin(far / scale))] += 1
     skips = await pool.fetch(
         f"""
         SELECT (SELECT array_agg(g->>'name') FROM jsonb_array_elements(gates) AS g

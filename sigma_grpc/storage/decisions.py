@@ -190,6 +190,9 @@ class Inserted:
 
 # The closed signals: what the partial indexes of migration 066 hold.
 _CLOSED_SIGNALS = "decision_type = 'signal' AND outcome_pnl IS NOT NULL"
+# A closed signal's part of its bucket's closed_fingerprint (migration 071); 0 for other rows.
+_CLOSED_HASH = """decision_closed_hash(id, symbol, decision_type, decided_at, outcome_closed_at, outcome_pnl,
+                                       outcome_r_multiple, agreement_pct, effective_k, trader_count)"""
 # $1 the window in days, $2 its end or NULL for the database's NOW().
 _WINDOW_START = "(COALESCE($2::timestamptz, NOW()) - make_interval(days => $1::int))"
 # decision_gate_entries' side of a gate recorded without a value or a threshold.
@@ -479,8 +482,7 @@ class DecisionStore:
                        sign * (outcome_pnl IS NOT NULL)::int, sign * (outcome_pnl > 0)::int,
                        sign * (outcome_pnl < 0)::int, sign * COALESCE(outcome_r_multiple, 0),
                        sign * COALESCE(outcome_pnl, 0),
-                       CASE WHEN outcome_pnl IS NOT NULL
-                            THEN sign * hashtextextended(id::text, 0)::numeric ELSE 0 END
+                       sign * {_CLOSED_HASH}
                 FROM decision_logs, w WHERE {raw}
             ), failures AS (
                 SELECT gate, failures FROM decision_gate_failures WHERE {rolled_up}
@@ -576,7 +578,7 @@ class DecisionStore:
                 ), keys AS (
                     SELECT symbol, closed, closed_fingerprint FROM decision_stats WHERE {rolled_up}
                     UNION ALL
-                    SELECT symbol, sign, sign * hashtextextended(id::text, 0)::numeric
+                    SELECT symbol, sign, sign * {_CLOSED_HASH}
                     FROM decision_logs, w WHERE {raw} AND {_CLOSED_SIGNALS}
                 )
                 SELECT 'w' AS kind, start AS bucket, COALESCE($2::timestamptz, NOW()) AS stop, NULL AS symbol,
