@@ -89,6 +89,18 @@ def ts(moment: datetime) -> timestamp_pb2.Timestamp:
     return out
 
 
+async def log_id(api: Stub, request: pb.LogDecisionRequest) -> str:
+    """Log a decision; its id."""
+    return (await api.LogDecision(request)).decision.id
+
+
+async def close_signal(api: Stub, decision_id: str, pnl: str, r_multiple: float, closed_at: datetime) -> None:
+    """Record a signal's outcome, closed at `closed_at`."""
+    request = pb.RecordOutcomeRequest(decision_id=decision_id, outcome_pnl=pnl, outcome_r_multiple=r_multiple)
+    request.outcome_closed_at.CopyFrom(ts(closed_at))
+    await api.RecordOutcome(request)
+
+
 def gate(name: str, passed: bool, value: float | None = None, threshold: float | None = None) -> pb.Gate:
     return pb.Gate(name=name, passed=passed, value=value, threshold=threshold)
 

@@ -19,23 +19,7 @@ from sigma_grpc.config import DEFAULT_MIGRATIONS_DIR
 from sigma_grpc.gen.sigma.v1 import decision_service_pb2 as pb
 from sigma_grpc.storage.migrate import apply_migrations
 from tests.conftest import create_database, drop_database
-from tests.helpers import Stub, gate, signal, skip
-
-
-def _stamp(moment: datetime) -> object:
-    stamp = pb.LogDecisionRequest().decided_at
-    stamp.FromDatetime(moment)
-    return stamp
-
-
-async def _log(api: Stub, request: pb.LogDecisionRequest) -> str:
-    return (await api.LogDecision(request)).decision.id
-
-
-async def _close(api: Stub, decision_id: str, pnl: str, r: float, closed_at: datetime) -> None:
-    request = pb.RecordOutcomeRequest(decision_id=decision_id, outcome_pnl=pnl, outcome_r_multiple=r)
-    request.outcome_closed_at.FromDatetime(closed_at)
-    await api.RecordOutcome(request)
+from tests.helpers import Stub, close_signal, gate, log_id, signal, skip, ts
 
 
 async def test_a_failed_gate_with_a_tiny_threshold_can_be_logged(api: Stub) -> None:
@@ -87,10 +71,10 @@ async def test_a_hand_update_of_decided_at_is_not_answered_from_the_cache(
     # the cache of closed-signal figures is keyed only by the set of ids, so an update of
     # decided_at (same set) is answered with the old median holding time.
     decided = datetime.now(UTC) - timedelta(hours=5)
-    first = await _log(api, signal(decided_at=_stamp(decided)))
-    second = await _log(api, signal(decided_at=_stamp(decided)))
-    await _close(api, first, "10", 1.0, decided + timedelta(hours=1))
-    await _close(api, second, "10", 1.0, decided + timedelta(hours=3))
+    first = await log_id(api, signal(decided_at=ts(decided)))
+    second = await log_id(api, signal(decided_at=ts(decided)))
+    await close_signal(api, first, "10", 1.0, decided + timedelta(hours=1))
+    await close_signal(api, second, "10", 1.0, decided + timedelta(hours=3))
     before = (await api.GetStats(pb.GetStatsRequest(days=1))).totals
     assert before.median_holding_time.ToTimedelta() == timedelta(hours=2)
     await clean_db.execute(

@@ -43,7 +43,7 @@ from sigma_grpc.domain.quality import (
 )
 from sigma_grpc.domain.validation import UnknownEnum, validate_gate_analytics, validate_quality
 from sigma_grpc.gen.sigma.v1 import decision_service_pb2 as pb
-from tests.helpers import Stub, expect_error, field_violations, gate, signal, skip
+from tests.helpers import Stub, close_signal, expect_error, field_violations, gate, log_id, signal, skip, ts
 
 T0 = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)  # a Monday
 
@@ -138,11 +138,10 @@ def test_strength_buckets_have_their_edges_an_out_of_range_bucket_and_a_small_sa
 
 async def test_strength_edges_hold_their_lower_edge_and_the_last_its_top(api: Stub) -> None:
     decided = datetime.now(UTC) - timedelta(hours=2)
-    stamp = pb.LogDecisionRequest().decided_at
-    stamp.FromDatetime(decided)
+    stamp = ts(decided)
     for effective_k in (1.0, 2.0, 2.999, 3.0, 0.5, 3.5):
-        decision_id = await _log(api, signal(effective_k=effective_k, decided_at=stamp))
-        await _close(api, decision_id, "1", 1.0, decided + timedelta(hours=1))
+        decision_id = await log_id(api, signal(effective_k=effective_k, decided_at=stamp))
+        await close_signal(api, decision_id, "1", 1.0, decided + timedelta(hours=1))
     quality = await api.GetSignalQuality(pb.GetSignalQualityRequest(days=1, effective_k_edges=[1, 2, 3]))
     # [1, 2) holds 1.0; [2, 3] holds 2.0, 2.999 and 3.0; 0.5 and 3.5 are out of range.
     assert [b.closed for b in quality.by_effective_k.buckets] == [1, 3, 2]
@@ -249,30 +248,19 @@ def test_requests_are_validated_field_by_field() -> None:
 # -- through the API, on a few decisions --------------------------------------------------------------
 
 
-async def _log(api: Stub, request: pb.LogDecisionRequest) -> str:
-    return (await api.LogDecision(request)).decision.id
-
-
-async def _close(api: Stub, decision_id: str, pnl: str, r: float, closed_at: datetime) -> None:
-    request = pb.RecordOutcomeRequest(decision_id=decision_id, outcome_pnl=pnl, outcome_r_multiple=r)
-    request.outcome_closed_at.FromDatetime(closed_at)
-    await api.RecordOutcome(request)
-
-
 async def test_the_rpcs_on_a_worked_example(api: Stub) -> None:
     now = datetime.now(UTC)
     decided = now - timedelta(hours=30)
-    stamp = pb.LogDecisionRequest().decided_at
-    stamp.FromDatetime(decided)
+    stamp = ts(decided)
     outcomes = [("10", 1.0, 2), ("20", 2.0, 4), ("-5", -1.0, 6)]  # pnl, r, hours held
     for agreement, (pnl, r, held) in zip((0.75, 0.85, 0.95), outcomes, strict=True):
-        decision_id = await _log(api, signal(agreement_pct=agreement, decided_at=stamp))
-        await _close(api, decision_id, pnl, r, decided + timedelta(hours=held))
-    await _log(api, signal(decided_at=stamp))  # still open
+        decision_id = await log_id(api, signal(agreement_pct=agreement, decided_at=stamp))
+        await close_signal(api, decision_id, pnl, r, decided + timedelta(hours=held))
+    await log_id(api, signal(decided_at=stamp))  # still open
     failing = [gate("supermajority", False, 0.69, 0.7), gate("freshness", False, 75.0, 60.0)]
-    await _log(api, skip(gates=failing, decided_at=stamp))
-    await _log(api, skip(gates=[gate("supermajority", False, 0.6, 0.7)], decided_at=stamp))
-    await _log(api, skip(gates=[gate("supermajority", False, 0.7, 0.7)], decided_at=stamp))
+    await log_id(api, skip(gates=failing, decided_at=stamp))
+    await log_id(api, skip(gates=[gate("supermajority", False, 0.6, 0.7)], decided_at=stamp))
+    await log_id(api, skip(gates=[gate("supermajority", False, 0.7, 0.7)], decided_at=stamp))
 
     totals = (await api.GetStats(pb.GetStatsRequest(days=2))).totals
     assert (totals.closed_count, totals.win_count) == (3, 2)
@@ -324,14 +312,13 @@ async def test_the_closed_figures_follow_each_new_outcome(api: Stub) -> None:
     # The figures of a set of closed signals are kept by the set's fingerprint: a new outcome
     # makes a new set, and asking twice between changes answers the same.
     decided = datetime.now(UTC) - timedelta(hours=3)
-    stamp = pb.LogDecisionRequest().decided_at
-    stamp.FromDatetime(decided)
-    first, second = await _log(api, signal(decided_at=stamp)), await _log(api, signal(decided_at=stamp))
-    await _close(api, first, "10", 1.5, decided + timedelta(hours=1))
+    stamp = ts(decided)
+    first, second = await log_id(api, signal(decided_at=stamp)), await log_id(api, signal(decided_at=stamp))
+    await close_signal(api, first, "10", 1.5, decided + timedelta(hours=1))
     before = (await api.GetStats(pb.GetStatsRequest(days=1))).totals
     assert before == (await api.GetStats(pb.GetStatsRequest(days=1))).totals
     assert (before.best_r, before.worst_r, before.longest_loss_streak) == (1.5, 1.5, 0)
-    await _close(api, second, "-4", -2.0, decided + timedelta(hours=2))
+    await close_signal(api, second, "-4", -2.0, decided + timedelta(hours=2))
     after = (await api.GetStats(pb.GetStatsRequest(days=1))).totals
     assert (after.best_r, after.worst_r, after.longest_loss_streak, after.max_drawdown_r) == (
         1.5,
@@ -419,8 +406,7 @@ def _random_decision(rng: random.Random, decided_at: datetime) -> pb.LogDecision
         "effective_k": rng.choice((1.0, 2.0, 10.0, round(rng.uniform(0, 12), 3))),
         "request_id": f"q-{uuid.UUID(int=rng.getrandbits(128))}",
     }
-    fields["decided_at"] = pb.LogDecisionRequest().decided_at
-    fields["decided_at"].FromDatetime(decided_at)
+    fields["decided_at"] = ts(decided_at)
     if kind == "skip":
         failed = set(rng.sample(range(len(specs)), rng.randint(1, len(specs))))
         fields |= {
@@ -451,7 +437,7 @@ async def _random_history(api: Stub, rng: random.Random, now: datetime, count: i
         decided = d.decided_at.ToDatetime(tzinfo=UTC)
         closed_at = min(decided + timedelta(seconds=rng.uniform(1, 3 * 86400)), now)
         pnl = rng.choice((0, round(rng.uniform(-300, 300), 2), round(rng.uniform(-300, 300), 2)))
-        await _close(api, d.id, f"{pnl}", round(rng.uniform(-3, 5), 4) if pnl else 0.0, closed_at)
+        await close_signal(api, d.id, f"{pnl}", round(rng.uniform(-3, 5), 4) if pnl else 0.0, closed_at)
 
 
 def _where(symbol: str | None, args: list[Any]) -> str:
