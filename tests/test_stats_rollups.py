@@ -110,8 +110,7 @@ async def gates_from_scratch(pool: asyncpg.Pool, window_start: datetime, symbol:
                 else None
                 for key in ("value", "threshold")
             )
-            c = gates.setdefault(name, GateCounts(sides=Counter(), failed_bins=Counter()))
-            assert c.sides is not None and c.failed_bins is not None
+            c = gates.setdefault(name, GateCounts())
             c.evaluated += 1
             c.failed += not passed
             c.only_failure += not passed and failures == 1
@@ -134,7 +133,6 @@ async def gates_from_scratch(pool: asyncpg.Pool, window_start: datetime, symbol:
     )
     combinations = Counter(tuple(sorted(set(r["failed"]))) for r in skips if r["failed"])
     for c in gates.values():  # the rollups leave no zero counts behind
-        assert c.sides is not None and c.failed_bins is not None
         c.sides = +c.sides
         c.failed_bins = +c.failed_bins
     return GateRows(window_start=window_start, gates=gates, combinations=dict(combinations))

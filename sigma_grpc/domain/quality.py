@@ -13,7 +13,7 @@ import math
 import operator
 from collections import Counter
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from itertools import accumulate, groupby
@@ -350,9 +350,9 @@ class GateCounts:
     only_failure: int = 0
     failed_without_value: int = 0
     # (passed, side) -> how many recorded values
-    sides: Counter[tuple[bool, Side]] | None = None
+    sides: Counter[tuple[bool, Side]] = field(default_factory=Counter)
     # (side of a failed value, near-miss bin index) -> count
-    failed_bins: Counter[tuple[Side, int]] | None = None
+    failed_bins: Counter[tuple[Side, int]] = field(default_factory=Counter)
 
 
 @dataclass(frozen=True, slots=True)
@@ -408,8 +408,7 @@ def infer_direction(sides: Counter[tuple[bool, Side]]) -> GateDirection:
 
 
 def gate_stats(name: str, counts: GateCounts) -> GateStats:
-    sides = counts.sides or Counter()
-    failed_bins = counts.failed_bins or Counter()
+    sides, failed_bins = counts.sides, counts.failed_bins
     direction = infer_direction(sides)
     failing_side = {GateDirection.MIN: Side.BELOW, GateDirection.MAX: Side.ABOVE}.get(direction)
     bins: list[NearMissBin] = []

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import uuid
-from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
@@ -702,8 +701,7 @@ class DecisionStore:
         for r in rows:
             if r["kind"] != "e":
                 continue
-            counts = gates.setdefault(r["name"], GateCounts(sides=Counter(), failed_bins=Counter()))
-            assert counts.sides is not None and counts.failed_bins is not None
+            counts = gates.setdefault(r["name"], GateCounts())
             n, passed = r["n"], r["passed"]
             counts.evaluated += n
             if not passed:
