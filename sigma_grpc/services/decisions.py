@@ -156,14 +156,14 @@ class DecisionLog:
             effective_k_edges=effective_k,
             trader_count_edges=trader_count,
         )
-        edges = (query.agreement_edges, query.effective_k_edges, query.trader_count_edges)
-        known = Lookup(self._strengths, lambda key: (key, edges))
+        used_edges = (query.agreement_edges, query.effective_k_edges, query.trader_count_edges)
+        known = Lookup(self._strengths, lambda key: (key, used_edges))
         rows = await self._reads.quality_rows(query, strengths_known=known)
         by_strength = known.value
         if by_strength is None:
             assert rows.strengths is not None
             by_strength = strengths(query, rows.strengths)
-            self._strengths.put((rows.closed_key, edges), by_strength)
+            self._strengths.put((rows.closed_key, used_edges), by_strength)
         return signal_quality(query, rows.window_start, rows.window_end, rows.counts, by_strength)
 
     async def gate_analytics(
