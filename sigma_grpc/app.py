@@ -36,9 +36,9 @@ from sigma_grpc.gen.sigma.v1 import (
 )
 from sigma_grpc.metrics import GrpcServerMetrics, Metrics
 from sigma_grpc.services.decisions import (
-    STATS_COMPACTION_INTERVAL_S,
+    STATS_MAINTENANCE_INTERVAL_S,
     DecisionLog,
-    compact_stats_periodically,
+    maintain_stats_periodically,
 )
 from sigma_grpc.services.execution import Executor
 from sigma_grpc.storage.decisions import DecisionStore
@@ -72,7 +72,7 @@ class RunningServer:
     reconciler: asyncio.Task[None]
     in_flight: InFlightCalls
     metrics: Metrics
-    stats_compaction: asyncio.Task[None] | None = None
+    stats_maintenance: asyncio.Task[None] | None = None
     gateway: GatewayServer | None = None
     http_port: int | None = None
     credentials: CredentialStore | None = None
@@ -91,8 +91,8 @@ class RunningServer:
         """Refuse new calls, let in-flight ones (and execution attempts) finish within `grace` seconds."""
         await self.health.enter_graceful_shutdown()
         self.reconciler.cancel()
-        if self.stats_compaction is not None:
-            self.stats_compaction.cancel()
+        if self.stats_maintenance is not None:
+            self.stats_maintenance.cancel()
         if self.replica is not None:
             # Calls still running keep the replica's last known state, and fail over on their own.
             await self.replica.stop()
@@ -200,7 +200,9 @@ async def start_server(
     for name in ("", *SERVICE_NAMES):
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
     reconciler = asyncio.create_task(executor.run_reconciler(settings.reconcile_interval_s))
-    stats_compaction = asyncio.create_task(compact_stats_periodically(decisions, STATS_COMPACTION_INTERVAL_S))
+    stats_maintenance = asyncio.create_task(
+        maintain_stats_periodically(decisions, STATS_MAINTENANCE_INTERVAL_S)
+    )
     gateway, http_port = None, None
     if private_dir is not None and http_addr is not None:
         gateway = GatewayServer(
@@ -210,14 +212,14 @@ async def start_server(
             http_port = await gateway.start(*split_host_port(http_addr))
         except OSError:
             reconciler.cancel()
-            stats_compaction.cancel()
+            stats_maintenance.cancel()
             await server.stop(None)
             shutil.rmtree(private_dir, ignore_errors=True)
             raise
     if replica is not None:
         replica.start()
     return RunningServer(
-        stats_compaction=stats_compaction,
+        stats_maintenance=stats_maintenance,
         replica=replica,
         credentials=credentials,
         credentials_watch=asyncio.create_task(credentials.watch()) if credentials else None,

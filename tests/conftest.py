@@ -143,7 +143,7 @@ async def clean_db(db: asyncpg.Pool) -> AsyncIterator[asyncpg.Pool]:
         await conn.execute(
             "TRUNCATE decision_logs, execution_logs, execution_events, execution_config_audit, signer_nonces,"
             " decision_stats, decision_gate_failures, decision_gate_stats, decision_gate_combinations,"
-            " decision_close_stats"
+            " decision_close_stats, decision_close_summaries"
         )
     # Back to a new database's config: execution disabled, dry run, the plan's limits.
     await db.execute(

@@ -37,6 +37,7 @@ ALL = [
     "069_close_time_rollups",
     "070_faster_gate_entries",
     "071_analytics_review_fixes",
+    "072_close_summaries",
 ]
 
 

@@ -14,6 +14,8 @@ from collections import Counter
 from collections.abc import Awaitable
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from functools import reduce
+from itertools import accumulate, groupby, pairwise
 from typing import Any
 
 import asyncpg
@@ -27,15 +29,16 @@ from sigma_grpc.domain.quality import (
     BucketCounts,
     BucketWidth,
     ClosedSeries,
+    ClosedStretch,
     GateCounts,
     GateDirection,
     Side,
+    Trade,
     bucket_start,
     closed_stats,
     gate_stats,
     infer_direction,
-    longest_runs,
-    max_drawdown,
+    median_of_runs,
     near_miss_bin,
     strength_breakdown,
     time_series,
@@ -48,21 +51,34 @@ from tests.helpers import Stub, close_signal, expect_error, field_violations, ga
 T0 = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)  # a Monday
 
 
-def series(*trades: tuple[str, str], median: timedelta | None = timedelta(hours=1)) -> ClosedSeries:
-    """Closed signals (P&L, R) in close-time order, with the sums storage would read for them."""
-    pnls = [Decimal(pnl) for pnl, _ in trades]
-    rs = [Decimal(r) for _, r in trades]
-    wins = [r for p, r in zip(pnls, rs, strict=True) if p > 0]
-    losses = [r for p, r in zip(pnls, rs, strict=True) if p < 0]
+def series(*trades: tuple[str, str], hold: timedelta = timedelta(hours=1)) -> ClosedSeries:
+    """Closed signals (P&L, R) in close-time order, each held `hold`, as one stretch."""
     return ClosedSeries(
-        r_units=[int(r / R_UNIT) for r in rs],
-        kinds=[(p > 0) - (p < 0) for p in pnls],
-        avg_win_r=sum(wins, Decimal(0)) / len(wins) if wins else None,
-        avg_loss_r=sum(losses, Decimal(0)) / len(losses) if losses else None,
-        gross_win=sum((p for p in pnls if p > 0), Decimal(0)),
-        gross_loss=-sum((p for p in pnls if p < 0), Decimal(0)),
-        median_holding_time=median if trades else None,
+        stretches=[
+            ClosedStretch.of(Trade(int(Decimal(r) / R_UNIT), Decimal(r), Decimal(p)) for p, r in trades)
+        ],
+        holds_us=[[hold // timedelta(microseconds=1)] * len(trades)],
     )
+
+
+def stretch(r_units: list[int], kinds: list[int] | None = None) -> ClosedStretch:
+    """Closed signals by their R (ten-thousandths) and kinds (default: the sign of R)."""
+    kinds = kinds if kinds is not None else [(u > 0) - (u < 0) for u in r_units]
+    return ClosedStretch.of(Trade(u, u * R_UNIT, Decimal(k)) for u, k in zip(r_units, kinds, strict=True))
+
+
+def max_drawdown(r_units: list[int]) -> int:
+    """The reference: the largest fall of the running total from its highest point so far, from 0."""
+    curve = list(accumulate(r_units, initial=0))
+    return max(peak - level for peak, level in zip(accumulate(curve, max), curve, strict=True))
+
+
+def longest_runs(kinds: list[int]) -> tuple[int, int]:
+    """The reference: the longest runs of wins (1) and of losses (-1); a breakeven ends a run."""
+    longest = {1: 0, -1: 0, 0: 0}
+    for kind, run in groupby(kinds):
+        longest[kind] = max(longest[kind], len(list(run)))
+    return longest[1], longest[-1]
 
 
 # -- the statistics by hand -----------------------------------------------------------------------------
@@ -90,16 +106,43 @@ def test_closed_stats_of_a_worked_example() -> None:
 
 def test_the_drawdown_curve_starts_at_zero() -> None:
     # A first loss is a fall from the starting 0, not from the first trade's level.
-    assert max_drawdown([-12500, 5000]) == 12500
-    assert max_drawdown([10000, 20000]) == 0
-    assert max_drawdown([]) == 0
-    assert max_drawdown([3, -1, 5, -4, -4, 1]) == 8  # from the peak 7 down to -1
+    assert stretch([-12500, 5000]).drawdown == 12500
+    assert stretch([10000, 20000]).drawdown == 0
+    assert stretch([]).drawdown == 0
+    assert stretch([3, -1, 5, -4, -4, 1]).drawdown == 8  # from the peak 7 down to -1
 
 
 def test_a_breakeven_ends_a_streak_and_starts_none() -> None:
-    assert longest_runs([1, 1, 0, 1, 0, 0, -1, -1, -1]) == (2, 3)
-    assert longest_runs([0, 0]) == (0, 0)
-    assert longest_runs([]) == (0, 0)
+    def runs(kinds: list[int]) -> tuple[int, int]:
+        summary = stretch([1] * len(kinds), kinds)
+        return summary.longest_win_run, summary.longest_loss_run
+
+    assert runs([1, 1, 0, 1, 0, 0, -1, -1, -1]) == (2, 3)
+    assert runs([0, 0]) == (0, 0)
+    assert runs([]) == (0, 0)
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_stretches_combine_into_the_stretch_of_their_concatenation(seed: int) -> None:
+    # GetStats reads a window as its close hours' stretches combined: any cut must give the same.
+    rng = random.Random(seed)
+    for _ in range(200):
+        r_units = [rng.choice((-20000, -5000, 0, 1, 7500, 30000)) for _ in range(rng.randrange(0, 14))]
+        kinds = [rng.choice((-1, 0, 1)) if u == 0 else (u > 0) - (u < 0) for u in r_units]
+        whole = stretch(r_units, kinds)
+        assert whole.drawdown == max_drawdown(r_units)
+        assert (whole.longest_win_run, whole.longest_loss_run) == longest_runs(kinds)
+        cuts = sorted(rng.sample(range(len(r_units) + 1), rng.randrange(0, len(r_units) + 2)))
+        bounds = [0, *cuts, len(r_units)]
+        parts = [stretch(r_units[a:b], kinds[a:b]) for a, b in pairwise(bounds)]
+        assert reduce(ClosedStretch.then, parts, ClosedStretch()) == whole, (r_units, kinds, cuts)
+
+
+def test_the_median_merges_runs_and_averages_the_middle_pair() -> None:
+    assert median_of_runs([]) is None
+    assert median_of_runs([[], [5]]) == 5
+    assert median_of_runs([[1, 9], [4], [2, 3]]) == 3
+    assert median_of_runs([[1, 9], [4, 10]]) == 6.5  # (4 + 9) / 2
 
 
 def test_profit_factor_is_unset_without_a_loss_and_zero_without_a_win() -> None:

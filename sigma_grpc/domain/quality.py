@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import enum
 import math
-import operator
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from itertools import accumulate, groupby
+from functools import reduce
+from itertools import chain
+from typing import NamedTuple
 
 # The fewest closed signals a bucket needs before its rates are worth reading.
 MIN_CLOSED = 10
@@ -75,19 +76,145 @@ def wilson_interval(wins: int, n: int) -> Interval | None:
 R_UNIT = Decimal("0.0001")
 
 
+class Trade(NamedTuple):
+    """A closed signal as the sequence figures read it; its kind is the sign of its P&L."""
+
+    r_units: int  # R in ten-thousandths
+    r: Decimal
+    pnl: Decimal
+
+
+@dataclass(frozen=True, slots=True)
+class ClosedStretch:
+    """Closed signals in close-time order, summarised so that two stretches, one after the
+    other, combine into the summary of both (`then`): GetStats' figures of a window are its
+    close days' and hours' stretches combined (migration 072).
+
+    Running totals are of R in ten-thousandths from 0 at the stretch's start; a run is
+    consecutive closed signals of one kind (the sign of their P&L).
+    """
+
+    closed: int = 0
+    wins: int = 0
+    losses: int = 0
+    r_units: int = 0  # the sum of R
+    peak: int = 0  # the highest running total, the start (0) included
+    trough: int = 0  # the lowest running total, the start (0) included
+    drawdown: int = 0  # the largest fall of the running total from its peak so far
+    best: int = 0  # the highest R (meaningless when closed is 0)
+    worst: int = 0
+    first_kind: int = 0  # the first signal's kind, and the length of the run it begins
+    first_run: int = 0
+    last_kind: int = 0  # the last signal's kind, and the length of the run it ends
+    last_run: int = 0
+    longest_win_run: int = 0
+    longest_loss_run: int = 0
+    win_r_sum: Decimal = Decimal(0)
+    loss_r_sum: Decimal = Decimal(0)
+    gross_win: Decimal = Decimal(0)  # the sum of winning P&L
+    gross_loss: Decimal = Decimal(0)  # minus the sum of losing P&L
+
+    @classmethod
+    def of(cls, trades: Iterable[Trade]) -> ClosedStretch:
+        """The summary of closed signals given in close-time order (one pass: `then` on each
+        signal would build a summary per signal)."""
+        closed = wins = losses = total = peak = trough = drawdown = 0
+        best = worst = 0
+        first_kind = first_run = last_kind = last_run = 0
+        longest = {1: 0, -1: 0, 0: 0}
+        win_r_sum = loss_r_sum = gross_win = gross_loss = Decimal(0)
+        for r_units, r, pnl in trades:
+            kind = (pnl > 0) - (pnl < 0)
+            if closed == 0:
+                best = worst = r_units
+                first_kind = last_kind = kind
+            else:
+                best, worst = max(best, r_units), min(worst, r_units)
+            closed += 1
+            total += r_units
+            peak, trough = max(peak, total), min(trough, total)
+            drawdown = max(drawdown, peak - total)
+            if kind == last_kind and closed > 1:
+                last_run += 1
+            else:
+                last_kind, last_run = kind, 1
+            if first_run == closed - 1 and kind == first_kind:
+                first_run = closed
+            longest[kind] = max(longest[kind], last_run)
+            if kind == 1:
+                wins += 1
+                win_r_sum += r
+                gross_win += pnl
+            elif kind == -1:
+                losses += 1
+                loss_r_sum += r
+                gross_loss -= pnl
+        return cls(
+            closed=closed,
+            wins=wins,
+            losses=losses,
+            r_units=total,
+            peak=peak,
+            trough=trough,
+            drawdown=drawdown,
+            best=best,
+            worst=worst,
+            first_kind=first_kind,
+            first_run=first_run,
+            last_kind=last_kind,
+            last_run=last_run,
+            longest_win_run=longest[1],
+            longest_loss_run=longest[-1],
+            win_r_sum=win_r_sum,
+            loss_r_sum=loss_r_sum,
+            gross_win=gross_win,
+            gross_loss=gross_loss,
+        )
+
+    def then(self, later: ClosedStretch) -> ClosedStretch:
+        """This stretch followed by `later`."""
+        if not later.closed:
+            return self
+        if not self.closed:
+            return later
+        # Runs meeting at the join make one run (a breakeven run counts for no streak).
+        joined = self.last_run + later.first_run if self.last_kind == later.first_kind else 0
+        return ClosedStretch(
+            closed=self.closed + later.closed,
+            wins=self.wins + later.wins,
+            losses=self.losses + later.losses,
+            r_units=self.r_units + later.r_units,
+            peak=max(self.peak, self.r_units + later.peak),
+            trough=min(self.trough, self.r_units + later.trough),
+            # A fall across the join: from this stretch's peak to later's trough, shifted by our total.
+            drawdown=max(self.drawdown, later.drawdown, self.peak - (self.r_units + later.trough)),
+            best=max(self.best, later.best),
+            worst=min(self.worst, later.worst),
+            first_kind=self.first_kind,
+            first_run=joined if joined and self.first_run == self.closed else self.first_run,
+            last_kind=later.last_kind,
+            last_run=joined if joined and later.last_run == later.closed else later.last_run,
+            longest_win_run=max(
+                self.longest_win_run, later.longest_win_run, joined if later.first_kind == 1 else 0
+            ),
+            longest_loss_run=max(
+                self.longest_loss_run, later.longest_loss_run, joined if later.first_kind == -1 else 0
+            ),
+            win_r_sum=self.win_r_sum + later.win_r_sum,
+            loss_r_sum=self.loss_r_sum + later.loss_r_sum,
+            gross_win=self.gross_win + later.gross_win,
+            gross_loss=self.gross_loss + later.gross_loss,
+        )
+
+
 @dataclass(frozen=True, slots=True)
 class ClosedSeries:
-    """One set of closed signals (the window's, or one symbol's) as storage reads it: in
-    close-time order (ties by id) each R in ten-thousandths and each kind (sign of the P&L:
-    1 a win, -1 a loss, 0 a breakeven); and the set's sums and median."""
+    """One set of closed signals (the window's, or one symbol's) as storage reads it: its
+    stretches in close-time order, and its holding times (decided_at → outcome_closed_at,
+    microseconds) in runs of any order and length."""
 
-    r_units: Sequence[int]
-    kinds: Sequence[int]
-    avg_win_r: Decimal | None
-    avg_loss_r: Decimal | None
-    gross_win: Decimal
-    gross_loss: Decimal
-    median_holding_time: timedelta | None
+    stretches: Sequence[ClosedStretch]
+    holds_us: Sequence[Sequence[int]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,36 +232,33 @@ class ClosedStats:
     median_holding_time: timedelta | None = None
 
 
-def max_drawdown(r_units: Sequence[int]) -> int:
-    """The largest fall of the running total from its highest point so far; the curve starts at 0."""
-    curve = list(accumulate(r_units, initial=0))
-    fall: int = max(map(operator.sub, accumulate(curve, max), curve))
-    return fall
-
-
-def longest_runs(kinds: Sequence[int]) -> tuple[int, int]:
-    """The longest runs of wins (1) and of losses (-1); a breakeven (0) ends a run and starts none."""
-    longest = {1: 0, -1: 0, 0: 0}
-    for kind, run in groupby(kinds):
-        length = sum(1 for _ in run)
-        longest[kind] = max(longest[kind], length)
-    return longest[1], longest[-1]
+def median_of_runs(runs: Iterable[Sequence[int]]) -> float | None:
+    """The median of the values of all runs; the mean of the two middle ones for an even count."""
+    # Sorting a concatenation of sorted runs merges them (Timsort finds the runs).
+    values = sorted(chain.from_iterable(runs))
+    if not values:
+        return None
+    middle = len(values) // 2
+    if len(values) % 2:
+        return float(values[middle])
+    return (values[middle - 1] + values[middle]) / 2
 
 
 def closed_stats(series: ClosedSeries) -> ClosedStats:
-    if not series.r_units:
+    whole = reduce(ClosedStretch.then, series.stretches, ClosedStretch())
+    if not whole.closed:
         return ClosedStats()
-    wins, losses = longest_runs(series.kinds)
+    median_us = median_of_runs(series.holds_us)
     return ClosedStats(
-        avg_win_r=float(series.avg_win_r or 0),
-        avg_loss_r=float(series.avg_loss_r or 0),
-        profit_factor=float(series.gross_win / series.gross_loss) if series.gross_loss else None,
-        max_drawdown_r=float(max_drawdown(series.r_units) * R_UNIT),
-        best_r=float(max(series.r_units) * R_UNIT),
-        worst_r=float(min(series.r_units) * R_UNIT),
-        longest_win_streak=wins,
-        longest_loss_streak=losses,
-        median_holding_time=series.median_holding_time,
+        avg_win_r=float(whole.win_r_sum / whole.wins) if whole.wins else 0.0,
+        avg_loss_r=float(whole.loss_r_sum / whole.losses) if whole.losses else 0.0,
+        profit_factor=float(whole.gross_win / whole.gross_loss) if whole.gross_loss else None,
+        max_drawdown_r=float(whole.drawdown * R_UNIT),
+        best_r=float(whole.best * R_UNIT),
+        worst_r=float(whole.worst * R_UNIT),
+        longest_win_streak=whole.longest_win_run,
+        longest_loss_streak=whole.longest_loss_run,
+        median_holding_time=None if median_us is None else timedelta(microseconds=median_us),
     )
 
 

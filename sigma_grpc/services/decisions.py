@@ -183,18 +183,25 @@ class DecisionLog:
         return decision
 
 
-# How often the stats rollups' stripes of past hours are folded together: a window
-# then reads about one rollup row per hour and symbol, plus the current hour's stripes.
-STATS_COMPACTION_INTERVAL_S = 600.0
+# How often the stats rollups' stripes of past hours are folded together (a window then reads
+# about one rollup row per hour and symbol, plus the current hour's stripes), and the close
+# summaries that no longer match their hour are computed again (until then a window reads those
+# hours' rows: mostly the last few minutes' closes).
+STATS_MAINTENANCE_INTERVAL_S = 600.0
 
 
-async def compact_stats_periodically(store: DecisionStore, interval_s: float) -> None:
-    """Compact the stats rollups now and every `interval_s` seconds, until cancelled."""
+async def maintain_stats_periodically(store: DecisionStore, interval_s: float) -> None:
+    """Compact the stats rollups and refresh the close summaries, now and every
+    `interval_s` seconds, until cancelled."""
     while True:
-        try:
-            await store.compact_stats()
-        except DomainError as error:  # the database is away: the next round catches up
-            log.warning("stats compaction skipped: %s", error.message)
-        except Exception:
-            log.exception("stats compaction failed")
+        for task, name in (
+            (store.compact_stats, "stats compaction"),
+            (store.refresh_close_summaries, "close summary refresh"),
+        ):
+            try:
+                await task()
+            except DomainError as error:  # the database is away: the next round catches up
+                log.warning("%s skipped: %s", name, error.message)
+            except Exception:
+                log.exception("%s failed", name)
         await asyncio.sleep(interval_s)

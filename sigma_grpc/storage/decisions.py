@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import astuple, dataclass, fields, replace
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -32,10 +32,12 @@ from sigma_grpc.domain.quality import (
     BucketCounts,
     BucketWidth,
     ClosedSeries,
+    ClosedStretch,
     GateCounts,
     GateQuery,
     QualityQuery,
     Side,
+    Trade,
 )
 from sigma_grpc.storage.pool import Connection, Database
 
@@ -197,6 +199,38 @@ _WINDOW_START = "(COALESCE($2::timestamptz, NOW()) - make_interval(days => $1::i
 # decision_gate_entries' side of a gate recorded without a value or a threshold.
 _NO_VALUE = 2
 _TRUNC_UNITS = {BucketWidth.HOUR: "hour", BucketWidth.DAY: "day", BucketWidth.WEEK: "week"}
+
+
+# decision_close_summaries' columns (migration 072), as `_stretch` reads them.
+_SUMMARY_COLUMNS = """
+    s.closed, s.wins, s.losses, s.r_units, s.peak, s.trough, s.drawdown, s.best, s.worst, s.first_kind,
+    s.first_run, s.last_kind, s.last_run, s.longest_win_run, s.longest_loss_run, s.win_r_sum,
+    s.loss_r_sum, s.gross_win, s.gross_loss, s.holds_us
+"""
+# A closed signal as `_trade` reads it, and its holding time in microseconds.
+_TRADE_COLUMNS = """
+    symbol, (outcome_r_multiple * 10000)::int8 AS r_units, outcome_r_multiple AS r, outcome_pnl AS pnl,
+    ((extract(epoch FROM outcome_closed_at) - extract(epoch FROM decided_at)) * 1000000)::int8 AS hold_us
+"""
+_STRETCH_FIELDS = tuple(f.name for f in fields(ClosedStretch))
+# Per close bucket (span 1 an hour, 24 a day) and symbol ('' for all symbols, unless `groups` says
+# otherwise): the closed_fingerprint of its closed signals (migration 072), for the buckets matching
+# `where`.
+_CLOSE_BUCKETS = """
+    SELECT span, bucket, COALESCE(symbol, '') AS symbol, sum(closed_fingerprint) AS fingerprint
+    FROM decision_close_stats WHERE {where}
+    GROUP BY GROUPING SETS ({groups})
+    HAVING sum(closed) <> 0
+"""
+_WITH_ALL_SYMBOLS = "(span, bucket, symbol), (span, bucket)"
+
+
+def _stretch(row: asyncpg.Record) -> ClosedStretch:
+    return ClosedStretch(*[row[name] for name in _STRETCH_FIELDS])
+
+
+def _trade(row: asyncpg.Record) -> Trade:
+    return Trade(row["r_units"], row["r"], row["pnl"])
 
 
 # A window read from rollups (migrations 065, 068): CTE `w` holds its start ($1 days before $2, or
@@ -420,41 +454,98 @@ class DecisionStore:
             counts = await self._counts(conn, query, now)
             if closed_known(counts.closed_key):
                 return replace(counts, closed=None)
-            closed = await conn.fetch(
-                f"""
-                SELECT symbol, GROUPING(symbol) = 1 AS whole,
-                       array_agg((outcome_r_multiple * 10000)::int8 ORDER BY outcome_closed_at, id)
-                           AS r_units,
-                       array_agg(sign(outcome_pnl)::int2 ORDER BY outcome_closed_at, id) AS kinds,
-                       avg(outcome_r_multiple) FILTER (WHERE outcome_pnl > 0) AS avg_win_r,
-                       avg(outcome_r_multiple) FILTER (WHERE outcome_pnl < 0) AS avg_loss_r,
-                       COALESCE(sum(outcome_pnl) FILTER (WHERE outcome_pnl > 0), 0) AS gross_win,
-                       COALESCE(-sum(outcome_pnl) FILTER (WHERE outcome_pnl < 0), 0) AS gross_loss,
-                       percentile_cont(0.5) WITHIN GROUP (ORDER BY outcome_closed_at - decided_at)
-                           AS median_hold
-                FROM decision_logs
-                WHERE {_CLOSED_SIGNALS} AND decided_at >= {_WINDOW_START}
-                      {"AND symbol = $3" if query.symbol is not None else ""}
-                GROUP BY GROUPING SETS ((symbol), ())
-                """,
-                *_window_args(query.days, now, query.symbol),
-            )
-        return replace(
-            counts,
-            closed={
-                None if r["whole"] else r["symbol"]: ClosedSeries(
-                    r_units=r["r_units"],
-                    kinds=r["kinds"],
-                    avg_win_r=r["avg_win_r"],
-                    avg_loss_r=r["avg_loss_r"],
-                    gross_win=r["gross_win"],
-                    gross_loss=r["gross_loss"],
-                    median_holding_time=r["median_hold"],
-                )
-                for r in closed
-                if r["r_units"] is not None
-            },
+            closed = await self._closed_series(conn, query, now)
+        return replace(counts, closed=closed)
+
+    async def _closed_series(
+        self, conn: Connection, query: StatsQuery, now: datetime | None
+    ) -> dict[str | None, ClosedSeries]:
+        """The window's closed signals by close day and hour, of the whole window (key None) and
+        per symbol.
+
+        A close day whose stored summaries (migration 072) were computed from exactly its closed
+        signals of now (fingerprints equal), all decided inside the window, is read from them;
+        the other days hour by hour, the same way; and the hours left from their rows. Run
+        inside `stats_rows`' snapshot.
+        """
+        args = _window_args(query.days, now, query.symbol)
+        only = "AND symbol = $3" if query.symbol is not None else ""
+        start = _WINDOW_START
+        # With a symbol, its rows are the whole window's: no all-symbols ('') rows.
+        groups = "(span, bucket, symbol)" if query.symbol is not None else _WITH_ALL_SYMBOLS
+        days = _CLOSE_BUCKETS.format(
+            where=f"span = 24 AND bucket >= date_trunc('day', {start}, 'UTC') {only}", groups=groups
         )
+        hours = _CLOSE_BUCKETS.format(
+            where=f"""span = 1 AND bucket >= date_trunc('hour', {start}, 'UTC') {only}
+                      AND decision_stats_bucket(bucket, 24::smallint)
+                          NOT IN (SELECT bucket FROM whole_days)""",
+            groups=groups,
+        )
+        found = f"""
+            SELECT b.span, b.bucket, b.symbol, s.closed IS NOT NULL AS summarised, {_SUMMARY_COLUMNS}
+            FROM {{buckets}} AS b LEFT JOIN decision_close_summaries AS s
+                ON s.span = {{span}} AND s.bucket = b.bucket AND s.symbol = b.symbol
+                   AND s.fingerprint = b.fingerprint AND s.earliest_decided_at >= {start}
+                   AND s.bucket >= date_trunc('day', {start}, 'UTC')
+        """
+        summaries = await conn.fetch(
+            f"""
+            WITH days AS MATERIALIZED ({found.format(buckets=f"({days})", span=24)}), whole_days AS (
+                SELECT bucket FROM days GROUP BY bucket HAVING bool_and(summarised)
+            )
+            SELECT * FROM days WHERE bucket IN (SELECT bucket FROM whole_days)
+            UNION ALL
+            SELECT * FROM ({found.format(buckets=f"({hours})", span=1)}) AS hours
+            ORDER BY bucket
+            """,
+            *args,
+        )
+        # An hour is read from its rows for every symbol when one of its summaries cannot be used.
+        unsummarised = sorted({r["bucket"] for r in summaries if not r["summarised"]})
+        raw: dict[datetime, dict[str, list[asyncpg.Record]]] = {}
+        if unsummarised:
+            args.append(unsummarised)
+            for r in await conn.fetch(
+                f"""
+                SELECT h.bucket, t.*
+                FROM unnest(${len(args)}::timestamptz[]) AS h (bucket), LATERAL (
+                    -- Per hour, so the close-time index is used (the decided_at one holds the window).
+                    SELECT {_TRADE_COLUMNS} FROM decision_logs
+                    WHERE {_CLOSED_SIGNALS} AND outcome_closed_at >= h.bucket
+                          AND outcome_closed_at < h.bucket + INTERVAL '1 hour'
+                          AND decided_at >= {start} {only}
+                    ORDER BY outcome_closed_at, id
+                ) AS t
+                ORDER BY h.bucket
+                """,
+                *args,
+            ):
+                by_key = raw.setdefault(r["bucket"], {})
+                by_key.setdefault(r["symbol"], []).append(r)
+                if query.symbol is None:
+                    by_key.setdefault("", []).append(r)
+        # Per key ('' for all symbols): each bucket's stretch and holding times.
+        stretches: dict[str, list[tuple[datetime, ClosedStretch]]] = {}
+        holds: dict[str, list[Sequence[int]]] = {}
+        for r in summaries:
+            if r["summarised"] and r["bucket"] not in raw:
+                stretches.setdefault(r["symbol"], []).append((r["bucket"], _stretch(r)))
+                holds.setdefault(r["symbol"], []).append(r["holds_us"])
+        for bucket, by_key in raw.items():
+            for key, trades in by_key.items():
+                stretches.setdefault(key, []).append((bucket, ClosedStretch.of(map(_trade, trades))))
+                holds.setdefault(key, []).append(sorted(t["hold_us"] for t in trades))
+        series = {
+            key or None: ClosedSeries(
+                stretches=[stretch for _, stretch in sorted(parts, key=lambda part: part[0])],
+                holds_us=holds[key],
+            )
+            for key, parts in stretches.items()
+        }
+        if query.symbol is not None and query.symbol in series:
+            series[None] = series[query.symbol]
+        return series
 
     async def _counts(self, conn: Connection, query: StatsQuery, now: datetime | None) -> StatsRows:
         """Counts per symbol and gate failures of the window, in one statement.
@@ -731,6 +822,104 @@ class DecisionStore:
             "decision_stats_compact",
         ):
             await self._db.execute(f"SELECT {compact}(date_trunc('hour', NOW(), 'UTC'))")
+
+    async def refresh_close_summaries(self) -> int:
+        """Compute again the close summaries (migration 072) that no longer match their bucket,
+        a whole close day at a time (its day's and its hours'), newest first; returns how many days.
+
+        Summaries are written with the fingerprint of the rows they were computed from, read
+        in the same snapshot: a reader trusts one only while that fingerprint is its bucket's,
+        so a racing refresher or writer can make them stale, never wrong.
+        """
+        stale = [
+            r["day"]
+            for r in await self._db.fetch(
+                f"""
+                WITH buckets AS ({_CLOSE_BUCKETS.format(where="TRUE", groups=_WITH_ALL_SYMBOLS)})
+                SELECT DISTINCT decision_stats_bucket(COALESCE(b.bucket, s.bucket), 24::smallint) AS day
+                FROM buckets AS b FULL JOIN decision_close_summaries AS s
+                    ON s.span = b.span AND s.bucket = b.bucket AND s.symbol = b.symbol
+                WHERE s.fingerprint IS DISTINCT FROM b.fingerprint
+                ORDER BY 1 DESC
+                """
+            )
+        ]
+        for day in stale:
+            await self._refresh_close_day(day)
+        return len(stale)
+
+    async def _refresh_close_day(self, day: datetime) -> None:
+        async with self._db.connection() as conn:
+            async with conn.transaction(isolation="repeatable_read", readonly=True):
+                fingerprints = {
+                    (r["span"], r["bucket"], r["symbol"]): r["fingerprint"]
+                    for r in await conn.fetch(
+                        _CLOSE_BUCKETS.format(
+                            where="""(span = 24 AND bucket = $1
+                                      OR span = 1 AND bucket >= $1 AND bucket < $1 + INTERVAL '1 day')""",
+                            groups=_WITH_ALL_SYMBOLS,
+                        ),
+                        day,
+                    )
+                }
+                trades = await conn.fetch(
+                    f"""
+                    SELECT decision_stats_bucket(outcome_closed_at, 1::smallint) AS hour, decided_at,
+                           {_TRADE_COLUMNS}
+                    FROM decision_logs
+                    WHERE {_CLOSED_SIGNALS} AND outcome_closed_at >= $1
+                          AND outcome_closed_at < $1 + INTERVAL '1 day'
+                    ORDER BY outcome_closed_at, id
+                    """,
+                    day,
+                )
+            by_key: dict[tuple[int, datetime, str], list[asyncpg.Record]] = {}
+            for t in trades:
+                for key in (
+                    (24, day, t["symbol"]),
+                    (24, day, ""),
+                    (1, t["hour"], t["symbol"]),
+                    (1, t["hour"], ""),
+                ):
+                    by_key.setdefault(key, []).append(t)
+            summaries = [
+                (
+                    *key,
+                    fingerprints[key],
+                    min(t["decided_at"] for t in rows),
+                    *astuple(ClosedStretch.of(map(_trade, rows))),
+                    sorted(t["hold_us"] for t in rows),
+                )
+                for key, rows in by_key.items()
+                if key in fingerprints
+            ]
+            columns = (
+                "span",
+                "bucket",
+                "symbol",
+                "fingerprint",
+                "earliest_decided_at",
+                *_STRETCH_FIELDS,
+                "holds_us",
+            )
+            async with conn.transaction():
+                await conn.execute(
+                    """
+                    DELETE FROM decision_close_summaries
+                    WHERE span = 24 AND bucket = $1
+                       OR span = 1 AND bucket >= $1 AND bucket < $1 + INTERVAL '1 day'
+                    """,
+                    day,
+                )
+                await conn.executemany(
+                    f"""
+                    INSERT INTO decision_close_summaries AS s ({", ".join(columns)})
+                    VALUES ({", ".join(f"${n}" for n in range(1, len(columns) + 1))})
+                    ON CONFLICT (span, bucket, symbol) DO UPDATE SET
+                        {", ".join(f"{name} = EXCLUDED.{name}" for name in columns[3:])}
+                    """,
+                    summaries,
+                )
 
     async def record_outcome(
         self, outcome: Outcome, check: Callable[[Decision, datetime], bool]
