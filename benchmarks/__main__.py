@@ -179,7 +179,8 @@ async def run(options: argparse.Namespace) -> int:
             print(
                 f"seeded:     {rows:,} decisions in {seeded.insert_s:.1f} s + indexes {seeded.index_s:.1f} s"
                 + (f" + rollup rebuild {seeded.rebuild_s:.1f} s" if seeded.rebuild_s is not None else "")
-                + f" + VACUUM ANALYZE {seeded.vacuum_s:.1f} s",
+                + f" + VACUUM ANALYZE {seeded.vacuum_s:.1f} s"
+                + f" + close summaries {seeded.summaries_s:.1f} s",
                 flush=True,
             )
             ctx = Context(url=db.url, sizes=sizes, workdir=workdir)
@@ -220,6 +221,7 @@ async def run(options: argparse.Namespace) -> int:
                     "insert_s": seeded.insert_s,
                     "index_s": seeded.index_s,
                     "rollup_rebuild_s": seeded.rebuild_s,
+                    "close_summaries_s": seeded.summaries_s,
                     "vacuum_analyze_s": seeded.vacuum_s,
                     "triggers_off": seeded.triggers_off,
                     "notes": list(seeded.notes),

@@ -36,6 +36,7 @@ from sigma_grpc.gen.sigma.v1 import (
 )
 from sigma_grpc.metrics import GrpcServerMetrics, Metrics
 from sigma_grpc.services.decisions import (
+    STATS_MAINTENANCE_FIRST_DELAY_S,
     STATS_MAINTENANCE_INTERVAL_S,
     DecisionLog,
     maintain_stats_periodically,
@@ -201,7 +202,7 @@ async def start_server(
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
     reconciler = asyncio.create_task(executor.run_reconciler(settings.reconcile_interval_s))
     stats_maintenance = asyncio.create_task(
-        maintain_stats_periodically(decisions, STATS_MAINTENANCE_INTERVAL_S)
+        maintain_stats_periodically(decisions, STATS_MAINTENANCE_INTERVAL_S, STATS_MAINTENANCE_FIRST_DELAY_S)
     )
     gateway, http_port = None, None
     if private_dir is not None and http_addr is not None:

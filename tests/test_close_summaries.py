@@ -119,10 +119,15 @@ async def test_the_service_refreshes_the_summaries_in_the_background(
     await _random_history(api, rng, datetime.now(UTC), 100)
     assert await clean_db.fetchval("SELECT count(*) FROM decision_close_summaries") == 0
     store = DecisionStore(Database(clean_db))
-    maintenance = asyncio.create_task(maintain_stats_periodically(store, interval_s=3600))
+    maintenance = asyncio.create_task(maintain_stats_periodically(store, interval_s=3600, first_delay_s=0))
+    days_closing = await clean_db.fetchval(
+        "SELECT count(DISTINCT bucket) FROM decision_close_stats WHERE span = 24 AND closed > 0"
+    )
     try:
         async with asyncio.timeout(30):
-            while not await clean_db.fetchval("SELECT count(*) FROM decision_close_summaries"):
+            while days_closing != await clean_db.fetchval(
+                "SELECT count(*) FROM decision_close_summaries WHERE span = 24 AND symbol = ''"
+            ):
                 await asyncio.sleep(0.05)
     finally:
         maintenance.cancel()

@@ -188,11 +188,14 @@ class DecisionLog:
 # summaries that no longer match their hour are computed again (until then a window reads those
 # hours' rows: mostly the last few minutes' closes).
 STATS_MAINTENANCE_INTERVAL_S = 600.0
+# A starting server answers its first calls before it competes with them for the database.
+STATS_MAINTENANCE_FIRST_DELAY_S = 5.0
 
 
-async def maintain_stats_periodically(store: DecisionStore, interval_s: float) -> None:
-    """Compact the stats rollups and refresh the close summaries, now and every
-    `interval_s` seconds, until cancelled."""
+async def maintain_stats_periodically(store: DecisionStore, interval_s: float, first_delay_s: float) -> None:
+    """Compact the stats rollups and refresh the close summaries, after `first_delay_s` seconds
+    and then every `interval_s` seconds, until cancelled."""
+    await asyncio.sleep(first_delay_s)
     while True:
         for task, name in (
             (store.compact_stats, "stats compaction"),
