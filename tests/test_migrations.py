@@ -38,6 +38,7 @@ ALL = [
     "070_faster_gate_entries",
     "071_analytics_review_fixes",
     "072_close_summaries",
+    "073_content_fingerprint",
 ]
 
 

@@ -34,7 +34,7 @@ from sigma_grpc.domain.quality import (
 )
 from sigma_grpc.domain.stats import build_stats
 from sigma_grpc.gen.sigma.v1 import decision_service_pb2 as pb
-from sigma_grpc.storage.decisions import DecisionStore, GateRows
+from sigma_grpc.storage.decisions import DecisionStore, GateRows, RollupReadCache
 from sigma_grpc.storage.pool import Database
 from tests.helpers import Stub, gate, risk, ts
 
@@ -268,14 +268,17 @@ async def series_from_scratch(
     return found
 
 
-async def assert_stats_match(api: Stub, pool: asyncpg.Pool) -> None:
+async def assert_stats_match(api: Stub, pool: asyncpg.Pool, cache: RollupReadCache | None = None) -> None:
+    """`cache`: what gate reads kept from earlier calls of the test (the rows may have changed since)."""
     store = DecisionStore(Database(pool))
     now = datetime.now(UTC)
     for days in WINDOWS:
         # The rollups' rows themselves, closed-set fingerprints included.
-        found = await store.stats_rows(StatsQuery(days=days, symbol=None), now=now)
+        found = await store.stats_rows(StatsQuery(days=days, symbol=None), now=now, cache=cache)
         assert counts_only(found) == await from_scratch(pool, now - timedelta(days=days), None), days
-        gates = await store.gate_rows(GateQuery(days=days, symbol=None, top_combinations=10), now=now)
+        gates = await store.gate_rows(
+            GateQuery(days=days, symbol=None, top_combinations=10), now=now, cache=cache
+        )
         expected_gates = await gates_from_scratch(pool, now - timedelta(days=days), None)
         assert gates == expected_gates, days
         for symbol in (None, "BTC", "kPEPE", "NOPE"):
@@ -294,19 +297,29 @@ async def test_stats_from_rollups_equal_a_scan_of_the_rows(
 ) -> None:
     rng = random.Random(seed)
     decisions = await write_history(api, rng, 300)
-    await assert_stats_match(api, clean_db)
+    cache = RollupReadCache()  # kept through every change below, as a server keeps it
+    await assert_stats_match(api, clean_db, cache)
 
     await record_outcomes(api, rng, decisions)
-    await assert_stats_match(api, clean_db)
+    await assert_stats_match(api, clean_db, cache)
 
     # Rows removed (a retention job, a manual fix) leave the rollups with them.
     doomed = [uuid.UUID(d.id) for d in rng.sample(decisions, 30)]
     await clean_db.execute("DELETE FROM decision_logs WHERE id = ANY($1)", doomed)
-    await assert_stats_match(api, clean_db)
+    await assert_stats_match(api, clean_db, cache)
+
+    # A past decision's gates edited by hand: the buckets' content changes, and so the reads.
+    edited = [uuid.UUID(d.id) for d in rng.sample(decisions, 30) if uuid.UUID(d.id) not in doomed]
+    await clean_db.execute(
+        "UPDATE decision_logs SET gates = jsonb_set(gates, '{0,name}', '\"hand_renamed\"')"
+        " WHERE id = ANY($1)",
+        edited,
+    )
+    await assert_stats_match(api, clean_db, cache)
 
     # Folding the stripes together changes no answer, and leaves one row per past hour and symbol.
     await DecisionStore(Database(clean_db)).compact_stats()
-    await assert_stats_match(api, clean_db)
+    await assert_stats_match(api, clean_db, cache)
     for table in (
         "decision_stats",
         "decision_gate_stats",
@@ -340,16 +353,17 @@ async def test_every_position_of_the_start_in_its_hour_gives_the_exact_answer(
     rng = random.Random(6)
     await record_outcomes(api, rng, await write_history(api, rng, 400))
     store = DecisionStore(Database(clean_db))
+    cache = RollupReadCache()  # the start's hour is read once and cut at each offset
     hour = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
     for offset in OFFSETS:
         now = hour + offset
         for days in WINDOWS:
             for symbol in (None, "ETH"):
-                found = await store.stats_rows(StatsQuery(days=days, symbol=symbol), now=now)
+                found = await store.stats_rows(StatsQuery(days=days, symbol=symbol), now=now, cache=cache)
                 expected = await from_scratch(clean_db, now - timedelta(days=days), symbol)
                 assert counts_only(found) == expected, (offset, days, symbol)
                 query = GateQuery(days=days, symbol=symbol, top_combinations=10)
-                gates = await store.gate_rows(query, now=now)
+                gates = await store.gate_rows(query, now=now, cache=cache)
                 assert gates == await gates_from_scratch(clean_db, now - timedelta(days=days), symbol)
                 for width in BucketWidth:
                     quality = QualityQuery(days, symbol, width, (0.5, 1.0), (1.0, 2.0), (1.0, 2.0))

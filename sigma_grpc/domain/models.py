@@ -203,6 +203,19 @@ class Counts:
     # Identifies the set of closed signals (migration 066): equal sets, equal fingerprints.
     closed_fingerprint: Decimal = Decimal(0)
 
+    def add(self, more: Counts) -> None:
+        """Count `more` in too."""
+        self.total += more.total
+        self.signals += more.signals
+        self.skips += more.skips
+        self.risk_rejects += more.risk_rejects
+        self.closed += more.closed
+        self.wins += more.wins
+        self.losses += more.losses
+        self.r_multiple_sum += more.r_multiple_sum
+        self.pnl_sum += more.pnl_sum
+        self.closed_fingerprint += more.closed_fingerprint
+
 
 @dataclass(frozen=True, slots=True)
 class StatsRows:

@@ -65,18 +65,6 @@ def summarize(counts: Counts, closed: ClosedStats) -> Summary:
     )
 
 
-def _add(into: Counts, more: Counts) -> None:
-    into.total += more.total
-    into.signals += more.signals
-    into.skips += more.skips
-    into.risk_rejects += more.risk_rejects
-    into.closed += more.closed
-    into.wins += more.wins
-    into.losses += more.losses
-    into.r_multiple_sum += more.r_multiple_sum
-    into.pnl_sum += more.pnl_sum
-
-
 ClosedFigures = tuple[ClosedStats, dict[str, ClosedStats]]
 """The closed-signal figures of a set: all of it, and per symbol."""
 
@@ -85,7 +73,7 @@ def build_stats(days: int, rows: StatsRows, closed: ClosedFigures | None = None)
     """The stats of `rows`; `closed`, the figures of its closed signals when storage did not read them."""
     overall = Counts()
     for counts in rows.by_symbol.values():
-        _add(overall, counts)
+        overall.add(counts)
     if closed is None:
         if rows.closed is None:
             raise ValueError("the closed signals were neither read nor given")

@@ -38,7 +38,7 @@ from sigma_grpc.domain.validation import (
     validate_stats,
     validate_uuid,
 )
-from sigma_grpc.storage.decisions import DecisionStore, Inserted, ToInsert
+from sigma_grpc.storage.decisions import DecisionStore, Inserted, RollupReadCache, ToInsert
 from sigma_grpc.storage.replica import DecisionReads
 
 log = logging.getLogger(__name__)
@@ -75,6 +75,8 @@ class DecisionLog:
         # The figures that depend on a whole set of closed signals, by the set's key (and edges).
         self._closed_figures: Recent[ClosedSetKey, ClosedFigures] = Recent()
         self._strengths: Recent[tuple[ClosedSetKey, tuple[tuple[float, ...], ...]], Strengths] = Recent()
+        # What GetStats and GetGateAnalytics read of each rollup bucket, by its fingerprints.
+        self._rollup_reads = RollupReadCache()
 
     async def log(self, raw: DecisionInput) -> Logged:
         """Store a decision; returns it and whether the request replayed an earlier one."""
@@ -131,7 +133,7 @@ class DecisionLog:
     async def stats(self, days: int | None, symbol: str | None) -> Stats:
         query = validate_stats(days, symbol)
         known = Lookup(self._closed_figures, lambda key: key)
-        rows = await self._reads.stats_rows(query, closed_known=known)
+        rows = await self._reads.stats_rows(query, closed_known=known, cache=self._rollup_reads)
         figures = known.value
         if figures is None:
             assert rows.closed is not None
@@ -170,7 +172,7 @@ class DecisionLog:
         self, days: int | None, symbol: str | None, top_combinations: int | None
     ) -> GateAnalytics:
         query = validate_gate_analytics(days, symbol, top_combinations)
-        rows = await self._reads.gate_rows(query)
+        rows = await self._reads.gate_rows(query, cache=self._rollup_reads)
         return gate_analytics(query, rows.window_start, rows.gates, rows.combinations)
 
     async def record_outcome(self, raw: OutcomeInput) -> Decision:

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import uuid
+from bisect import bisect_left
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import astuple, dataclass, fields, replace
 from datetime import datetime
 from decimal import Decimal
+from itertools import chain
 from typing import Any
 
 import asyncpg
@@ -39,6 +42,7 @@ from sigma_grpc.domain.quality import (
     Side,
     Trade,
 )
+from sigma_grpc.domain.recent import Recent
 from sigma_grpc.storage.pool import Connection, Database
 
 _COLUMNS = """
@@ -233,6 +237,27 @@ def _trade(row: asyncpg.Record) -> Trade:
     return Trade(row["r_units"], row["r"], row["pnl"])
 
 
+def _gate_counts(entries: Counter[_GateEntry]) -> dict[str, GateCounts]:
+    """Per gate, what GetGateAnalytics reports, from the window's gate results."""
+    gates: dict[str, GateCounts] = {}
+    for (name, passed, side_value, bin_index, alone), n in entries.items():
+        if not n:
+            continue
+        counts = gates.setdefault(name, GateCounts())
+        counts.evaluated += n
+        if not passed:
+            counts.failed += n
+            counts.only_failure += n if alone else 0
+        if side_value == _NO_VALUE:
+            counts.failed_without_value += 0 if passed else n
+            continue
+        side = Side(side_value)
+        counts.sides[(passed, side)] += n
+        if not passed:
+            counts.failed_bins[(side, bin_index)] += n
+    return gates
+
+
 # A window read from rollups (migrations 065, 068): CTE `w` holds its start ($1 days before $2, or
 # NOW()), where its whole days begin (`days`), where the hours before them begin (`hours`), and the
 # raw rows to read around its start's hour: [raw_from, raw_to), counted with `sign`.
@@ -291,6 +316,68 @@ class GateRows:
     window_start: datetime
     gates: dict[str, GateCounts]
     combinations: dict[tuple[str, ...], int]
+
+
+# A gate result as the gate rollups count it (migration 068): (gate, passed, side, bin, alone).
+_GateEntry = tuple[str, bool, int, int, bool]
+# A rollup bucket as a reader sees it: span, start, symbol (None for all), content fingerprint.
+_BucketKey = tuple[int, datetime, str | None, Decimal]
+
+
+@dataclass(frozen=True, slots=True)
+class _GateBucket:
+    """One rollup bucket's gate results and failed-gate sets (keys as in decision_failed_gates)."""
+
+    entries: Counter[_GateEntry]
+    combinations: Counter[str]
+
+
+@dataclass(frozen=True, slots=True)
+class _GateHour:
+    """One hour's decisions in time order: each one's gate results and, for a skip, its failed set."""
+
+    decided_at: list[datetime]
+    entries: list[tuple[_GateEntry, ...]]
+    failed: list[str | None]
+
+
+@dataclass(frozen=True, slots=True)
+class _CountsBucket:
+    """One rollup bucket's counts per symbol and decisions failing each gate."""
+
+    by_symbol: dict[str, Counts]
+    gate_failures: Counter[str]
+
+
+@dataclass(frozen=True, slots=True)
+class _CountsHour:
+    """One hour's decisions in time order: each one's symbol, counts and failing gates."""
+
+    decided_at: list[datetime]
+    decisions: list[tuple[str, Counts, tuple[str, ...]]]
+
+
+@dataclass(frozen=True, slots=True)
+class _WindowBuckets:
+    """A window as its rollup buckets: its start; the buckets it covers whole (span, start and
+    fingerprints: content, closed); and the hour it starts in, unless it starts on the hour."""
+
+    start: datetime
+    buckets: list[tuple[int, datetime, Decimal, Decimal]]
+    start_hour: tuple[datetime, Decimal, Decimal] | None
+
+
+class RollupReadCache:
+    """What reads of a window kept of its past rollup buckets and of the hour it starts in, by
+    the buckets' fingerprints (migrations 067, 073): a bucket is read again only when it
+    changed, so a dashboard's next call reads mostly today's rollup rows. One per reader,
+    shared by its calls (and by a primary and its replica: same rows, same fingerprints)."""
+
+    def __init__(self, buckets: int = 1024, hours: int = 16) -> None:
+        self.gate_buckets: Recent[_BucketKey, _GateBucket] = Recent(buckets)
+        self.gate_hours: Recent[tuple[datetime, str | None, Decimal], _GateHour] = Recent(hours)
+        self.count_buckets: Recent[tuple[_BucketKey, Decimal], _CountsBucket] = Recent(buckets)
+        self.count_hours: Recent[tuple[datetime, str | None, Decimal, Decimal], _CountsHour] = Recent(hours)
 
 
 class DecisionStore:
@@ -439,6 +526,7 @@ class DecisionStore:
         *,
         now: datetime | None = None,
         closed_known: Callable[[ClosedSetKey], bool] = lambda key: False,
+        cache: RollupReadCache | None = None,
     ) -> StatsRows:
         """Counts per symbol, gate failures and closed signals of the window, in one snapshot.
 
@@ -451,7 +539,7 @@ class DecisionStore:
             self._db.connection() as conn,
             conn.transaction(isolation="repeatable_read", readonly=True),
         ):
-            counts = await self._counts(conn, query, now)
+            counts = await self._counts(conn, query, now, cache or RollupReadCache())
             if closed_known(counts.closed_key):
                 return replace(counts, closed=None)
             closed = await self._closed_series(conn, query, now)
@@ -547,63 +635,119 @@ class DecisionStore:
             series[None] = series[query.symbol]
         return series
 
-    async def _counts(self, conn: Connection, query: StatsQuery, now: datetime | None) -> StatsRows:
-        """Counts per symbol and gate failures of the window, in one statement.
-
-        From the rollups (migration 065): the days the window covers whole, then
-        the hours of its partial first day. The window's start rarely falls on
-        an hour: the rows between it and the nearer end of its hour are read
-        themselves, added when that is the hour's end (the start's hour is left
-        out of the rollups), taken away when it is the hour's beginning (the
-        start's hour is counted whole). Either way at most half an hour of rows.
-        Rows of kind 'w' carry the window's start, 'c' a symbol's counts, 'g' a
-        gate's failures.
-        """
-        rolled_up, raw = _rollup_conditions(query.symbol)
+    async def _window_buckets(
+        self, conn: Connection, days: int, now: datetime | None, symbol: str | None
+    ) -> _WindowBuckets:
+        """The window's rollup buckets (decision_stats, of `symbol` or all symbols): its whole days,
+        then the hours of its partial first day after the hour it starts in, and that hour."""
+        only = "AND symbol = $3" if symbol is not None else ""
         rows = await conn.fetch(
             f"""
-            WITH {_ROLLUP_WINDOW}, counts AS (
-                SELECT symbol, total, signals, skips, risk_rejects, closed, wins, losses,
-                       r_multiple_sum, pnl_sum, closed_fingerprint
-                FROM decision_stats WHERE {rolled_up}
-                UNION ALL
-                SELECT symbol, sign, sign * (decision_type = 'signal')::int,
-                       sign * (decision_type = 'skip')::int, sign * (decision_type = 'risk_reject')::int,
-                       sign * (outcome_pnl IS NOT NULL)::int, sign * (outcome_pnl > 0)::int,
-                       sign * (outcome_pnl < 0)::int, sign * COALESCE(outcome_r_multiple, 0),
-                       sign * COALESCE(outcome_pnl, 0),
-                       sign * {_CLOSED_HASH}
-                FROM decision_logs, w WHERE {raw}
-            ), failures AS (
-                SELECT gate, failures FROM decision_gate_failures WHERE {rolled_up}
-                UNION ALL
-                SELECT g->>'name', (SELECT sign FROM w) * count(DISTINCT id)
-                FROM decision_logs, jsonb_array_elements(gates) AS g
-                WHERE {raw} AND (g->>'passed')::boolean IS FALSE
-                GROUP BY 1
-            )
-            SELECT 'w' AS kind, NULL AS name, NULL::bigint AS total, NULL::bigint AS signals,
-                   NULL::bigint AS skips, NULL::bigint AS risk_rejects, NULL::bigint AS closed,
-                   NULL::bigint AS wins, NULL::bigint AS losses, NULL::numeric AS r_multiple_sum,
-                   NULL::numeric AS pnl_sum, NULL::numeric AS fingerprint, start
-            FROM w
+            WITH {_ROLLUP_WINDOW}
+            SELECT 'w' AS kind, start AS bucket, NULL::smallint AS span, NULL::numeric AS content,
+                   NULL::numeric AS closed
+            FROM edges
             UNION ALL
-            SELECT 'c', symbol, sum(total)::bigint, sum(signals)::bigint, sum(skips)::bigint,
-                   sum(risk_rejects)::bigint, sum(closed)::bigint, sum(wins)::bigint,
-                   sum(losses)::bigint, sum(r_multiple_sum), sum(pnl_sum), sum(closed_fingerprint), NULL
-            FROM counts GROUP BY symbol HAVING sum(total) > 0
+            SELECT 'b', bucket, span, sum(content_fingerprint), sum(closed_fingerprint) FROM decision_stats
+            WHERE (span = 24 AND bucket >= (SELECT days FROM edges)
+                   OR span = 1 AND bucket >= (SELECT hour_end FROM edges)
+                      AND bucket < (SELECT days FROM edges)) {only}
+            GROUP BY span, bucket
             UNION ALL
-            SELECT 'g', gate, sum(failures)::bigint, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
-                   NULL
-            FROM failures GROUP BY gate HAVING sum(failures) > 0
+            SELECT 'h', bucket, span, sum(content_fingerprint), sum(closed_fingerprint) FROM decision_stats
+            WHERE span = 1 AND bucket = (SELECT hour_start FROM edges)
+                  AND bucket < (SELECT start FROM edges) {only}
+            GROUP BY span, bucket
             """,
-            *_window_args(query.days, now, query.symbol),
+            *_window_args(days, now, symbol),
         )
-        window_start: datetime = next(r["start"] for r in rows if r["kind"] == "w")
+        return _WindowBuckets(
+            start=next(r["bucket"] for r in rows if r["kind"] == "w"),
+            buckets=[(r["span"], r["bucket"], r["content"], r["closed"]) for r in rows if r["kind"] == "b"],
+            start_hour=next(
+                ((r["bucket"], r["content"], r["closed"]) for r in rows if r["kind"] == "h"), None
+            ),
+        )
+
+    async def _counts(
+        self, conn: Connection, query: StatsQuery, now: datetime | None, cache: RollupReadCache
+    ) -> StatsRows:
+        """Counts per symbol and gate failures of the window, from the rollups (migration 065).
+
+        The window's buckets (`_window_buckets`) are read from decision_stats and
+        decision_gate_failures, or taken from `cache` when their fingerprints did not change;
+        the decisions of the hour it starts in, from that hour's rows (cached the same way)
+        cut at the window's start.
+        """
+        window = await self._window_buckets(conn, query.days, now, query.symbol)
+        keys = [
+            ((span, bucket, query.symbol, content), closed)
+            for span, bucket, content, closed in window.buckets
+        ]
+        found: dict[tuple[_BucketKey, Decimal], _CountsBucket] = {}
+        for key in keys:
+            if (kept := cache.count_buckets.get(key)) is not None:
+                found[key] = kept
+        missing = [key for key in keys if key not in found]
+        if missing:
+            read = await self._count_buckets(conn, missing, query.symbol)
+            for key, bucket in read.items():
+                cache.count_buckets.put(key, bucket)
+            found.update(read)
+        by_symbol: dict[str, Counts] = {}
+        failures: Counter[str] = Counter()
+        for bucket in found.values():
+            for symbol, counts in bucket.by_symbol.items():
+                by_symbol.setdefault(symbol, Counts()).add(counts)
+            failures.update(bucket.gate_failures)
+        if window.start_hour is not None:
+            start, content, closed = window.start_hour
+            hour_key = (start, query.symbol, content, closed)
+            hour = cache.count_hours.get(hour_key)
+            if hour is None:
+                hour = await self._count_hour(conn, start, query.symbol)
+                cache.count_hours.put(hour_key, hour)
+            for symbol, counts, failed in hour.decisions[bisect_left(hour.decided_at, window.start) :]:
+                by_symbol.setdefault(symbol, Counts()).add(counts)
+                failures.update(failed)
         return StatsRows(
-            window_start=window_start,
-            by_symbol={
-                r["name"]: Counts(
+            window_start=window.start,
+            by_symbol={symbol: counts for symbol, counts in by_symbol.items() if counts.total > 0},
+            gate_failures={gate: n for gate, n in failures.items() if n > 0},
+        )
+
+    async def _count_buckets(
+        self, conn: Connection, keys: Sequence[tuple[_BucketKey, Decimal]], symbol: str | None
+    ) -> dict[tuple[_BucketKey, Decimal], _CountsBucket]:
+        """decision_stats and decision_gate_failures of these buckets, in the caller's snapshot."""
+        spans, starts = [key[0][0] for key in keys], [key[0][1] for key in keys]
+        args: list[Any] = [spans, starts] if symbol is None else [spans, starts, symbol]
+        only = "AND symbol = $3" if symbol is not None else ""
+        wanted = "(span, bucket) IN (SELECT * FROM unnest($1::smallint[], $2::timestamptz[]))"
+        rows = await conn.fetch(
+            f"""
+            SELECT span, bucket, symbol AS name, sum(total)::bigint AS total, sum(signals)::bigint AS signals,
+                   sum(skips)::bigint AS skips, sum(risk_rejects)::bigint AS risk_rejects,
+                   sum(closed)::bigint AS closed, sum(wins)::bigint AS wins, sum(losses)::bigint AS losses,
+                   sum(r_multiple_sum) AS r_multiple_sum, sum(pnl_sum) AS pnl_sum,
+                   sum(closed_fingerprint) AS closed_fingerprint
+            FROM decision_stats WHERE {wanted} {only}
+            GROUP BY span, bucket, symbol
+            UNION ALL
+            SELECT span, bucket, gate, sum(failures)::bigint, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
+                   NULL
+            FROM decision_gate_failures WHERE {wanted} {only}
+            GROUP BY span, bucket, gate HAVING sum(failures) <> 0
+            """,
+            *args,
+        )
+        read = {(key[0][0], key[0][1]): _CountsBucket({}, Counter()) for key in keys}
+        for r in rows:
+            bucket = read[r["span"], r["bucket"]]
+            if r["signals"] is None:
+                bucket.gate_failures[r["name"]] += r["total"]
+            else:
+                bucket.by_symbol[r["name"]] = Counts(
                     total=r["total"],
                     signals=r["signals"],
                     skips=r["skips"],
@@ -613,13 +757,42 @@ class DecisionStore:
                     losses=r["losses"],
                     r_multiple_sum=r["r_multiple_sum"],
                     pnl_sum=r["pnl_sum"],
-                    closed_fingerprint=r["fingerprint"],
+                    closed_fingerprint=r["closed_fingerprint"],
                 )
-                for r in rows
-                if r["kind"] == "c"
-            },
-            gate_failures={r["name"]: r["total"] for r in rows if r["kind"] == "g"},
+        return {key: read[key[0][0], key[0][1]] for key in keys}
+
+    async def _count_hour(self, conn: Connection, hour: datetime, symbol: str | None) -> _CountsHour:
+        """The hour's decisions (of `symbol`, or all symbols) as the rollups count them."""
+        rows = await conn.fetch(
+            f"""
+            SELECT decided_at, symbol, decision_type, outcome_pnl, outcome_r_multiple,
+                   {_CLOSED_HASH} AS closed_hash,
+                   ARRAY(SELECT DISTINCT g->>'name' FROM jsonb_array_elements(gates) AS g
+                         WHERE (g->>'passed')::boolean IS FALSE AND g->>'name' IS NOT NULL) AS failed
+            FROM decision_logs
+            WHERE decided_at >= $1 AND decided_at < $1 + INTERVAL '1 hour'
+                  {"AND symbol = $2" if symbol is not None else ""}
+            ORDER BY decided_at
+            """,
+            *([hour] if symbol is None else [hour, symbol]),
         )
+        decisions = []
+        for r in rows:
+            kind, pnl = r["decision_type"], r["outcome_pnl"]
+            counts = Counts(
+                total=1,
+                signals=int(kind == "signal"),
+                skips=int(kind == "skip"),
+                risk_rejects=int(kind == "risk_reject"),
+                closed=int(pnl is not None),
+                wins=int(pnl is not None and pnl > 0),
+                losses=int(pnl is not None and pnl < 0),
+                r_multiple_sum=r["outcome_r_multiple"] or Decimal(0),
+                pnl_sum=pnl or Decimal(0),
+                closed_fingerprint=r["closed_hash"],
+            )
+            decisions.append((r["symbol"], counts, tuple(r["failed"])))
+        return _CountsHour(decided_at=[r["decided_at"] for r in rows], decisions=decisions)
 
     async def quality_rows(
         self,
@@ -753,62 +926,116 @@ class DecisionStore:
             for r in rows
         }
 
-    async def gate_rows(self, query: GateQuery, *, now: datetime | None = None) -> GateRows:
+    async def gate_rows(
+        self, query: GateQuery, *, now: datetime | None = None, cache: RollupReadCache | None = None
+    ) -> GateRows:
         """Per gate of the window's decisions: evaluated, failed, alone failing, where its values lie
         relative to the threshold (and, failed, in which near-miss bin); and the exact sets of gates
-        that failed together in skips. From the rollups of migration 068, read like `_counts`'."""
-        rolled_up, raw = _rollup_conditions(query.symbol)
-        rows = await self._db.fetch(
-            f"""
-            WITH {_ROLLUP_WINDOW}, edge AS MATERIALIZED (
-                -- The raw rows' gates, expanded once for both counts below.
-                SELECT d.id, d.decision_type, e.*
-                FROM decision_logs AS d, decision_gate_entries(d.gates) AS e WHERE {raw}
-            ), entries AS (
-                SELECT gate, passed, side, bin, alone, n FROM decision_gate_stats WHERE {rolled_up}
-                UNION ALL
-                SELECT name, passed, side, bin, alone, (SELECT sign FROM w) FROM edge
-            ), combinations AS (
-                SELECT failed, n FROM decision_gate_combinations WHERE {rolled_up}
-                UNION ALL
-                -- decision_failed_gates' key, from the expanded gates.
-                SELECT string_agg(DISTINCT name COLLATE "C", ',' ORDER BY name COLLATE "C"),
-                       (SELECT sign FROM w)
-                FROM edge WHERE decision_type = 'skip' AND NOT passed GROUP BY id
-            )
-            SELECT 'w' AS kind, NULL AS name, NULL::boolean AS passed, NULL::smallint AS side,
-                   NULL::smallint AS bin, NULL::boolean AS alone, NULL::bigint AS n, start
-            FROM w
-            UNION ALL
-            SELECT 'e', gate, passed, side, bin, alone, sum(n)::bigint, NULL
-            FROM entries GROUP BY gate, passed, side, bin, alone HAVING sum(n) <> 0
-            UNION ALL
-            SELECT 'c', failed, NULL, NULL, NULL, NULL, sum(n)::bigint, NULL
-            FROM combinations GROUP BY failed HAVING sum(n) <> 0
-            """,
-            *_window_args(query.days, now, query.symbol),
-        )
-        gates: dict[str, GateCounts] = {}
-        for r in rows:
-            if r["kind"] != "e":
-                continue
-            counts = gates.setdefault(r["name"], GateCounts())
-            n, passed = r["n"], r["passed"]
-            counts.evaluated += n
-            if not passed:
-                counts.failed += n
-                counts.only_failure += n if r["alone"] else 0
-            if r["side"] == _NO_VALUE:
-                counts.failed_without_value += 0 if passed else n
-                continue
-            side = Side(r["side"])
-            counts.sides[(passed, side)] += n
-            if not passed:
-                counts.failed_bins[(side, r["bin"])] += n
+        that failed together in skips.
+
+        From the rollups of migration 068: the window's whole days, then the hours of its partial
+        first day after the hour it starts in, and the decisions of that hour from the start on
+        (their gates expanded by decision_gate_entries). What was read of a bucket or of the start's
+        hour is kept in `cache` (default: one for this call only) by its content fingerprint, so a
+        dashboard's next call reads only what changed: mostly today's rollup rows.
+        """
+        cache = cache if cache is not None else RollupReadCache()
+        async with (
+            self._db.connection() as conn,
+            conn.transaction(isolation="repeatable_read", readonly=True),
+        ):
+            window = await self._window_buckets(conn, query.days, now, query.symbol)
+            window_start = window.start
+            keys: list[_BucketKey] = [
+                (span, bucket, query.symbol, content) for span, bucket, content, _ in window.buckets
+            ]
+            found: dict[_BucketKey, _GateBucket] = {}
+            for key in keys:
+                if (kept := cache.gate_buckets.get(key)) is not None:
+                    found[key] = kept
+            missing = [key for key in keys if key not in found]
+            if missing:
+                read = await self._gate_buckets(conn, missing, query.symbol)
+                for key, bucket in read.items():
+                    cache.gate_buckets.put(key, bucket)
+                found.update(read)
+            hour = None
+            if window.start_hour is not None:
+                start, content, _ = window.start_hour
+                hour_key = (start, query.symbol, content)
+                hour = cache.gate_hours.get(hour_key)
+                if hour is None:
+                    hour = await self._gate_hour(conn, start, query.symbol)
+                    cache.gate_hours.put(hour_key, hour)
+        entries: Counter[_GateEntry] = Counter()
+        combinations: Counter[str] = Counter()
+        for bucket in found.values():
+            entries.update(bucket.entries)
+            combinations.update(bucket.combinations)
+        if hour is not None:
+            first = bisect_left(hour.decided_at, window_start)
+            entries.update(chain.from_iterable(hour.entries[first:]))
+            combinations.update(failed for failed in hour.failed[first:] if failed is not None)
         return GateRows(
-            window_start=next(r["start"] for r in rows if r["kind"] == "w"),
-            gates=gates,
-            combinations={tuple(r["name"].split(",")): r["n"] for r in rows if r["kind"] == "c"},
+            window_start=window_start,
+            gates=_gate_counts(entries),
+            combinations={tuple(failed.split(",")): n for failed, n in combinations.items() if n},
+        )
+
+    async def _gate_buckets(
+        self, conn: Connection, keys: Sequence[_BucketKey], symbol: str | None
+    ) -> dict[_BucketKey, _GateBucket]:
+        """The gate rollups of these buckets (of `symbol`, or all symbols), read in the caller's snapshot."""
+        spans, starts = [span for span, _, _, _ in keys], [start for _, start, _, _ in keys]
+        args: list[Any] = [spans, starts] if symbol is None else [spans, starts, symbol]
+        only = "AND symbol = $3" if symbol is not None else ""
+        wanted = "(span, bucket) IN (SELECT * FROM unnest($1::smallint[], $2::timestamptz[]))"
+        rows = await conn.fetch(
+            f"""
+            SELECT span, bucket, gate, passed, side, bin, alone, sum(n)::bigint AS n
+            FROM decision_gate_stats WHERE {wanted} {only}
+            GROUP BY span, bucket, gate, passed, side, bin, alone HAVING sum(n) <> 0
+            UNION ALL
+            SELECT span, bucket, failed, NULL, NULL, NULL, NULL, sum(n)::bigint
+            FROM decision_gate_combinations WHERE {wanted} {only}
+            GROUP BY span, bucket, failed HAVING sum(n) <> 0
+            """,
+            *args,
+        )
+        read = {(span, start): _GateBucket(Counter(), Counter()) for span, start, _, _ in keys}
+        for r in rows:
+            bucket = read[r["span"], r["bucket"]]
+            if r["passed"] is None:
+                bucket.combinations[r["gate"]] += r["n"]
+            else:
+                bucket.entries[r["gate"], r["passed"], r["side"], r["bin"], r["alone"]] += r["n"]
+        return {key: read[key[0], key[1]] for key in keys}
+
+    async def _gate_hour(self, conn: Connection, hour: datetime, symbol: str | None) -> _GateHour:
+        """The gates of the hour's decisions (of `symbol`, or all symbols), expanded like the rollups'."""
+        rows = await conn.fetch(
+            f"""
+            SELECT d.id, d.decided_at, d.decision_type = 'skip' AS skip,
+                   array_agg(ROW(e.name, e.passed, e.side, e.bin, e.alone)) AS entries
+            FROM decision_logs AS d, decision_gate_entries(d.gates) AS e
+            WHERE d.decided_at >= $1 AND d.decided_at < $1 + INTERVAL '1 hour'
+                  {"AND d.symbol = $2" if symbol is not None else ""}
+            GROUP BY d.id, d.decided_at, d.decision_type
+            ORDER BY d.decided_at
+            """,
+            *([hour] if symbol is None else [hour, symbol]),
+        )
+        entries = [tuple((e[0], e[1], e[2], e[3], e[4]) for e in r["entries"]) for r in rows]
+        return _GateHour(
+            decided_at=[r["decided_at"] for r in rows],
+            entries=entries,
+            failed=[
+                # decision_failed_gates' key: the distinct failed names in byte (C) order.
+                ",".join(sorted({e[0] for e in decision if not e[1]}, key=lambda name: name.encode()))
+                if r["skip"] and any(not e[1] for e in decision)
+                else None
+                for r, decision in zip(rows, entries, strict=True)
+            ],
         )
 
     async def compact_stats(self) -> None:

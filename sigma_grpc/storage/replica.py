@@ -38,7 +38,7 @@ from sigma_grpc import deadline
 from sigma_grpc.domain.errors import DomainError, Reason
 from sigma_grpc.domain.models import ClosedSetKey, Decision, ListQuery, StatsQuery, StatsRows
 from sigma_grpc.domain.quality import GateQuery, QualityQuery
-from sigma_grpc.storage.decisions import DecisionStore, GateRows, QualityRows
+from sigma_grpc.storage.decisions import DecisionStore, GateRows, QualityRows, RollupReadCache
 from sigma_grpc.storage.pool import Database
 
 log = logging.getLogger(__name__)
@@ -71,14 +71,18 @@ class DecisionReads(Protocol):
     async def list(self, query: ListQuery) -> tuple[list[Decision], bool]: ...
 
     async def stats_rows(
-        self, query: StatsQuery, *, closed_known: Callable[[ClosedSetKey], bool] = ...
+        self,
+        query: StatsQuery,
+        *,
+        closed_known: Callable[[ClosedSetKey], bool] = ...,
+        cache: RollupReadCache | None = ...,
     ) -> StatsRows: ...
 
     async def quality_rows(
         self, query: QualityQuery, *, strengths_known: Callable[[ClosedSetKey], bool] = ...
     ) -> QualityRows: ...
 
-    async def gate_rows(self, query: GateQuery) -> GateRows: ...
+    async def gate_rows(self, query: GateQuery, *, cache: RollupReadCache | None = ...) -> GateRows: ...
 
 
 def _describe(error: BaseException) -> str:
@@ -273,17 +277,21 @@ class ReplicaReads:
         return await self._read(lambda store: store.list(query))
 
     async def stats_rows(
-        self, query: StatsQuery, *, closed_known: Callable[[ClosedSetKey], bool] = lambda key: False
+        self,
+        query: StatsQuery,
+        *,
+        closed_known: Callable[[ClosedSetKey], bool] = lambda key: False,
+        cache: RollupReadCache | None = None,
     ) -> StatsRows:
-        return await self._read(lambda store: store.stats_rows(query, closed_known=closed_known))
+        return await self._read(lambda store: store.stats_rows(query, closed_known=closed_known, cache=cache))
 
     async def quality_rows(
         self, query: QualityQuery, *, strengths_known: Callable[[ClosedSetKey], bool] = lambda key: False
     ) -> QualityRows:
         return await self._read(lambda store: store.quality_rows(query, strengths_known=strengths_known))
 
-    async def gate_rows(self, query: GateQuery) -> GateRows:
-        return await self._read(lambda store: store.gate_rows(query))
+    async def gate_rows(self, query: GateQuery, *, cache: RollupReadCache | None = None) -> GateRows:
+        return await self._read(lambda store: store.gate_rows(query, cache=cache))
 
     async def _read(self, read: Callable[[DecisionStore], Awaitable[T]]) -> T:
         if self._monitor.usable:
