@@ -9,6 +9,7 @@ import secrets
 import shutil
 import signal
 import tempfile
+import time
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -119,6 +120,22 @@ def build_exchange(settings: Settings) -> Hyperliquid:
     )
 
 
+# How long a starting server spends on `DecisionLog.warm_up` at most.
+WARM_UP_TIMEOUT_S = 10.0
+
+
+async def _warm_up(decision_log: DecisionLog) -> None:
+    """Best effort: a server whose database is away, or slow, starts all the same."""
+    started = time.perf_counter()
+    try:
+        async with asyncio.timeout(WARM_UP_TIMEOUT_S):
+            await decision_log.warm_up()
+    except Exception as error:
+        log.warning("warm-up skipped: %s", getattr(error, "message", None) or type(error).__name__)
+    else:
+        log.info("read path warmed up in %.0f ms", (time.perf_counter() - started) * 1000)
+
+
 async def start_server(
     pool: asyncpg.Pool,
     addr: str,
@@ -177,8 +194,9 @@ async def start_server(
         metrics.watch_pool("replica", read_pool)
         metrics.watch_replica(replica)
         reads = ReplicaReads(DecisionStore(Database(read_pool)), decisions, replica)
+    decision_log = DecisionLog(decisions, reads=reads)
     decision_service_pb2_grpc.add_DecisionServiceServicer_to_server(
-        DecisionServicer(DecisionLog(decisions, reads=reads), metrics), server
+        DecisionServicer(decision_log, metrics), server
     )
     execution_service_pb2_grpc.add_ExecutionServiceServicer_to_server(ExecutionServicer(executor), server)
     health_servicer = health.aio.HealthServicer()
@@ -197,6 +215,7 @@ async def start_server(
         private_dir = Path(tempfile.mkdtemp(prefix="sigma-grpc-"))
         if server.add_insecure_port(f"unix:{private_dir / 'grpc.sock'}") == 0:
             raise RuntimeError(f"could not bind a unix socket in {private_dir}")
+    await _warm_up(decision_log)
     await server.start()
     for name in ("", *SERVICE_NAMES):
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)

@@ -10,18 +10,22 @@ from-scratch SQL computation of tests/test_signal_quality.py.
 from __future__ import annotations
 
 import asyncio
+import logging
 import random
 from datetime import UTC, datetime, timedelta
 
 import asyncpg
+import pytest
 
 from sigma_grpc.api.decision_convert import stats_message
+from sigma_grpc.app import start_server
+from sigma_grpc.config import Settings
 from sigma_grpc.domain.models import StatsQuery
 from sigma_grpc.domain.stats import build_stats
 from sigma_grpc.gen.sigma.v1 import decision_service_pb2 as pb
 from sigma_grpc.services.decisions import maintain_stats_periodically
 from sigma_grpc.storage.decisions import DecisionStore
-from sigma_grpc.storage.pool import Database
+from sigma_grpc.storage.pool import Database, create_pool
 from tests.helpers import Stub, close_signal
 from tests.test_signal_quality import _assert_closed_figures, _expected_closed_figures, _random_history
 from tests.test_stats_rollups import OFFSETS
@@ -132,3 +136,18 @@ async def test_the_service_refreshes_the_summaries_in_the_background(
     finally:
         maintenance.cancel()
     assert await store.refresh_close_summaries() == 0
+
+
+async def test_a_starting_server_reads_the_default_windows_before_it_takes_calls(
+    api: Stub, clean_db: asyncpg.Pool, database_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Its first callers after a restart then find the reads kept and a connection that planned them.
+    await _random_history(api, random.Random(76), datetime.now(UTC), 50)
+    pool = await create_pool(database_url, max_size=2)
+    with caplog.at_level(logging.INFO, logger="sigma_grpc.app"):
+        running = await start_server(pool, "127.0.0.1:0", Settings(reconcile_interval_s=3600))
+    try:
+        assert any(r.getMessage().startswith("read path warmed up") for r in caplog.records)
+    finally:
+        await running.stop(grace=1)
+        await pool.close()

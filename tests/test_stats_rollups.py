@@ -355,7 +355,8 @@ async def test_every_position_of_the_start_in_its_hour_gives_the_exact_answer(
     store = DecisionStore(Database(clean_db))
     cache = RollupReadCache()  # the start's hour is read once and cut at each offset
     hour = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
-    for offset in OFFSETS:
+    # Forward as a clock moves (the start's hour is read once and cut), then back (read again).
+    for offset in (*OFFSETS, *reversed(OFFSETS)):
         now = hour + offset
         for days in WINDOWS:
             for symbol in (None, "ETH"):

@@ -175,6 +175,14 @@ class DecisionLog:
         rows = await self._reads.gate_rows(query, cache=self._rollup_reads)
         return gate_analytics(query, rows.window_start, rows.gates, rows.combinations)
 
+    async def warm_up(self) -> None:
+        """Answer the default GetStats, GetSignalQuality and GetGateAnalytics once: a server that
+        does this before it takes calls gives its first callers kept rollup reads, closed-signal
+        figures and a database connection that has planned these reads already."""
+        await self.stats(None, None)
+        await self.signal_quality(None, None, None, ((), (), ()))
+        await self.gate_analytics(None, None, None)
+
     async def record_outcome(self, raw: OutcomeInput) -> Decision:
         outcome = validate_outcome(raw, now=self._clock())
         decision = await self._store.record_outcome(

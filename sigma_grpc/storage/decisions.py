@@ -334,8 +334,11 @@ class _GateBucket:
 
 @dataclass(frozen=True, slots=True)
 class _GateHour:
-    """One hour's decisions in time order: each one's gate results and, for a skip, its failed set."""
+    """The decisions of an hour from `since` on, in time order: each one's gate results and, for a
+    skip, its failed set. Windows starting later in the hour cut it further (their starts only
+    move forward), so a first call reads only the part of the hour its window needs."""
 
+    since: datetime
     decided_at: list[datetime]
     entries: list[tuple[_GateEntry, ...]]
     failed: list[str | None]
@@ -351,8 +354,10 @@ class _CountsBucket:
 
 @dataclass(frozen=True, slots=True)
 class _CountsHour:
-    """One hour's decisions in time order: each one's symbol, counts and failing gates."""
+    """The decisions of an hour from `since` on, in time order (cut like `_GateHour`): each
+    one's symbol, counts and failing gates."""
 
+    since: datetime
     decided_at: list[datetime]
     decisions: list[tuple[str, Counts, tuple[str, ...]]]
 
@@ -704,8 +709,8 @@ class DecisionStore:
             start, content, closed = window.start_hour
             hour_key = (start, query.symbol, content, closed)
             hour = cache.count_hours.get(hour_key)
-            if hour is None:
-                hour = await self._count_hour(conn, start, query.symbol)
+            if hour is None or hour.since > window.start:
+                hour = await self._count_hour(conn, start, window.start, query.symbol)
                 cache.count_hours.put(hour_key, hour)
             for symbol, counts, failed in hour.decisions[bisect_left(hour.decided_at, window.start) :]:
                 by_symbol.setdefault(symbol, Counts()).add(counts)
@@ -761,8 +766,10 @@ class DecisionStore:
                 )
         return {key: read[key[0][0], key[0][1]] for key in keys}
 
-    async def _count_hour(self, conn: Connection, hour: datetime, symbol: str | None) -> _CountsHour:
-        """The hour's decisions (of `symbol`, or all symbols) as the rollups count them."""
+    async def _count_hour(
+        self, conn: Connection, hour: datetime, since: datetime, symbol: str | None
+    ) -> _CountsHour:
+        """The hour's decisions from `since` on (of `symbol`, or all symbols) as the rollups count them."""
         rows = await conn.fetch(
             f"""
             SELECT decided_at, symbol, decision_type, outcome_pnl, outcome_r_multiple,
@@ -770,11 +777,11 @@ class DecisionStore:
                    ARRAY(SELECT DISTINCT g->>'name' FROM jsonb_array_elements(gates) AS g
                          WHERE (g->>'passed')::boolean IS FALSE AND g->>'name' IS NOT NULL) AS failed
             FROM decision_logs
-            WHERE decided_at >= $1 AND decided_at < $1 + INTERVAL '1 hour'
-                  {"AND symbol = $2" if symbol is not None else ""}
+            WHERE decided_at >= $2 AND decided_at < $1::timestamptz + INTERVAL '1 hour'
+                  {"AND symbol = $3" if symbol is not None else ""}
             ORDER BY decided_at
             """,
-            *([hour] if symbol is None else [hour, symbol]),
+            *([hour, since] if symbol is None else [hour, since, symbol]),
         )
         decisions = []
         for r in rows:
@@ -792,7 +799,7 @@ class DecisionStore:
                 closed_fingerprint=r["closed_hash"],
             )
             decisions.append((r["symbol"], counts, tuple(r["failed"])))
-        return _CountsHour(decided_at=[r["decided_at"] for r in rows], decisions=decisions)
+        return _CountsHour(since=since, decided_at=[r["decided_at"] for r in rows], decisions=decisions)
 
     async def quality_rows(
         self,
@@ -964,8 +971,8 @@ class DecisionStore:
                 start, content, _ = window.start_hour
                 hour_key = (start, query.symbol, content)
                 hour = cache.gate_hours.get(hour_key)
-                if hour is None:
-                    hour = await self._gate_hour(conn, start, query.symbol)
+                if hour is None or hour.since > window.start:
+                    hour = await self._gate_hour(conn, start, window.start, query.symbol)
                     cache.gate_hours.put(hour_key, hour)
         entries: Counter[_GateEntry] = Counter()
         combinations: Counter[str] = Counter()
@@ -1011,22 +1018,26 @@ class DecisionStore:
                 bucket.entries[r["gate"], r["passed"], r["side"], r["bin"], r["alone"]] += r["n"]
         return {key: read[key[0], key[1]] for key in keys}
 
-    async def _gate_hour(self, conn: Connection, hour: datetime, symbol: str | None) -> _GateHour:
-        """The gates of the hour's decisions (of `symbol`, or all symbols), expanded like the rollups'."""
+    async def _gate_hour(
+        self, conn: Connection, hour: datetime, since: datetime, symbol: str | None
+    ) -> _GateHour:
+        """The gates of the hour's decisions from `since` on (of `symbol`, or all symbols), expanded
+        like the rollups'."""
         rows = await conn.fetch(
             f"""
             SELECT d.id, d.decided_at, d.decision_type = 'skip' AS skip,
                    array_agg(ROW(e.name, e.passed, e.side, e.bin, e.alone)) AS entries
             FROM decision_logs AS d, decision_gate_entries(d.gates) AS e
-            WHERE d.decided_at >= $1 AND d.decided_at < $1 + INTERVAL '1 hour'
-                  {"AND d.symbol = $2" if symbol is not None else ""}
+            WHERE d.decided_at >= $2 AND d.decided_at < $1::timestamptz + INTERVAL '1 hour'
+                  {"AND d.symbol = $3" if symbol is not None else ""}
             GROUP BY d.id, d.decided_at, d.decision_type
             ORDER BY d.decided_at
             """,
-            *([hour] if symbol is None else [hour, symbol]),
+            *([hour, since] if symbol is None else [hour, since, symbol]),
         )
         entries = [tuple((e[0], e[1], e[2], e[3], e[4]) for e in r["entries"]) for r in rows]
         return _GateHour(
+            since=since,
             decided_at=[r["decided_at"] for r in rows],
             entries=entries,
             failed=[
