@@ -368,7 +368,7 @@ async def test_every_position_of_the_start_in_its_hour_gives_the_exact_answer(
                 assert gates == await gates_from_scratch(clean_db, now - timedelta(days=days), symbol)
                 for width in BucketWidth:
                     quality = QualityQuery(days, symbol, width, (0.5, 1.0), (1.0, 2.0), (1.0, 2.0))
-                    series = (await store.quality_rows(quality, now=now)).counts
+                    series = (await store.quality_rows(quality, now=now, cache=cache)).counts
                     expected_series = await series_from_scratch(
                         clean_db, now - timedelta(days=days), width.value, symbol
                     )

@@ -203,18 +203,18 @@ class Counts:
     # Identifies the set of closed signals (migration 066): equal sets, equal fingerprints.
     closed_fingerprint: Decimal = Decimal(0)
 
-    def add(self, more: Counts) -> None:
-        """Count `more` in too."""
-        self.total += more.total
-        self.signals += more.signals
-        self.skips += more.skips
-        self.risk_rejects += more.risk_rejects
-        self.closed += more.closed
-        self.wins += more.wins
-        self.losses += more.losses
-        self.r_multiple_sum += more.r_multiple_sum
-        self.pnl_sum += more.pnl_sum
-        self.closed_fingerprint += more.closed_fingerprint
+    def add(self, more: Counts, times: int = 1) -> None:
+        """Count `more` in too (`times` times: -1 takes it out)."""
+        self.total += times * more.total
+        self.signals += times * more.signals
+        self.skips += times * more.skips
+        self.risk_rejects += times * more.risk_rejects
+        self.closed += times * more.closed
+        self.wins += times * more.wins
+        self.losses += times * more.losses
+        self.r_multiple_sum += times * more.r_multiple_sum
+        self.pnl_sum += times * more.pnl_sum
+        self.closed_fingerprint += times * more.closed_fingerprint
 
 
 @dataclass(frozen=True, slots=True)

@@ -75,7 +75,7 @@ class DecisionLog:
         # The figures that depend on a whole set of closed signals, by the set's key (and edges).
         self._closed_figures: Recent[ClosedSetKey, ClosedFigures] = Recent()
         self._strengths: Recent[tuple[ClosedSetKey, tuple[tuple[float, ...], ...]], Strengths] = Recent()
-        # What GetStats and GetGateAnalytics read of each rollup bucket, by its fingerprints.
+        # What GetStats, GetSignalQuality and GetGateAnalytics read of each rollup bucket.
         self._rollup_reads = RollupReadCache()
 
     async def log(self, raw: DecisionInput) -> Logged:
@@ -160,7 +160,7 @@ class DecisionLog:
         )
         used_edges = (query.agreement_edges, query.effective_k_edges, query.trader_count_edges)
         known = Lookup(self._strengths, lambda key: (key, used_edges))
-        rows = await self._reads.quality_rows(query, strengths_known=known)
+        rows = await self._reads.quality_rows(query, strengths_known=known, cache=self._rollup_reads)
         by_strength = known.value
         if by_strength is None:
             assert rows.strengths is not None

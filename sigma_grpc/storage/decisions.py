@@ -6,7 +6,7 @@ import uuid
 from bisect import bisect_left
 from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import astuple, dataclass, fields, replace
+from dataclasses import astuple, dataclass, field, fields, replace
 from datetime import datetime
 from decimal import Decimal
 from itertools import chain
@@ -41,6 +41,7 @@ from sigma_grpc.domain.quality import (
     QualityQuery,
     Side,
     Trade,
+    bucket_start,
 )
 from sigma_grpc.domain.recent import Recent
 from sigma_grpc.storage.pool import Connection, Database
@@ -243,7 +244,9 @@ def _gate_counts(entries: Counter[_GateEntry]) -> dict[str, GateCounts]:
     for (name, passed, side_value, bin_index, alone), n in entries.items():
         if not n:
             continue
-        counts = gates.setdefault(name, GateCounts())
+        counts = gates.get(name)
+        if counts is None:
+            counts = gates[name] = GateCounts()
         counts.evaluated += n
         if not passed:
             counts.failed += n
@@ -322,6 +325,8 @@ class GateRows:
 _GateEntry = tuple[str, bool, int, int, bool]
 # A rollup bucket as a reader sees it: span, start, symbol (None for all), content fingerprint.
 _BucketKey = tuple[int, datetime, str | None, Decimal]
+# Gate results and failed-gate sets summed over some buckets.
+_GateSums = tuple[Counter[_GateEntry], Counter[str]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -352,22 +357,62 @@ class _CountsBucket:
     gate_failures: Counter[str]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class _CountsHour:
     """The decisions of an hour from `since` on, in time order (cut like `_GateHour`): each
-    one's symbol, counts and failing gates."""
+    one's symbol, counts and failing gates; and the sums from the last index asked for on."""
 
     since: datetime
     decided_at: list[datetime]
     decisions: list[tuple[str, Counts, tuple[str, ...]]]
+    _sums_from: int = -1
+    _sums: tuple[dict[str, Counts], Counter[str]] = field(default_factory=lambda: ({}, Counter()))
+
+    def sums_from(self, first: int) -> tuple[dict[str, Counts], Counter[str]]:
+        """Counts per symbol and gate failures of the decisions from index `first` on (not to be
+        changed by the caller). A window's start moves forward between calls: the decisions it
+        passed are taken out of the last sums instead of adding up the rest again."""
+        if not 0 <= self._sums_from <= first:
+            by_symbol: dict[str, Counts] = {}
+            failures: Counter[str] = Counter()
+            for symbol, counts, failed in self.decisions[first:]:
+                by_symbol.setdefault(symbol, Counts()).add(counts)
+                failures.update(failed)
+            self._sums = (by_symbol, failures)
+        else:
+            by_symbol, failures = self._sums
+            for symbol, counts, failed in self.decisions[self._sums_from : first]:
+                by_symbol[symbol].add(counts, -1)
+                failures.subtract(failed)
+        self._sums_from = first
+        return self._sums
+
+
+@dataclass(frozen=True, slots=True)
+class _ClosesBucket:
+    """One close-time rollup bucket's closed signals: how many, wins, sum of R."""
+
+    closed: int = 0
+    wins: int = 0
+    r_sum: Decimal = Decimal(0)
+
+
+@dataclass(frozen=True, slots=True)
+class _ClosesHour:
+    """The closed signals closing in an hour from `since` on, in close order: win or not, R."""
+
+    since: datetime
+    closed_at: list[datetime]
+    closes: list[tuple[bool, Decimal]]
 
 
 @dataclass(frozen=True, slots=True)
 class _WindowBuckets:
-    """A window as its rollup buckets: its start; the buckets it covers whole (span, start and
-    fingerprints: content, closed); and the hour it starts in, unless it starts on the hour."""
+    """A window as its rollup buckets: its start and end; the buckets it covers whole (span, start
+    and fingerprints: content, closed); and the hour it starts in, unless it starts on the hour."""
 
     start: datetime
+    end: datetime
     buckets: list[tuple[int, datetime, Decimal, Decimal]]
     start_hour: tuple[datetime, Decimal, Decimal] | None
 
@@ -378,11 +423,16 @@ class RollupReadCache:
     changed, so a dashboard's next call reads mostly today's rollup rows. One per reader,
     shared by its calls (and by a primary and its replica: same rows, same fingerprints)."""
 
-    def __init__(self, buckets: int = 1024, hours: int = 16) -> None:
+    def __init__(self, buckets: int = 4096, hours: int = 16) -> None:
         self.gate_buckets: Recent[_BucketKey, _GateBucket] = Recent(buckets)
         self.gate_hours: Recent[tuple[datetime, str | None, Decimal], _GateHour] = Recent(hours)
         self.count_buckets: Recent[tuple[_BucketKey, Decimal], _CountsBucket] = Recent(buckets)
         self.count_hours: Recent[tuple[datetime, str | None, Decimal, Decimal], _CountsHour] = Recent(hours)
+        self.close_buckets: Recent[_BucketKey, _ClosesBucket] = Recent(buckets)
+        self.close_hours: Recent[tuple[datetime, str | None, Decimal], _ClosesHour] = Recent(hours)
+        self.gate_sums: Recent[tuple[_BucketKey, ...], tuple[Counter[_GateEntry], Counter[str]]] = Recent(
+            hours
+        )
 
 
 class DecisionStore:
@@ -641,33 +691,54 @@ class DecisionStore:
         return series
 
     async def _window_buckets(
-        self, conn: Connection, days: int, now: datetime | None, symbol: str | None
+        self,
+        conn: Connection,
+        days: int,
+        now: datetime | None,
+        symbol: str | None,
+        *,
+        closes: bool = False,
+        hourly: bool = False,
     ) -> _WindowBuckets:
-        """The window's rollup buckets (decision_stats, of `symbol` or all symbols): its whole days,
-        then the hours of its partial first day after the hour it starts in, and that hour."""
+        """The window's rollup buckets (of `symbol` or all symbols): its whole days, then the hours
+        of its partial first day after the hour it starts in (`hourly`: every hour after it), and
+        that hour. From decision_stats (by decision time), or decision_close_stats (`closes`: by
+        close time, fingerprinted by its closed signals)."""
         only = "AND symbol = $3" if symbol is not None else ""
+        table, fingerprints = (
+            ("decision_close_stats", "sum(closed_fingerprint), sum(closed_fingerprint)")
+            if closes
+            else ("decision_stats", "sum(content_fingerprint), sum(closed_fingerprint)")
+        )
+        whole = (
+            "span = 1 AND bucket >= (SELECT hour_end FROM edges)"
+            if hourly
+            else """(span = 24 AND bucket >= (SELECT days FROM edges)
+                     OR span = 1 AND bucket >= (SELECT hour_end FROM edges)
+                        AND bucket < (SELECT days FROM edges))"""
+        )
         rows = await conn.fetch(
             f"""
             WITH {_ROLLUP_WINDOW}
             SELECT 'w' AS kind, start AS bucket, NULL::smallint AS span, NULL::numeric AS content,
-                   NULL::numeric AS closed
+                   NULL::numeric AS closed, COALESCE($2::timestamptz, NOW()) AS stop
             FROM edges
             UNION ALL
-            SELECT 'b', bucket, span, sum(content_fingerprint), sum(closed_fingerprint) FROM decision_stats
-            WHERE (span = 24 AND bucket >= (SELECT days FROM edges)
-                   OR span = 1 AND bucket >= (SELECT hour_end FROM edges)
-                      AND bucket < (SELECT days FROM edges)) {only}
+            SELECT 'b', bucket, span, {fingerprints}, NULL FROM {table}
+            WHERE {whole} {only}
             GROUP BY span, bucket
             UNION ALL
-            SELECT 'h', bucket, span, sum(content_fingerprint), sum(closed_fingerprint) FROM decision_stats
+            SELECT 'h', bucket, span, {fingerprints}, NULL FROM {table}
             WHERE span = 1 AND bucket = (SELECT hour_start FROM edges)
                   AND bucket < (SELECT start FROM edges) {only}
             GROUP BY span, bucket
             """,
             *_window_args(days, now, symbol),
         )
+        window = next(r for r in rows if r["kind"] == "w")
         return _WindowBuckets(
-            start=next(r["bucket"] for r in rows if r["kind"] == "w"),
+            start=window["bucket"],
+            end=window["stop"],
             buckets=[(r["span"], r["bucket"], r["content"], r["closed"]) for r in rows if r["kind"] == "b"],
             start_hour=next(
                 ((r["bucket"], r["content"], r["closed"]) for r in rows if r["kind"] == "h"), None
@@ -677,49 +748,116 @@ class DecisionStore:
     async def _counts(
         self, conn: Connection, query: StatsQuery, now: datetime | None, cache: RollupReadCache
     ) -> StatsRows:
-        """Counts per symbol and gate failures of the window, from the rollups (migration 065).
-
-        The window's buckets (`_window_buckets`) are read from decision_stats and
-        decision_gate_failures, or taken from `cache` when their fingerprints did not change;
-        the decisions of the hour it starts in, from that hour's rows (cached the same way)
-        cut at the window's start.
-        """
+        """Counts per symbol and gate failures of the window, from the rollups (migration 065):
+        the parts `_count_parts` reads, added up."""
         window = await self._window_buckets(conn, query.days, now, query.symbol)
-        keys = [
-            ((span, bucket, query.symbol, content), closed)
-            for span, bucket, content, closed in window.buckets
-        ]
+        buckets, edge = await self._count_parts(conn, window, query.symbol, cache)
+        by_symbol: dict[str, Counts] = {}
+        failures: Counter[str] = Counter()
+        for _, bucket in buckets:
+            for symbol, counts in bucket.by_symbol.items():
+                by_symbol.setdefault(symbol, Counts()).add(counts)
+            failures.update(bucket.gate_failures)
+        edge_counts, edge_failures = edge
+        for symbol, counts in edge_counts.items():
+            by_symbol.setdefault(symbol, Counts()).add(counts)
+        failures.update(edge_failures)
+        return StatsRows(
+            window_start=window.start,
+            by_symbol={symbol: counts for symbol, counts in by_symbol.items() if counts.total > 0},
+            gate_failures={gate: n for gate, n in failures.items() if n > 0},
+        )
+
+    async def _count_parts(
+        self, conn: Connection, window: _WindowBuckets, symbol: str | None, cache: RollupReadCache
+    ) -> tuple[Sequence[tuple[datetime, _CountsBucket]], tuple[dict[str, Counts], Counter[str]]]:
+        """The window's buckets (start, counts), read from decision_stats and decision_gate_failures
+        or taken from `cache` when their fingerprints did not change; and the counts of the
+        decisions of the hour it starts in from its start on, from that hour's rows (kept the
+        same way, and cut at the start)."""
+        keys = [((span, bucket, symbol, content), closed) for span, bucket, content, closed in window.buckets]
         found: dict[tuple[_BucketKey, Decimal], _CountsBucket] = {}
         for key in keys:
             if (kept := cache.count_buckets.get(key)) is not None:
                 found[key] = kept
         missing = [key for key in keys if key not in found]
         if missing:
-            read = await self._count_buckets(conn, missing, query.symbol)
+            read = await self._count_buckets(conn, missing, symbol)
             for key, bucket in read.items():
                 cache.count_buckets.put(key, bucket)
             found.update(read)
-        by_symbol: dict[str, Counts] = {}
-        failures: Counter[str] = Counter()
-        for bucket in found.values():
-            for symbol, counts in bucket.by_symbol.items():
-                by_symbol.setdefault(symbol, Counts()).add(counts)
-            failures.update(bucket.gate_failures)
+        edge: tuple[dict[str, Counts], Counter[str]] = ({}, Counter())
         if window.start_hour is not None:
             start, content, closed = window.start_hour
-            hour_key = (start, query.symbol, content, closed)
+            hour_key = (start, symbol, content, closed)
             hour = cache.count_hours.get(hour_key)
             if hour is None or hour.since > window.start:
-                hour = await self._count_hour(conn, start, window.start, query.symbol)
+                hour = await self._count_hour(conn, start, window.start, symbol)
                 cache.count_hours.put(hour_key, hour)
-            for symbol, counts, failed in hour.decisions[bisect_left(hour.decided_at, window.start) :]:
-                by_symbol.setdefault(symbol, Counts()).add(counts)
-                failures.update(failed)
-        return StatsRows(
-            window_start=window.start,
-            by_symbol={symbol: counts for symbol, counts in by_symbol.items() if counts.total > 0},
-            gate_failures={gate: n for gate, n in failures.items() if n > 0},
-        )
+            edge = hour.sums_from(bisect_left(hour.decided_at, window.start))
+        return [(key[0][1], bucket) for key, bucket in found.items()], edge
+
+    async def _close_parts(
+        self, conn: Connection, window: _WindowBuckets, symbol: str | None, cache: RollupReadCache
+    ) -> tuple[Sequence[tuple[datetime, _ClosesBucket]], _ClosesBucket]:
+        """Like `_count_parts`, for a window of close times (`_window_buckets(closes=True)`):
+        decision_close_stats' buckets, and the closes of the start's hour from the start on."""
+        keys = [(span, bucket, symbol, fingerprint) for span, bucket, fingerprint, _ in window.buckets]
+        found: dict[_BucketKey, _ClosesBucket] = {}
+        for key in keys:
+            if (kept := cache.close_buckets.get(key)) is not None:
+                found[key] = kept
+        missing = [key for key in keys if key not in found]
+        if missing:
+            args: list[Any] = [[key[0] for key in missing], [key[1] for key in missing]]
+            if symbol is not None:
+                args.append(symbol)
+            read = {(key[0], key[1]): _ClosesBucket() for key in missing}
+            for r in await conn.fetch(
+                f"""
+                SELECT span, bucket, sum(closed)::bigint AS closed, sum(wins)::bigint AS wins,
+                       sum(r_multiple_sum) AS r_sum
+                FROM decision_close_stats
+                WHERE (span, bucket) IN (SELECT * FROM unnest($1::smallint[], $2::timestamptz[]))
+                      {"AND symbol = $3" if symbol is not None else ""}
+                GROUP BY span, bucket
+                """,
+                *args,
+            ):
+                read[r["span"], r["bucket"]] = _ClosesBucket(r["closed"], r["wins"], r["r_sum"])
+            for key in missing:
+                found[key] = read[key[0], key[1]]
+                cache.close_buckets.put(key, found[key])
+        edge = _ClosesBucket()
+        if window.start_hour is not None:
+            start, fingerprint, _ = window.start_hour
+            hour_key = (start, symbol, fingerprint)
+            hour = cache.close_hours.get(hour_key)
+            if hour is None or hour.since > window.start:
+                rows = await conn.fetch(
+                    f"""
+                    SELECT outcome_closed_at, outcome_pnl > 0 AS win, outcome_r_multiple
+                    FROM decision_logs
+                    WHERE {_CLOSED_SIGNALS} AND outcome_closed_at >= $2
+                          AND outcome_closed_at < $1::timestamptz + INTERVAL '1 hour'
+                          {"AND symbol = $3" if symbol is not None else ""}
+                    ORDER BY outcome_closed_at
+                    """,
+                    *([start, window.start] if symbol is None else [start, window.start, symbol]),
+                )
+                hour = _ClosesHour(
+                    since=window.start,
+                    closed_at=[r["outcome_closed_at"] for r in rows],
+                    closes=[(r["win"], r["outcome_r_multiple"]) for r in rows],
+                )
+                cache.close_hours.put(hour_key, hour)
+            closes = hour.closes[bisect_left(hour.closed_at, window.start) :]
+            edge = _ClosesBucket(
+                closed=len(closes),
+                wins=sum(1 for win, _ in closes if win),
+                r_sum=sum((r for _, r in closes), Decimal(0)),
+            )
+        return [(key[1], bucket) for key, bucket in found.items()], edge
 
     async def _count_buckets(
         self, conn: Connection, keys: Sequence[tuple[_BucketKey, Decimal]], symbol: str | None
@@ -807,83 +945,68 @@ class DecisionStore:
         *,
         now: datetime | None = None,
         strengths_known: Callable[[ClosedSetKey], bool] = lambda key: False,
+        cache: RollupReadCache | None = None,
     ) -> QualityRows:
         """The window's time buckets and its closed signals by consensus strength, in one snapshot.
 
         Signals count in the bucket of decided_at (decision_stats), closed ones in that of
-        outcome_closed_at (decision_close_stats, migration 069), both read like `_counts`; buckets
-        are UTC (date_trunc in the session's UTC, weeks from Monday). The strength buckets scan
-        the window's closed signals (migration 066's index), unless `strengths_known` says the
-        caller has them for this set of closed signals (its key, read from the rollups).
+        outcome_closed_at (decision_close_stats, migration 069), both read like `_counts` (an
+        hourly series from hours only: hours cannot be cut out of a day's rollup); buckets are
+        UTC, weeks from Monday. The strength buckets scan the window's closed signals (migration
+        066's index), unless `strengths_known` says the caller has them for this set of closed
+        signals (its key, read from the rollups).
         """
-        rolled_up, raw = _rollup_conditions(query.symbol)
-        only = "AND symbol = $3" if query.symbol is not None else ""
-        unit = _TRUNC_UNITS[query.width]
-        # Hours cannot be cut out of a day's rollup: an hourly series reads hours only.
-        series = (
-            rolled_up
-            if query.width is not BucketWidth.HOUR
-            else f"span = 1 AND bucket >= (SELECT hours FROM w) {only}"
-        )
-        closed_raw = raw.replace("decided_at", "outcome_closed_at")
-        args = _window_args(query.days, now, query.symbol)
+        cache = cache if cache is not None else RollupReadCache()
+        hourly = query.width is BucketWidth.HOUR
         async with (
             self._db.connection() as conn,
             conn.transaction(isolation="repeatable_read", readonly=True),
         ):
-            rows = await conn.fetch(
-                f"""
-                WITH {_ROLLUP_WINDOW}, signals AS (
-                    SELECT date_trunc('{unit}', bucket) AS b, signals AS n FROM decision_stats WHERE {series}
-                    UNION ALL
-                    SELECT date_trunc('{unit}', decided_at), sign FROM decision_logs, w
-                    WHERE {raw} AND decision_type = 'signal'
-                ), closes AS (
-                    SELECT date_trunc('{unit}', bucket) AS b, closed, wins, r_multiple_sum AS r
-                    FROM decision_close_stats WHERE {series}
-                    UNION ALL
-                    SELECT date_trunc('{unit}', outcome_closed_at), sign, sign * (outcome_pnl > 0)::int,
-                           sign * outcome_r_multiple
-                    FROM decision_logs, w WHERE {closed_raw} AND {_CLOSED_SIGNALS}
-                ), keys AS (
-                    SELECT symbol, closed, closed_fingerprint FROM decision_stats WHERE {rolled_up}
-                    UNION ALL
-                    SELECT symbol, sign, sign * {_CLOSED_HASH}
-                    FROM decision_logs, w WHERE {raw} AND {_CLOSED_SIGNALS}
-                )
-                SELECT 'w' AS kind, start AS bucket, COALESCE($2::timestamptz, NOW()) AS stop, NULL AS symbol,
-                       NULL::bigint AS a, NULL::bigint AS b, NULL::numeric AS c
-                FROM w
-                UNION ALL
-                SELECT 's', b, NULL, NULL, sum(n)::bigint, NULL, NULL
-                FROM signals GROUP BY b HAVING sum(n) <> 0
-                UNION ALL
-                SELECT 'c', b, NULL, NULL, sum(closed)::bigint, sum(wins)::bigint, sum(r)
-                FROM closes GROUP BY b HAVING sum(closed) <> 0
-                UNION ALL
-                SELECT 'k', NULL, NULL, symbol, sum(closed)::bigint, NULL, sum(closed_fingerprint)
-                FROM keys GROUP BY symbol HAVING sum(closed) <> 0
-                """,
-                *args,
+            decided = await self._window_buckets(conn, query.days, now, query.symbol, hourly=hourly)
+            count_buckets, (edge_counts, _) = await self._count_parts(conn, decided, query.symbol, cache)
+            closing = await self._window_buckets(
+                conn, query.days, now, query.symbol, closes=True, hourly=hourly
             )
-            key: ClosedSetKey = tuple(sorted((r["symbol"], r["a"], r["c"]) for r in rows if r["kind"] == "k"))
+            close_buckets, edge_closes = await self._close_parts(conn, closing, query.symbol, cache)
+            by_symbol: dict[str, Counts] = {}
+            for counts_of in [*(bucket.by_symbol for _, bucket in count_buckets), edge_counts]:
+                for symbol, counts in counts_of.items():
+                    by_symbol.setdefault(symbol, Counts()).add(counts)
+            key: ClosedSetKey = tuple(
+                sorted(
+                    (symbol, c.closed, c.closed_fingerprint) for symbol, c in by_symbol.items() if c.closed
+                )
+            )
             by_strength = None
             if not strengths_known(key):
                 by_strength = await self._strength_counts(conn, query, now)
-        window = next(r for r in rows if r["kind"] == "w")
-        signals = {r["bucket"]: r["a"] for r in rows if r["kind"] == "s"}
-        closes = {r["bucket"]: r for r in rows if r["kind"] == "c"}
+        signals: Counter[datetime] = Counter()
+        for start, bucket in count_buckets:
+            signals[bucket_start(start, query.width)] += sum(c.signals for c in bucket.by_symbol.values())
+        if decided.start_hour is not None:
+            signals[bucket_start(decided.start_hour[0], query.width)] += sum(
+                c.signals for c in edge_counts.values()
+            )
+        closes: dict[datetime, BucketCounts] = {}
+        edge_close = [(closing.start_hour[0], edge_closes)] if closing.start_hour is not None else []
+        for start, part in [*close_buckets, *edge_close]:
+            at = bucket_start(start, query.width)
+            sums = closes.get(at, BucketCounts())
+            closes[at] = BucketCounts(
+                closed=sums.closed + part.closed, wins=sums.wins + part.wins, r_sum=sums.r_sum + part.r_sum
+            )
         return QualityRows(
-            window_start=window["bucket"],
-            window_end=window["stop"],
+            window_start=decided.start,
+            window_end=decided.end,
             counts={
-                bucket: BucketCounts(
-                    signals=signals.get(bucket, 0),
-                    closed=closes[bucket]["a"] if bucket in closes else 0,
-                    wins=closes[bucket]["b"] if bucket in closes else 0,
-                    r_sum=closes[bucket]["c"] if bucket in closes else Decimal(0),
+                at: BucketCounts(
+                    signals=signals.get(at, 0),
+                    closed=closes[at].closed if at in closes else 0,
+                    wins=closes[at].wins if at in closes else 0,
+                    r_sum=closes[at].r_sum if at in closes else Decimal(0),
                 )
-                for bucket in signals.keys() | closes.keys()
+                for at in {at for at, n in signals.items() if n}
+                | {at for at, c in closes.items() if c.closed}
             },
             closed_key=key,
             strengths=by_strength,
@@ -974,11 +1097,21 @@ class DecisionStore:
                 if hour is None or hour.since > window.start:
                     hour = await self._gate_hour(conn, start, window.start, query.symbol)
                     cache.gate_hours.put(hour_key, hour)
-        entries: Counter[_GateEntry] = Counter()
-        combinations: Counter[str] = Counter()
-        for bucket in found.values():
-            entries.update(bucket.entries)
-            combinations.update(bucket.combinations)
+        # The sums of the buckets but the newest (the one that writes keep changing) are kept too.
+        newest = max((start for _, start, _, _ in found), default=None)
+        older = tuple(sorted(key for key in found if key[1] != newest))
+        kept_sums = cache.gate_sums.get(older)
+        if kept_sums is None:
+            kept_sums = (Counter(), Counter())
+            for key in older:
+                kept_sums[0].update(found[key].entries)
+                kept_sums[1].update(found[key].combinations)
+            cache.gate_sums.put(older, kept_sums)
+        entries, combinations = Counter(kept_sums[0]), Counter(kept_sums[1])
+        for key, bucket in found.items():
+            if key[1] == newest:
+                entries.update(bucket.entries)
+                combinations.update(bucket.combinations)
         if hour is not None:
             first = bisect_left(hour.decided_at, window_start)
             entries.update(chain.from_iterable(hour.entries[first:]))

@@ -79,7 +79,11 @@ class DecisionReads(Protocol):
     ) -> StatsRows: ...
 
     async def quality_rows(
-        self, query: QualityQuery, *, strengths_known: Callable[[ClosedSetKey], bool] = ...
+        self,
+        query: QualityQuery,
+        *,
+        strengths_known: Callable[[ClosedSetKey], bool] = ...,
+        cache: RollupReadCache | None = ...,
     ) -> QualityRows: ...
 
     async def gate_rows(self, query: GateQuery, *, cache: RollupReadCache | None = ...) -> GateRows: ...
@@ -286,9 +290,15 @@ class ReplicaReads:
         return await self._read(lambda store: store.stats_rows(query, closed_known=closed_known, cache=cache))
 
     async def quality_rows(
-        self, query: QualityQuery, *, strengths_known: Callable[[ClosedSetKey], bool] = lambda key: False
+        self,
+        query: QualityQuery,
+        *,
+        strengths_known: Callable[[ClosedSetKey], bool] = lambda key: False,
+        cache: RollupReadCache | None = None,
     ) -> QualityRows:
-        return await self._read(lambda store: store.quality_rows(query, strengths_known=strengths_known))
+        return await self._read(
+            lambda store: store.quality_rows(query, strengths_known=strengths_known, cache=cache)
+        )
 
     async def gate_rows(self, query: GateQuery, *, cache: RollupReadCache | None = None) -> GateRows:
         return await self._read(lambda store: store.gate_rows(query, cache=cache))
