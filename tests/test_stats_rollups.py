@@ -434,3 +434,23 @@ async def test_a_gate_named_twice_in_an_old_row_fails_once(api: Stub, clean_db: 
 
     assert [(g.name, g.count) for g in answer.gate_failures] == [("freshness", 1)]
     await assert_stats_match(api, clean_db)
+
+
+async def test_the_start_hours_sums_one_read_returns_are_not_changed_by_the_next(
+    api: Stub, clean_db: asyncpg.Pool
+) -> None:
+    # GetSignalQuality awaits more reads after taking these sums; a concurrent call moving the
+    # kept sums forward meanwhile must not change them under it.
+    rng = random.Random(8)
+    await write_history(api, rng, 300)
+    db = Database(clean_db)
+    store = DecisionStore(db)
+    cache = RollupReadCache()
+    hour = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
+    async with db.connection() as conn:
+        first = await store._window_buckets(conn, 7, hour + timedelta(minutes=5), None)
+        _, (counts, failures) = await store._count_parts(conn, first, None, cache)
+        taken = ({symbol: replace(c) for symbol, c in counts.items()}, Counter(failures))
+        later = await store._window_buckets(conn, 7, hour + timedelta(minutes=55), None)
+        await store._count_parts(conn, later, None, cache)
+    assert (counts, failures) == taken

@@ -794,7 +794,9 @@ class DecisionStore:
             if hour is None or hour.since > window.start:
                 hour = await self._count_hour(conn, start, window.start, symbol)
                 cache.count_hours.put(hour_key, hour)
-            edge = hour.sums_from(bisect_left(hour.decided_at, window.start))
+            by_symbol, failures = hour.sums_from(bisect_left(hour.decided_at, window.start))
+            # Copies: the kept sums change under a concurrent call while this one awaits.
+            edge = ({symbol: replace(counts) for symbol, counts in by_symbol.items()}, Counter(failures))
         return [(key[0][1], bucket) for key, bucket in found.items()], edge
 
     async def _close_parts(
