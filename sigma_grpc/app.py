@@ -215,7 +215,8 @@ async def start_server(
         private_dir = Path(tempfile.mkdtemp(prefix="sigma-grpc-"))
         if server.add_insecure_port(f"unix:{private_dir / 'grpc.sock'}") == 0:
             raise RuntimeError(f"could not bind a unix socket in {private_dir}")
-    await _warm_up(decision_log)
+    if settings.warm_up:
+        await _warm_up(decision_log)
     await server.start()
     for name in ("", *SERVICE_NAMES):
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)

@@ -182,6 +182,8 @@ class Settings:
     data_dir: Path = Path(DEFAULT_DATA_DIR)
     migrations_dir: Path = DEFAULT_MIGRATIONS_DIR
     db_pool_size: int = 10
+    # Answer the default GetStats, GetSignalQuality and GetGateAnalytics before reporting SERVING.
+    warm_up: bool = False
     shutdown_grace_s: int = 10
     log_level: str = "INFO"
     # "json" or "text"; from_env defaults it to text on a terminal, JSON otherwise.
@@ -291,6 +293,7 @@ class Settings:
             migrations_dir=Path(env.get("SIGMA_MIGRATIONS_DIR", "").strip() or DEFAULT_MIGRATIONS_DIR),
             # Two at least: an execution holds one for its account's lock and needs another.
             db_pool_size=_int(env, "SIGMA_DB_POOL_SIZE", 10, 2, 200),
+            warm_up=_bool(env, "SIGMA_WARM_UP", False),
             shutdown_grace_s=_int(env, "SIGMA_SHUTDOWN_GRACE_S", 10, 0, 600),
             log_level=level,
             log_format=log_format,

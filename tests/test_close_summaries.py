@@ -138,16 +138,20 @@ async def test_the_service_refreshes_the_summaries_in_the_background(
     assert await store.refresh_close_summaries() == 0
 
 
-async def test_a_starting_server_reads_the_default_windows_before_it_takes_calls(
+async def test_a_server_told_to_warm_up_reads_the_default_windows_before_it_takes_calls(
     api: Stub, clean_db: asyncpg.Pool, database_url: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     # Its first callers after a restart then find the reads kept and a connection that planned them.
     await _random_history(api, random.Random(76), datetime.now(UTC), 50)
     pool = await create_pool(database_url, max_size=2)
-    with caplog.at_level(logging.INFO, logger="sigma_grpc.app"):
-        running = await start_server(pool, "127.0.0.1:0", Settings(reconcile_interval_s=3600))
     try:
-        assert any(r.getMessage().startswith("read path warmed up") for r in caplog.records)
+        for warm_up in (False, True):  # off by default: it delays SERVING
+            caplog.clear()
+            with caplog.at_level(logging.INFO, logger="sigma_grpc.app"):
+                settings = Settings(reconcile_interval_s=3600, warm_up=warm_up)
+                running = await start_server(pool, "127.0.0.1:0", settings)
+            await running.stop(grace=1)
+            warmed = any(r.getMessage().startswith("read path warmed up") for r in caplog.records)
+            assert warmed == warm_up
     finally:
-        await running.stop(grace=1)
         await pool.close()
