@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import random
+import statistics
 import uuid
 from collections import Counter
 from collections.abc import Awaitable
@@ -143,6 +144,12 @@ def test_the_median_merges_runs_and_averages_the_middle_pair() -> None:
     assert median_of_runs([[], [5]]) == 5
     assert median_of_runs([[1, 9], [4], [2, 3]]) == 3
     assert median_of_runs([[1, 9], [4, 10]]) == 6.5  # (4 + 9) / 2
+    assert median_of_runs([[-3, 7, 7], [7]]) == 7
+    rng = random.Random(3)
+    for _ in range(300):
+        runs = [sorted(rng.randrange(-50, 10**9) for _ in range(rng.randrange(0, 30))) for _ in range(5)]
+        values = [v for run in runs for v in run]
+        assert median_of_runs(runs) == (statistics.median(values) if values else None), runs
 
 
 def test_profit_factor_is_unset_without_a_loss_and_zero_without_a_win() -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import enum
 import math
+from bisect import bisect_right
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -121,34 +122,43 @@ class ClosedStretch:
         closed = wins = losses = total = peak = trough = drawdown = 0
         best = worst = 0
         first_kind = first_run = last_kind = last_run = 0
-        longest = {1: 0, -1: 0, 0: 0}
+        longest_win = longest_loss = 0
         win_r_sum = loss_r_sum = gross_win = gross_loss = Decimal(0)
+        # Comparisons rather than max()/min(): this loop runs for every closed signal read.
         for r_units, r, pnl in trades:
-            kind = (pnl > 0) - (pnl < 0)
-            if closed == 0:
+            kind = 1 if pnl > 0 else -1 if pnl < 0 else 0
+            closed += 1
+            if closed == 1:
                 best = worst = r_units
                 first_kind = last_kind = kind
+                first_run = last_run = 1
             else:
-                best, worst = max(best, r_units), min(worst, r_units)
-            closed += 1
+                if r_units > best:
+                    best = r_units
+                elif r_units < worst:
+                    worst = r_units
+                if kind == last_kind:
+                    last_run += 1
+                    if first_run == closed - 1:
+                        first_run = closed
+                else:
+                    last_kind, last_run = kind, 1
             total += r_units
-            peak, trough = max(peak, total), min(trough, total)
+            if total > peak:
+                peak = total
+            elif total < trough:
+                trough = total
             drawdown = max(drawdown, peak - total)
-            if kind == last_kind and closed > 1:
-                last_run += 1
-            else:
-                last_kind, last_run = kind, 1
-            if first_run == closed - 1 and kind == first_kind:
-                first_run = closed
-            longest[kind] = max(longest[kind], last_run)
             if kind == 1:
                 wins += 1
                 win_r_sum += r
                 gross_win += pnl
+                longest_win = max(longest_win, last_run)
             elif kind == -1:
                 losses += 1
                 loss_r_sum += r
                 gross_loss -= pnl
+                longest_loss = max(longest_loss, last_run)
         return cls(
             closed=closed,
             wins=wins,
@@ -163,8 +173,8 @@ class ClosedStretch:
             first_run=first_run,
             last_kind=last_kind,
             last_run=last_run,
-            longest_win_run=longest[1],
-            longest_loss_run=longest[-1],
+            longest_win_run=longest_win,
+            longest_loss_run=longest_loss,
             win_r_sum=win_r_sum,
             loss_r_sum=loss_r_sum,
             gross_win=gross_win,
@@ -211,7 +221,7 @@ class ClosedStretch:
 class ClosedSeries:
     """One set of closed signals (the window's, or one symbol's) as storage reads it: its
     stretches in close-time order, and its holding times (decided_at → outcome_closed_at,
-    microseconds) in runs of any order and length."""
+    microseconds) in runs of any length, each in ascending order."""
 
     stretches: Sequence[ClosedStretch]
     holds_us: Sequence[Sequence[int]]
@@ -232,16 +242,40 @@ class ClosedStats:
     median_holding_time: timedelta | None = None
 
 
+# Runs this long are bisected as they are by `median_of_runs`; shorter ones are merged first.
+_LONG_RUN = 512
+
+
 def median_of_runs(runs: Iterable[Sequence[int]]) -> float | None:
-    """The median of the values of all runs; the mean of the two middle ones for an even count."""
-    # Sorting a concatenation of sorted runs merges them (Timsort finds the runs).
-    values = sorted(chain.from_iterable(runs))
-    if not values:
+    """The median of the values of all runs, each run in ascending order; the mean of the two
+    middle values for an even count. Found by bisecting the values, counting in each run with
+    bisect: no merge of the runs (tens of thousands of values, a few dozen runs)."""
+    # Short runs are merged first (cheap), so that each count below bisects only a few runs.
+    runs = list(runs)
+    present = [run for run in runs if len(run) >= _LONG_RUN]
+    short = sorted(chain.from_iterable(run for run in runs if len(run) < _LONG_RUN))
+    if short:
+        present.append(short)
+    count = sum(map(len, present))
+    if not count:
         return None
-    middle = len(values) // 2
-    if len(values) % 2:
-        return float(values[middle])
-    return (values[middle - 1] + values[middle]) / 2
+    low, high = min(run[0] for run in present), max(run[-1] for run in present)
+
+    def kth(k: int) -> int:
+        """The (0-based) k-th smallest value."""
+        lo, hi = low, high
+        while lo < hi:
+            mid = (lo + hi) // 2
+            if sum(bisect_right(run, mid) for run in present) > k:
+                hi = mid
+            else:
+                lo = mid + 1
+        return lo
+
+    middle = count // 2
+    if count % 2:
+        return float(kth(middle))
+    return (kth(middle - 1) + kth(middle)) / 2
 
 
 def closed_stats(series: ClosedSeries) -> ClosedStats:

@@ -646,7 +646,7 @@ class DecisionStore:
         )
         # An hour is read from its rows for every symbol when one of its summaries cannot be used.
         unsummarised = sorted({r["bucket"] for r in summaries if not r["summarised"]})
-        raw: dict[datetime, dict[str, list[asyncpg.Record]]] = {}
+        raw: dict[datetime, dict[str, list[tuple[Trade, int]]]] = {}
         if unsummarised:
             args.append(unsummarised)
             for r in await conn.fetch(
@@ -665,9 +665,10 @@ class DecisionStore:
                 *args,
             ):
                 by_key = raw.setdefault(r["bucket"], {})
-                by_key.setdefault(r["symbol"], []).append(r)
+                trade = (_trade(r), r["hold_us"])
+                by_key.setdefault(r["symbol"], []).append(trade)
                 if query.symbol is None:
-                    by_key.setdefault("", []).append(r)
+                    by_key.setdefault("", []).append(trade)
         # Per key ('' for all symbols): each bucket's stretch and holding times.
         stretches: dict[str, list[tuple[datetime, ClosedStretch]]] = {}
         holds: dict[str, list[Sequence[int]]] = {}
@@ -677,8 +678,8 @@ class DecisionStore:
                 holds.setdefault(r["symbol"], []).append(r["holds_us"])
         for bucket, by_key in raw.items():
             for key, trades in by_key.items():
-                stretches.setdefault(key, []).append((bucket, ClosedStretch.of(map(_trade, trades))))
-                holds.setdefault(key, []).append(sorted(t["hold_us"] for t in trades))
+                stretches.setdefault(key, []).append((bucket, ClosedStretch.of(t for t, _ in trades)))
+                holds.setdefault(key, []).append(sorted(hold for _, hold in trades))
         series = {
             key or None: ClosedSeries(
                 stretches=[stretch for _, stretch in sorted(parts, key=lambda part: part[0])],
