@@ -389,15 +389,6 @@ class _CountsHour:
 
 
 @dataclass(frozen=True, slots=True)
-class _ClosesBucket:
-    """One close-time rollup bucket's closed signals: how many, wins, sum of R."""
-
-    closed: int = 0
-    wins: int = 0
-    r_sum: Decimal = Decimal(0)
-
-
-@dataclass(frozen=True, slots=True)
 class _ClosesHour:
     """The closed signals closing in an hour from `since` on, in close order: win or not, R."""
 
@@ -428,7 +419,7 @@ class RollupReadCache:
         self.gate_hours: Recent[tuple[datetime, str | None, Decimal], _GateHour] = Recent(hours)
         self.count_buckets: Recent[tuple[_BucketKey, Decimal], _CountsBucket] = Recent(buckets)
         self.count_hours: Recent[tuple[datetime, str | None, Decimal, Decimal], _CountsHour] = Recent(hours)
-        self.close_buckets: Recent[_BucketKey, _ClosesBucket] = Recent(buckets)
+        self.close_buckets: Recent[_BucketKey, BucketCounts] = Recent(buckets)
         self.close_hours: Recent[tuple[datetime, str | None, Decimal], _ClosesHour] = Recent(hours)
         self.gate_sums: Recent[tuple[_BucketKey, ...], tuple[Counter[_GateEntry], Counter[str]]] = Recent(
             hours
@@ -802,11 +793,11 @@ class DecisionStore:
 
     async def _close_parts(
         self, conn: Connection, window: _WindowBuckets, symbol: str | None, cache: RollupReadCache
-    ) -> tuple[Sequence[tuple[datetime, _ClosesBucket]], _ClosesBucket]:
+    ) -> tuple[Sequence[tuple[datetime, BucketCounts]], BucketCounts]:
         """Like `_count_parts`, for a window of close times (`_window_buckets(closes=True)`):
         decision_close_stats' buckets, and the closes of the start's hour from the start on."""
         keys = [(span, bucket, symbol, fingerprint) for span, bucket, fingerprint, _ in window.buckets]
-        found: dict[_BucketKey, _ClosesBucket] = {}
+        found: dict[_BucketKey, BucketCounts] = {}
         for key in keys:
             if (kept := cache.close_buckets.get(key)) is not None:
                 found[key] = kept
@@ -815,7 +806,7 @@ class DecisionStore:
             args: list[Any] = [[key[0] for key in missing], [key[1] for key in missing]]
             if symbol is not None:
                 args.append(symbol)
-            read = {(key[0], key[1]): _ClosesBucket() for key in missing}
+            read = {(key[0], key[1]): BucketCounts() for key in missing}
             for r in await conn.fetch(
                 f"""
                 SELECT span, bucket, sum(closed)::bigint AS closed, sum(wins)::bigint AS wins,
@@ -827,11 +818,13 @@ class DecisionStore:
                 """,
                 *args,
             ):
-                read[r["span"], r["bucket"]] = _ClosesBucket(r["closed"], r["wins"], r["r_sum"])
+                read[r["span"], r["bucket"]] = BucketCounts(
+                    closed=r["closed"], wins=r["wins"], r_sum=r["r_sum"]
+                )
             for key in missing:
                 found[key] = read[key[0], key[1]]
                 cache.close_buckets.put(key, found[key])
-        edge = _ClosesBucket()
+        edge = BucketCounts()
         if window.start_hour is not None:
             start, fingerprint, _ = window.start_hour
             hour_key = (start, symbol, fingerprint)
@@ -855,7 +848,7 @@ class DecisionStore:
                 )
                 cache.close_hours.put(hour_key, hour)
             closes = hour.closes[bisect_left(hour.closed_at, window.start) :]
-            edge = _ClosesBucket(
+            edge = BucketCounts(
                 closed=len(closes),
                 wins=sum(1 for win, _ in closes if win),
                 r_sum=sum((r for _, r in closes), Decimal(0)),
@@ -1002,12 +995,7 @@ class DecisionStore:
             window_start=decided.start,
             window_end=decided.end,
             counts={
-                at: BucketCounts(
-                    signals=signals.get(at, 0),
-                    closed=closes[at].closed if at in closes else 0,
-                    wins=closes[at].wins if at in closes else 0,
-                    r_sum=closes[at].r_sum if at in closes else Decimal(0),
-                )
+                at: replace(closes.get(at, BucketCounts()), signals=signals.get(at, 0))
                 for at in {at for at, n in signals.items() if n}
                 | {at for at, c in closes.items() if c.closed}
             },
