@@ -100,11 +100,11 @@ async def test_no_free_connection_before_the_deadline_is_unavailable(
 ) -> None:
     async with grpc.aio.insecure_channel(f"127.0.0.1:{one_connection_server.port}") as channel:
         api: Stub = pb_grpc.DecisionServiceStub(channel)
-        # A slow call holds the server's only connection...
+        # A slow call holds the server's only connection (GetStats reads the rollups first)...
         blocker = await asyncpg.connect(database_url)
         try:
             async with blocker.transaction():
-                await blocker.execute("LOCK TABLE decision_logs IN ACCESS EXCLUSIVE MODE")
+                await blocker.execute("LOCK TABLE decision_logs, decision_stats IN ACCESS EXCLUSIVE MODE")
                 slow = asyncio.ensure_future(api.GetStats(pb.GetStatsRequest(), timeout=3))
                 await asyncio.sleep(0.3)
                 # ...so this one waits for the pool, and is answered before its own deadline.
