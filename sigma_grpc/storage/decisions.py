@@ -203,7 +203,6 @@ _CLOSED_HASH = """decision_closed_hash(id, symbol, decision_type, decided_at, ou
 _WINDOW_START = "(COALESCE($2::timestamptz, NOW()) - make_interval(days => $1::int))"
 # decision_gate_entries' side of a gate recorded without a value or a threshold.
 _NO_VALUE = 2
-_TRUNC_UNITS = {BucketWidth.HOUR: "hour", BucketWidth.DAY: "day", BucketWidth.WEEK: "week"}
 
 
 # decision_close_summaries' columns (migration 072), as `_stretch` reads them.
@@ -261,10 +260,10 @@ def _gate_counts(entries: Counter[_GateEntry]) -> dict[str, GateCounts]:
     return gates
 
 
-# A window read from rollups (migrations 065, 068): CTE `w` holds its start ($1 days before $2, or
-# NOW()), where its whole days begin (`days`), where the hours before them begin (`hours`), and the
-# raw rows to read around its start's hour: [raw_from, raw_to), counted with `sign`.
-_ROLLUP_WINDOW = """
+# A window's edges as the rollups cut it (migrations 065, 068): CTE `edges` holds its start ($1
+# days before $2, or NOW()), the hour it starts in (`hour_start`), the first hour boundary at or
+# after it (`hour_end`) and the first day boundary at or after it (`days`).
+_WINDOW_EDGES = """
     edges AS (
         SELECT start,
                decision_stats_bucket(start, 1::smallint) AS hour_start,
@@ -272,26 +271,8 @@ _ROLLUP_WINDOW = """
                decision_stats_bucket(start + INTERVAL '24 hours' - tick, 24::smallint) AS days
         FROM (SELECT COALESCE($2::timestamptz, NOW()) - make_interval(days => $1::int) AS start,
                      INTERVAL '1 microsecond' AS tick) AS window_start
-    ), w AS MATERIALIZED (
-        SELECT start, days, subtract,
-               CASE WHEN subtract THEN hour_start ELSE hour_end END AS hours,
-               CASE WHEN subtract THEN hour_start ELSE start END AS raw_from,
-               CASE WHEN subtract THEN start ELSE hour_end END AS raw_to,
-               CASE WHEN subtract THEN -1 ELSE 1 END AS sign
-        FROM (SELECT *, start - hour_start < hour_end - start AS subtract FROM edges) AS e
     )
 """
-
-
-def _rollup_conditions(symbol: str | None) -> tuple[str, str]:
-    """The WHERE conditions of a window's rollup rows and of its raw rows (with `_ROLLUP_WINDOW`)."""
-    only = "AND symbol = $3" if symbol is not None else ""
-    rolled_up = f"""
-        (span = 24 AND bucket >= (SELECT days FROM w)
-         OR span = 1 AND bucket >= (SELECT hours FROM w) AND bucket < (SELECT days FROM w)) {only}
-    """
-    raw = f"decided_at >= (SELECT raw_from FROM w) AND decided_at < (SELECT raw_to FROM w) {only}"
-    return rolled_up, raw
 
 
 def _window_args(days: int, now: datetime | None, symbol: str | None) -> list[Any]:
@@ -577,9 +558,10 @@ class DecisionStore:
         """Counts per symbol, gate failures and closed signals of the window, in one snapshot.
 
         The window ends at the database's NOW(), or at `now` when given (tests pin it).
-        The counts come from the rollups (`_counts`), the closed signals, in close-time
-        order, from their own index (migration 066), unless `closed_known` says the
-        caller already has the figures of this set of closed signals (its key).
+        The counts come from the rollups (`_counts`, what it read kept in `cache`), the
+        closed signals from the close summaries and rows (`_closed_series`), unless
+        `closed_known` says the caller already has the figures of this set of closed
+        signals (its key).
         """
         async with (
             self._db.connection() as conn,
@@ -711,7 +693,7 @@ class DecisionStore:
         )
         rows = await conn.fetch(
             f"""
-            WITH {_ROLLUP_WINDOW}
+            WITH {_WINDOW_EDGES}
             SELECT 'w' AS kind, start AS bucket, NULL::smallint AS span, NULL::numeric AS content,
                    NULL::numeric AS closed, COALESCE($2::timestamptz, NOW()) AS stop
             FROM edges
