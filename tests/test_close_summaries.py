@@ -155,3 +155,28 @@ async def test_a_server_told_to_warm_up_reads_the_default_windows_before_it_take
             assert warmed == warm_up
     finally:
         await pool.close()
+
+
+async def test_a_day_that_cannot_be_summarised_does_not_stop_the_older_ones(
+    api: Stub, clean_db: asyncpg.Pool
+) -> None:
+    await _random_history(api, random.Random(77), datetime.now(UTC), 200)
+    days = await clean_db.fetchval(
+        "SELECT count(DISTINCT bucket) FROM decision_close_stats WHERE span = 24 AND closed > 0"
+    )
+    newest = await clean_db.fetchval("SELECT max(bucket) FROM decision_close_stats WHERE span = 24")
+    store = DecisionStore(Database(clean_db))
+    summarised_days = "SELECT count(*) FROM decision_close_summaries WHERE span = 24 AND symbol = ''"
+    # The newest day, refreshed first, cannot be written (a real refusal from the database).
+    await clean_db.execute(
+        "ALTER TABLE decision_close_summaries ADD CONSTRAINT refuse_newest"
+        f" CHECK (bucket < '{newest.isoformat()}' OR bucket >= '{(newest + timedelta(days=1)).isoformat()}')"
+    )
+    try:
+        with pytest.raises(RuntimeError, match="1 day"):
+            await store.refresh_close_summaries()
+        assert await clean_db.fetchval(summarised_days) == days - 1
+    finally:
+        await clean_db.execute("ALTER TABLE decision_close_summaries DROP CONSTRAINT refuse_newest")
+    assert await store.refresh_close_summaries() == 1
+    assert await clean_db.fetchval(summarised_days) == days

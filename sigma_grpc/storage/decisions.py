@@ -15,6 +15,7 @@ from typing import Any
 import asyncpg
 import orjson
 
+from sigma_grpc.domain.errors import DomainError
 from sigma_grpc.domain.models import (
     ClosedSetKey,
     Counts,
@@ -1171,6 +1172,7 @@ class DecisionStore:
     async def refresh_close_summaries(self) -> int:
         """Compute again the close summaries (migration 072) that no longer match their bucket,
         a whole close day at a time (its day's and its hours'), newest first; returns how many days.
+        A day that fails is reported (RuntimeError, after the others) without stopping the others.
 
         Summaries are written with the fingerprint of the rows they were computed from, read
         in the same snapshot: a reader trusts one only while that fingerprint is its bucket's,
@@ -1189,8 +1191,20 @@ class DecisionStore:
                 """
             )
         ]
+        failed: list[tuple[datetime, Exception]] = []
         for day in stale:
-            await self._refresh_close_day(day)
+            try:
+                await self._refresh_close_day(day)
+            except DomainError:  # the database is away: no other day would fare better
+                raise
+            except Exception as error:  # one day's failure leaves the other days' summaries to do
+                failed.append((day, error))
+        if failed:
+            first_day, first_error = failed[0]
+            raise RuntimeError(
+                f"the close summaries of {len(failed)} day(s) could not be computed,"
+                f" the first {first_day:%Y-%m-%d}"
+            ) from first_error
         return len(stale)
 
     async def _refresh_close_day(self, day: datetime) -> None:
