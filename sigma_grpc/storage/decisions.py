@@ -5,12 +5,12 @@ from __future__ import annotations
 import uuid
 from bisect import bisect_left
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Hashable, Sequence
 from dataclasses import astuple, dataclass, field, fields, replace
 from datetime import datetime
 from decimal import Decimal
 from itertools import chain
-from typing import Any
+from typing import Any, TypeVar
 
 import asyncpg
 import orjson
@@ -236,6 +236,28 @@ def _stretch(row: asyncpg.Record) -> ClosedStretch:
 
 def _trade(row: asyncpg.Record) -> Trade:
     return Trade(row["r_units"], row["r"], row["pnl"])
+
+
+K = TypeVar("K", bound=Hashable)
+V = TypeVar("V")
+
+
+async def _kept_or_read(
+    kept: Recent[K, V], keys: Sequence[K], read: Callable[[list[K]], Awaitable[dict[K, V]]]
+) -> dict[K, V]:
+    """The values of `keys`: those `kept` has, and the others from one `read` of all of them
+    (then kept too)."""
+    found: dict[K, V] = {}
+    for key in keys:
+        if (value := kept.get(key)) is not None:
+            found[key] = value
+    missing = [key for key in keys if key not in found]
+    if missing:
+        fresh = await read(missing)
+        for key in missing:
+            kept.put(key, fresh[key])
+            found[key] = fresh[key]
+    return found
 
 
 def _gate_counts(entries: Counter[_GateEntry]) -> dict[str, GateCounts]:
@@ -752,16 +774,9 @@ class DecisionStore:
         decisions of the hour it starts in from its start on, from that hour's rows (kept the
         same way, and cut at the start)."""
         keys = [((span, bucket, symbol, content), closed) for span, bucket, content, closed in window.buckets]
-        found: dict[tuple[_BucketKey, Decimal], _CountsBucket] = {}
-        for key in keys:
-            if (kept := cache.count_buckets.get(key)) is not None:
-                found[key] = kept
-        missing = [key for key in keys if key not in found]
-        if missing:
-            read = await self._count_buckets(conn, missing, symbol)
-            for key, bucket in read.items():
-                cache.count_buckets.put(key, bucket)
-            found.update(read)
+        found = await _kept_or_read(
+            cache.count_buckets, keys, lambda missing: self._count_buckets(conn, missing, symbol)
+        )
         edge: tuple[dict[str, Counts], Counter[str]] = ({}, Counter())
         if window.start_hour is not None:
             start, content, closed = window.start_hour
@@ -775,39 +790,37 @@ class DecisionStore:
             edge = ({symbol: replace(counts) for symbol, counts in by_symbol.items()}, Counter(failures))
         return [(key[0][1], bucket) for key, bucket in found.items()], edge
 
+    async def _close_buckets(
+        self, conn: Connection, keys: Sequence[_BucketKey], symbol: str | None
+    ) -> dict[_BucketKey, BucketCounts]:
+        """decision_close_stats of these buckets, in the caller's snapshot."""
+        args: list[Any] = [[key[0] for key in keys], [key[1] for key in keys]]
+        if symbol is not None:
+            args.append(symbol)
+        read = {(key[0], key[1]): BucketCounts() for key in keys}
+        for r in await conn.fetch(
+            f"""
+            SELECT span, bucket, sum(closed)::bigint AS closed, sum(wins)::bigint AS wins,
+                   sum(r_multiple_sum) AS r_sum
+            FROM decision_close_stats
+            WHERE (span, bucket) IN (SELECT * FROM unnest($1::smallint[], $2::timestamptz[]))
+                  {"AND symbol = $3" if symbol is not None else ""}
+            GROUP BY span, bucket
+            """,
+            *args,
+        ):
+            read[r["span"], r["bucket"]] = BucketCounts(closed=r["closed"], wins=r["wins"], r_sum=r["r_sum"])
+        return {key: read[key[0], key[1]] for key in keys}
+
     async def _close_parts(
         self, conn: Connection, window: _WindowBuckets, symbol: str | None, cache: RollupReadCache
     ) -> tuple[Sequence[tuple[datetime, BucketCounts]], BucketCounts]:
         """Like `_count_parts`, for a window of close times (`_window_buckets(closes=True)`):
         decision_close_stats' buckets, and the closes of the start's hour from the start on."""
         keys = [(span, bucket, symbol, fingerprint) for span, bucket, fingerprint, _ in window.buckets]
-        found: dict[_BucketKey, BucketCounts] = {}
-        for key in keys:
-            if (kept := cache.close_buckets.get(key)) is not None:
-                found[key] = kept
-        missing = [key for key in keys if key not in found]
-        if missing:
-            args: list[Any] = [[key[0] for key in missing], [key[1] for key in missing]]
-            if symbol is not None:
-                args.append(symbol)
-            read = {(key[0], key[1]): BucketCounts() for key in missing}
-            for r in await conn.fetch(
-                f"""
-                SELECT span, bucket, sum(closed)::bigint AS closed, sum(wins)::bigint AS wins,
-                       sum(r_multiple_sum) AS r_sum
-                FROM decision_close_stats
-                WHERE (span, bucket) IN (SELECT * FROM unnest($1::smallint[], $2::timestamptz[]))
-                      {"AND symbol = $3" if symbol is not None else ""}
-                GROUP BY span, bucket
-                """,
-                *args,
-            ):
-                read[r["span"], r["bucket"]] = BucketCounts(
-                    closed=r["closed"], wins=r["wins"], r_sum=r["r_sum"]
-                )
-            for key in missing:
-                found[key] = read[key[0], key[1]]
-                cache.close_buckets.put(key, found[key])
+        found = await _kept_or_read(
+            cache.close_buckets, keys, lambda missing: self._close_buckets(conn, missing, symbol)
+        )
         edge = BucketCounts()
         if window.start_hour is not None:
             start, fingerprint, _ = window.start_hour
@@ -1054,16 +1067,9 @@ class DecisionStore:
             keys: list[_BucketKey] = [
                 (span, bucket, query.symbol, content) for span, bucket, content, _ in window.buckets
             ]
-            found: dict[_BucketKey, _GateBucket] = {}
-            for key in keys:
-                if (kept := cache.gate_buckets.get(key)) is not None:
-                    found[key] = kept
-            missing = [key for key in keys if key not in found]
-            if missing:
-                read = await self._gate_buckets(conn, missing, query.symbol)
-                for key, bucket in read.items():
-                    cache.gate_buckets.put(key, bucket)
-                found.update(read)
+            found = await _kept_or_read(
+                cache.gate_buckets, keys, lambda missing: self._gate_buckets(conn, missing, query.symbol)
+            )
             hour = None
             if window.start_hour is not None:
                 start, content, _ = window.start_hour
